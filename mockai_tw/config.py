@@ -1,0 +1,300 @@
+"""YAML configuration -> validated, frozen config objects.
+
+Every error names the key path (``stream.interval_ms: must be >= 0``) so the
+daemon can stop with one clear line.  The dataclasses below are the schema:
+field types drive conversion and ``metadata`` carries the bounds.  Nothing
+here knows about Twisted or HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import yaml
+
+ENV_PREFIX = "MOCKAI_"
+
+#: The original Go server's three canned replies.
+ORIGINAL_REPLIES = (
+    "你好，有什么可以帮助你的吗？",
+    "今天的天气是真的很不错，你应该好好的放松一下了？",
+    "希望你学习golang，能够找到一份心仪的工作？",
+)
+
+DEFAULT_MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "o3-mini",
+    "gpt-4-turbo",
+    "gpt-4",
+    "gpt-3.5-turbo",
+    "gpt-3.5-turbo-instruct",
+    "text-embedding-3-small",
+    "text-embedding-3-large",
+    "text-embedding-ada-002",
+    "omni-moderation-latest",
+    "text-moderation-latest",
+)
+
+
+class ConfigError(Exception):
+    """A config value is wrong; ``str()`` is the one line the daemon prints."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+def _opt(default: Any, **bounds: Any) -> Any:
+    """A dataclass field whose ``metadata`` holds validation bounds."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for defaults")
+    return field(default=default, metadata=bounds)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = _opt("0.0.0.0")
+    port: int = _opt(8082, ge=0, le=65535)
+    # The original's gin mode: "debug" turns the access log on.
+    mode: str = _opt("release", choices=("debug", "release", "test"))
+    # A Twisted endpoint description; wins over host/port when set.
+    listen: str | None = _opt(None, nonempty=True)
+    # None: follow ``mode`` (on for debug only).
+    access_log: bool | None = _opt(None)
+    max_body_bytes: int = _opt(8 * 1024 * 1024, ge=1024)
+
+    @property
+    def endpoint(self) -> str:
+        if self.listen:
+            return self.listen
+        host = self.host.replace(":", "\\:")
+        return f"tcp:port={self.port}:interface={host}"
+
+    @property
+    def log_requests(self) -> bool:
+        if self.access_log is None:
+            return self.mode == "debug"
+        return self.access_log
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    chunking: str = _opt("char", choices=("char", "word", "token"))
+    interval_ms: float = _opt(100.0, ge=0, le=600_000)
+    # Resolution of the shared ticker that paces every open stream.
+    tick_ms: float = _opt(5.0, gt=0, le=1000)
+    content_filter_results: bool = _opt(False)
+
+
+@dataclass(frozen=True)
+class Config:
+    http: HttpConfig = _opt(HttpConfig())
+    access_token: str | None = _opt(None, nonempty=True)
+    access_tokens: tuple[str, ...] = _opt((), nonempty_items=True)
+    # Accept any non-empty bearer token (no token list needed).
+    accept_any_token: bool = _opt(False)
+    models: tuple[str, ...] = _opt(DEFAULT_MODELS, min_items=1, nonempty_items=True)
+    replies: tuple[str, ...] = _opt(
+        ORIGINAL_REPLIES, min_items=1, nonempty_items=True
+    )
+    system_fingerprint: str = _opt("fp_6d2f1a9c0b", nonempty=True)
+    # Seed for the reply picker; None draws from the OS.
+    seed: int | None = _opt(None)
+    stream: StreamConfig = _opt(StreamConfig())
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        first = (self.access_token,) if self.access_token else ()
+        return first + tuple(t for t in self.access_tokens if t != self.access_token)
+
+
+# --- conversion -----------------------------------------------------------
+
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean (true/false)",
+}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _convert(value: Any, tp: Any, path: str, bounds: Mapping[str, Any]) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, args[0], path, bounds)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"must be a mapping, got {_describe(value)}")
+        return _build(tp, value, path)  # type: ignore[arg-type]
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, str) and item_tp is str:
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(path, f"must be a list, got {_describe(value)}")
+        items = tuple(
+            _convert(v, item_tp, f"{path}[{i}]", {}) for i, v in enumerate(value)
+        )
+        if len(items) < bounds.get("min_items", 0):
+            raise ConfigError(path, f"must have at least {bounds['min_items']} item")
+        if bounds.get("nonempty_items"):
+            for i, item in enumerate(items):
+                if item == "":
+                    raise ConfigError(f"{path}[{i}]", "must not be empty")
+        return items
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, f"must be {_TYPE_NAMES[bool]}, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, f"must be an integer, got {_describe(value)}")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, f"must be a number, got {_describe(value)}")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(path, "must be a finite number")
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, f"must be a string, got {_describe(value)}")
+        if bounds.get("nonempty") and not value.strip():
+            raise ConfigError(path, "must not be empty")
+        if "choices" in bounds and value not in bounds["choices"]:
+            allowed = ", ".join(bounds["choices"])
+            raise ConfigError(path, f"must be one of {allowed}; got {value!r}")
+        return value
+    else:  # pragma: no cover - a schema mistake, not a user mistake
+        raise TypeError(f"unsupported config type {tp!r}")
+    for key, check, word in (
+        ("ge", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("le", lambda v, b: v <= b, "<="),
+    ):
+        if key in bounds and not check(value, bounds[key]):
+            raise ConfigError(path, f"must be {word} {bounds[key]:g}")
+    return value
+
+
+def _build(cls: type[Any], raw: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(path, f"unknown key (known keys: {known})")
+        kwargs[key] = _convert(value, hints[key], path, fields[key].metadata)
+    return cls(**kwargs)
+
+
+def _field_type(path: list[str]) -> Any:
+    cls: Any = Config
+    tp: Any = Config
+    for part in path:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            return None
+        tp = hints[part]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        cls = args[0] if typing.get_origin(tp) in (Union, types.UnionType) else tp
+    return tp
+
+
+def _env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Apply ``MOCKAI_SECTION__KEY=value`` variables on top of the file."""
+    for name, text in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == "MOCKAI_CONFIG":
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        parts = ["http", "listen"] if key == "listen" else key.split("__")
+        tp = _field_type(parts)
+        if tp is None:
+            raise ConfigError(name, f"unknown setting {'.'.join(parts)}")
+        value: Any = text
+        if tp not in (str, str | None):
+            if typing.get_origin(tp) is tuple:
+                value = [v.strip() for v in text.split(",") if v.strip()]
+            else:
+                try:
+                    value = yaml.safe_load(text)
+                except yaml.YAMLError:
+                    value = text
+        target = raw
+        for part in parts[:-1]:
+            sub = target.get(part)
+            if not isinstance(sub, dict):
+                sub = target[part] = {}
+            target = sub
+        target[parts[-1]] = value
+
+
+def parse_config(
+    raw: Any, environ: Mapping[str, str] | None = None, source: str = ""
+) -> Config:
+    """Validate an already-parsed YAML document (``None`` is an empty file)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, f"the top level must be a mapping, got {_describe(raw)}")
+    raw = dict(raw)
+    _env_overrides(raw, os.environ if environ is None else environ)
+    config: Config = _build(Config, raw, "")
+    if not config.tokens and not config.accept_any_token:
+        raise ConfigError(
+            "access_token",
+            "required: set access_token (or access_tokens, or accept_any_token: true)",
+        )
+    return config
+
+
+def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate ``path``; raises ConfigError with a one-line message."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(path, f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "is not UTF-8 text") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or "syntax error"
+        raise ConfigError(path, f"not valid YAML{where}: {problem}") from None
+    return parse_config(raw, environ, source=path)

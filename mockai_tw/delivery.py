@@ -1,0 +1,200 @@
+"""Paced streaming on the reactor: one shared ticker drives every open stream.
+
+A per-stream LoopingCall collapses past a few hundred streams (missed ticks
+are skipped silently and the token rate drops); one LoopingCall that, on
+each tick, writes what every due stream owes holds the rate.  Events carry
+the time they are due, so a late tick writes everything owed in one write
+instead of drifting.  Each stream is a push producer: a client that stops
+reading stops the feed, and a client that leaves is dropped at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from zope.interface import implementer
+
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+# How much one write may carry before the stream checks for backpressure.
+MAX_BATCH_BYTES = 64 * 1024
+
+Event = tuple[float, bytes]
+
+
+class Writable(Protocol):
+    """The slice of ``twisted.web.server.Request`` a stream needs."""
+
+    def write(self, data: bytes) -> None: ...
+    def finish(self) -> None: ...
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+    def unregisterProducer(self) -> None: ...
+
+
+@implementer(IPushProducer)
+class Stream:
+    """One open SSE response: its pending events and its flow-control state."""
+
+    def __init__(self, request: Writable, events: Iterator[Event], start: float) -> None:
+        self.request: Writable | None = request
+        self.events: Iterator[Event] | None = events
+        self.start = start
+        self.pending: Event | None = None
+        self.paused = False
+        self.closed = False
+        # Whether the ticker's heap holds an entry for this stream.
+        self.queued = False
+        self.bytes_written = 0
+        self.events_written = 0
+        self.ticker: Ticker | None = None
+
+    def _peek(self) -> Event | None:
+        if self.pending is None and self.events is not None:
+            self.pending = next(self.events, None)
+        return self.pending
+
+    def pump(self, now: float) -> float | None:
+        """Write every event due by ``now``; return when the next one is due."""
+        elapsed = now - self.start
+        while not self.paused and not self.closed:
+            batch: list[bytes] = []
+            size = 0
+            event = self._peek()
+            while event is not None and event[0] <= elapsed and size < MAX_BATCH_BYTES:
+                batch.append(event[1])
+                size += len(event[1])
+                self.pending = None
+                event = self._peek()
+            if batch:
+                assert self.request is not None
+                self.events_written += len(batch)
+                self.bytes_written += size
+                self.request.write(b"".join(batch))
+            if event is None:
+                self._complete()
+                return None
+            if event[0] > elapsed:
+                return self.start + event[0]
+        return None
+
+    def _complete(self) -> None:
+        request = self.request
+        self._close("finished")
+        if request is not None:
+            request.unregisterProducer()
+            request.finish()
+
+    def _close(self, why: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.request = None
+        self.events = None
+        self.pending = None
+        if self.ticker is not None:
+            self.ticker.discard(self, why)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The client went away: forget everything, write nothing more."""
+        self._close("disconnected")
+
+    # IPushProducer
+
+    def pauseProducing(self) -> None:
+        if not self.closed and not self.paused:
+            self.paused = True
+            if self.ticker is not None:
+                self.ticker.notify("paused", self)
+
+    def resumeProducing(self) -> None:
+        if self.paused and not self.closed:
+            self.paused = False
+            if self.ticker is not None:
+                self.ticker.notify("resumed", self)
+                self.ticker.wake(self)
+
+    def stopProducing(self) -> None:
+        self._close("stopped")
+
+
+class Ticker:
+    """The shared pacing loop: runs while any stream is open, idle otherwise."""
+
+    def __init__(self, clock: IReactorTime, tick_s: float) -> None:
+        self.clock = clock
+        self.tick_s = tick_s
+        self.streams: set[Stream] = set()
+        self._heap: list[tuple[float, int, Stream]] = []
+        self._order = itertools.count()
+        self._loop: LoopingCall | None = None
+        self.observers: list[Callable[[str, Stream], None]] = []
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None and self._loop.running
+
+    def notify(self, what: str, stream: Stream) -> None:
+        for observer in self.observers:
+            observer(what, stream)
+
+    def add(self, stream: Stream) -> None:
+        """Start a stream: what is due now is written before this returns."""
+        stream.ticker = self
+        self.streams.add(stream)
+        self.notify("opened", stream)
+        self.wake(stream)
+
+    def wake(self, stream: Stream) -> None:
+        if stream.queued or stream.closed:
+            return
+        due = stream.pump(self.clock.seconds())
+        if due is not None and not stream.paused:
+            self._push(due, stream)
+
+    def _push(self, due: float, stream: Stream) -> None:
+        stream.queued = True
+        heapq.heappush(self._heap, (due, next(self._order), stream))
+        if self._loop is None:
+            self._loop = LoopingCall(self._tick)
+            self._loop.clock = self.clock
+            self._loop.start(self.tick_s, now=False)
+
+    def discard(self, stream: Stream, why: str) -> None:
+        if stream in self.streams:
+            self.streams.remove(stream)
+            self.notify(why, stream)
+        if not self.streams:
+            self._heap.clear()
+            self._stop()
+
+    def _stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.running:
+            loop.stop()
+
+    def _tick(self) -> None:
+        now = self.clock.seconds()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, stream = heapq.heappop(heap)
+            stream.queued = False
+            if stream.closed or stream.paused:
+                continue
+            due = stream.pump(now)
+            if due is not None and not stream.paused:
+                stream.queued = True
+                heapq.heappush(heap, (due, next(self._order), stream))
+        if not self.streams:
+            self._stop()
+
+    def stop(self) -> None:
+        """Shut down: close every stream and the loop (service stop)."""
+        for stream in list(self.streams):
+            stream.stopProducing()
+        self._heap.clear()
+        self._stop()

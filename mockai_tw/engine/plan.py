@@ -1,0 +1,57 @@
+"""The reply plan: the engine's answer as a plain value.
+
+The wire format renders it and delivery paces it; neither decides anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class ChoicePlan:
+    index: int
+    # The reply cut into the pieces a stream sends, one chunk each.
+    pieces: tuple[str, ...]
+    finish_reason: str
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """When each streamed piece is due, counted from the start of the reply."""
+
+    first_s: float = 0.0
+    interval_s: float = 0.0
+
+    def due(self, step: int) -> float:
+        return self.first_s + step * self.interval_s
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: tuple[ChoicePlan, ...]
+    usage: Usage
+    stream: bool = False
+    include_usage: bool = False
+    # Azure-style ``content_filter_results`` on every choice.
+    content_filter: bool = False
+    pacing: Pacing = Pacing()
+    service_tier: str = "default"

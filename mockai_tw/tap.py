@@ -1,0 +1,67 @@
+"""``twistd mockai``: command-line options and the service they build."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.python import usage
+
+from mockai_tw.config import Config, ConfigError, load_config
+from mockai_tw.server import ListenService, MockServer
+
+
+class Options(usage.Options):
+    synopsis = "[--config=config.yaml] [--listen=tcp:8082]"
+    longdesc = (
+        "Serve a mock of the OpenAI HTTP API. Point an OpenAI SDK's base URL at"
+        " http://HOST:PORT/v1 and use one of the configured access tokens as the"
+        " API key. MOCKAI_* environment variables override the file (see README)."
+    )
+    optParameters = [
+        ["config", "c", None, "YAML config file (default: $MOCKAI_CONFIG or config.yaml)"],
+        [
+            "listen",
+            "l",
+            None,
+            "Twisted endpoint to listen on, e.g. tcp:8082 or"
+            " tcp:port=8082:interface=127.0.0.1 (overrides the config and $MOCKAI_LISTEN)",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        try:
+            self["loaded"] = configure(self, os.environ)
+        except ConfigError as error:
+            # One line, no usage dump, no traceback; twistd exits non-zero.
+            print(f"mockai: {error}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+
+def configure(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
+    """The config the options name, with environment and ``--listen`` applied."""
+    path = options.get("config") or environ.get("MOCKAI_CONFIG") or "config.yaml"
+    config = load_config(path, environ)
+    listen = options.get("listen")
+    if listen:
+        config = replace(config, http=replace(config.http, listen=listen))
+    return config
+
+
+def makeService(options: Mapping[str, Any], reactor: Any = None) -> IService:
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    config = options.get("loaded") or configure(options, os.environ)
+    state = MockServer(config, reactor)
+    top = MultiService()
+    listener = ListenService(state, config.http.endpoint, reactor)
+    listener.setServiceParent(top)
+    top.server = state  # type: ignore[attr-defined]
+    top.listener = listener  # type: ignore[attr-defined]
+    return top

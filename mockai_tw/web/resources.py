@@ -1,0 +1,160 @@
+"""The Resource tree's plumbing: JSON 404/405, auth gate, health."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.resource import IResource, Resource
+
+from mockai_tw.errors import ApiError
+from mockai_tw.web.site import send_error, send_json
+
+if TYPE_CHECKING:
+    from mockai_tw.server import MockServer
+
+log = Logger()
+
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an"
+    " Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY),"
+    " or as the password field (with blank username) if you're accessing the API"
+    " from your browser and are prompted for a username and password. You can"
+    " obtain an API key from https://platform.openai.com/account/api-keys."
+)
+
+
+def _path(request: server.Request) -> str:
+    return request.path.decode("utf-8", "replace")
+
+
+def invalid_url(request: server.Request) -> ApiError:
+    method = request.method.decode("ascii", "replace")
+    return ApiError(404, f"Invalid URL ({method} {_path(request)})")
+
+
+class ApiResource(Resource):
+    """Routes by method to ``render_<METHOD>``; every failure becomes an error body."""
+
+    def __init__(self, server_state: MockServer) -> None:
+        super().__init__()
+        self.server = server_state
+
+    def getChild(self, path: bytes, request: server.Request) -> IResource:
+        return ErrorResource(invalid_url(request))
+
+    def allowed(self) -> list[bytes]:
+        return [m.encode() for m in ("GET", "POST", "DELETE", "PUT", "PATCH") if hasattr(self, f"render_{m}")]
+
+    def render(self, request: server.Request) -> bytes | int:
+        method = request.method.decode("ascii", "replace").upper()
+        handler: Callable[[server.Request], bytes | int] | None = getattr(
+            self, f"render_{method}", None
+        )
+        if handler is None and method == "HEAD":
+            handler = getattr(self, "render_GET", None)
+        try:
+            if handler is None:
+                allowed = self.allowed()
+                if not allowed:
+                    raise invalid_url(request)
+                request.setHeader(b"allow", b", ".join(allowed))
+                names = ", ".join(m.decode() for m in allowed)
+                raise ApiError(
+                    405,
+                    f"Invalid method for URL ({method} {_path(request)}):"
+                    f" use {names}.",
+                    code="method_not_allowed",
+                )
+            return handler(request)
+        except ApiError as error:
+            send_error(request, error)
+        except Exception:
+            log.failure("Error answering {method} {path}", method=method, path=_path(request))
+            send_error(
+                request,
+                ApiError(
+                    500,
+                    "The server had an error while processing your request."
+                    " Sorry about that!",
+                    type="server_error",
+                ),
+            )
+        return server.NOT_DONE_YET
+
+
+class Branch(ApiResource):
+    """An interior path segment: it has children, no methods of its own."""
+
+
+class ErrorResource(Resource):
+    isLeaf = True
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__()
+        self.error = error
+
+    def render(self, request: server.Request) -> int:
+        send_error(request, self.error)
+        return server.NOT_DONE_YET
+
+
+def _mask(token: str) -> str:
+    if len(token) < 8:
+        return "*" * len(token)
+    return token[:3] + "*" * (len(token) - 7) + token[-4:]
+
+
+def check_token(request: server.Request, state: MockServer) -> ApiError | None:
+    """None if the bearer token is accepted; otherwise the 401 to send."""
+    header = request.getHeader(b"authorization")
+    token = b""
+    if header:
+        scheme, _, rest = header.strip().partition(b" ")
+        if scheme.lower() == b"bearer":
+            token = rest.strip()
+    if not token:
+        return ApiError(401, _NO_KEY)
+    config = state.config
+    if config.accept_any_token:
+        return None
+    ok = False
+    for known in state.token_bytes:
+        ok |= hmac.compare_digest(token, known)
+    if ok:
+        return None
+    return ApiError(
+        401,
+        f"Incorrect API key provided: {_mask(token.decode('utf-8', 'replace'))}. You can find your API key"
+        " at https://platform.openai.com/account/api-keys.",
+        code="invalid_api_key",
+    )
+
+
+class V1(Branch):
+    """``/v1``: nothing below it answers without a valid token."""
+
+    def getChildWithDefault(self, path: bytes, request: server.Request) -> IResource:
+        error = check_token(request, self.server)
+        if error is not None:
+            return ErrorResource(error)
+        return super().getChildWithDefault(path, request)
+
+
+class Health(ApiResource):
+    """``GET /health``: no token, for ``curl -f`` and container health checks."""
+
+    def render_GET(self, request: server.Request) -> bytes:
+        state = self.server
+        body: dict[str, Any] = {
+            "status": "ok",
+            "version": state.version,
+            "uptime_s": round(state.clock.seconds() - state.started, 3),
+            "open_streams": len(state.ticker.streams),
+        }
+        return send_json(request, 200, orjson.dumps(body))

@@ -1,0 +1,151 @@
+"""The Site and Request: JSON by default, bounded bodies, no tracebacks."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any, cast
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http, server
+from twisted.web.resource import IResource
+
+from mockai_tw.engine.ids import request_id
+from mockai_tw.errors import ApiError
+from mockai_tw.wire.errors import error_body
+
+log = Logger()
+
+
+class BoundedBody(io.BytesIO):
+    """A request body buffer that stops keeping bytes past ``limit``."""
+
+    def __init__(self, limit: int, declared: int | None) -> None:
+        super().__init__()
+        self.limit = limit
+        self.received = 0
+        self.overflow = declared is not None and declared > limit
+
+    def write(self, data: Any) -> int:
+        self.received += len(data)
+        if self.overflow or self.received > self.limit:
+            self.overflow = True
+            return len(data)
+        return super().write(data)
+
+
+class ApiRequest(server.Request):
+    """A request that answers JSON and never shows a traceback."""
+
+    defaultContentType = b"application/json"
+    request_id = ""
+    started = 0.0
+
+    def process(self) -> None:
+        site = cast(MockSite, self.channel.site)
+        self.started = site.clock.seconds()
+        self.request_id = request_id()
+        self.responseHeaders.setRawHeaders(b"x-request-id", [self.request_id.encode()])
+        self.responseHeaders.setRawHeaders(b"openai-version", [b"2020-10-01"])
+        super().process()
+
+    def processing_ms(self) -> bytes:
+        site = cast(MockSite, self.channel.site)
+        return b"%d" % max(0, round((site.clock.seconds() - self.started) * 1000))
+
+    def processingFailed(self, reason: Failure) -> None:  # type: ignore[override]
+        log.failure("Unhandled error in {uri}", failure=reason, uri=self.uri)
+        if self.finished or self._disconnected:
+            return
+        if self.startedWriting:
+            # Headers are out: the only honest signal left is a broken connection.
+            self.channel.forceAbortClient()  # type: ignore[union-attr]
+            return
+        send_error(self, ApiError(500, "The server had an error while processing your request. Sorry about that!", type="server_error"))
+
+    def body(self) -> bytes:
+        content = self.content
+        if isinstance(content, BoundedBody) and content.overflow:
+            raise ApiError(
+                413,
+                f"Request body too large: the limit is {content.limit} bytes.",
+                code="request_too_large",
+            )
+        content.seek(0)
+        return cast(bytes, content.read())
+
+
+def send_json(request: server.Request, status: int, body: bytes) -> bytes:
+    """Set status and headers for a JSON body; return it for ``render`` to write."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    if isinstance(request, ApiRequest):
+        request.setHeader(b"openai-processing-ms", request.processing_ms())
+    return body
+
+
+def send_error(request: server.Request, error: ApiError) -> None:
+    """Answer with the OpenAI error body and finish the request."""
+    for name, value in error.headers.items():
+        request.setHeader(name.encode(), value.encode())
+    body = send_json(request, error.status, error_body(error))
+    request.setHeader(b"content-length", b"%d" % len(body))
+    if request.method != b"HEAD":
+        request.write(body)
+    request.finish()
+
+
+class MockSite(server.Site):
+    """Tracks open channels (so tests can wait for a quiet server)."""
+
+    requestFactory = ApiRequest
+
+    def __init__(
+        self,
+        resource: IResource,
+        clock: IReactorTime,
+        max_body_bytes: Callable[[], int],
+        log_requests: Callable[[], bool],
+    ) -> None:
+        super().__init__(resource, parsePOSTFormSubmission=False, reactor=clock)
+        self.clock = clock
+        self.max_body_bytes = max_body_bytes
+        self.log_requests = log_requests
+        self.channels: set[Any] = set()
+        self._idle: list[defer.Deferred[None]] = []
+
+    def getContentFile(self, length: int | None) -> BoundedBody:
+        return BoundedBody(self.max_body_bytes(), length)
+
+    def log(self, request: http.Request) -> None:
+        if self.log_requests():
+            super().log(request)
+
+    def buildProtocol(self, addr: IAddress) -> Any:
+        protocol = super().buildProtocol(addr)
+        lost = protocol.connectionLost
+        self.channels.add(protocol)
+
+        def connectionLost(reason: Failure) -> None:
+            self.channels.discard(protocol)
+            try:
+                lost(reason)
+            finally:
+                if not self.channels:
+                    waiting, self._idle = self._idle, []
+                    for d in waiting:
+                        d.callback(None)
+
+        protocol.connectionLost = connectionLost
+        return protocol
+
+    def quiet(self) -> defer.Deferred[None]:
+        """Fires once no connection is open."""
+        if not self.channels:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._idle.append(d)
+        return d

@@ -1,0 +1,1 @@
+"""Wire format: reply plans rendered as OpenAI's exact JSON and SSE bytes. Pure."""

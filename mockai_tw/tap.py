@@ -52,12 +52,19 @@ def configure(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
     return config
 
 
-def makeService(options: Mapping[str, Any], reactor: Any = None) -> IService:
+def makeService(
+    options: Mapping[str, Any],
+    reactor: Any = None,
+    environ: Mapping[str, str] | None = None,
+) -> IService:
+    """The daemon: one listener serving one MockServer (``reactor`` for tests)."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    config = options.get("loaded") or configure(options, os.environ)
+    config = options.get("loaded") or configure(
+        options, os.environ if environ is None else environ
+    )
     state = MockServer(config, reactor)
     top = MultiService()
     listener = ListenService(state, config.http.endpoint, reactor)

@@ -1,0 +1,1 @@
+"""mockai's trial tests: the real service on a live listener."""

@@ -52,6 +52,8 @@ class Stream:
         self.bytes_written = 0
         self.events_written = 0
         self.ticker: Ticker | None = None
+        # Why the stream ended: finished, disconnected or stopped.
+        self.close_reason = ""
 
     def _peek(self) -> Event | None:
         if self.pending is None and self.events is not None:
@@ -93,6 +95,7 @@ class Stream:
         if self.closed:
             return
         self.closed = True
+        self.close_reason = why
         self.request = None
         self.events = None
         self.pending = None
@@ -165,12 +168,13 @@ class Ticker:
             self._loop.start(self.tick_s, now=False)
 
     def discard(self, stream: Stream, why: str) -> None:
-        if stream in self.streams:
-            self.streams.remove(stream)
-            self.notify(why, stream)
+        known = stream in self.streams
+        self.streams.discard(stream)
         if not self.streams:
             self._heap.clear()
             self._stop()
+        if known:
+            self.notify("closed", stream)
 
     def _stop(self) -> None:
         loop, self._loop = self._loop, None

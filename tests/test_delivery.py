@@ -1,0 +1,228 @@
+"""Pacing on a fake clock; disconnects and backpressure on a live listener."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from zope.interface import implementer
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock, deferLater
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from mockai_tw.delivery import Stream, Ticker
+from tests.support import TOKEN, Live, start
+
+
+@implementer(IPushProducer)
+class FakeRequest:
+    """Records writes with the fake clock's time."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.writes: list[tuple[float, bytes]] = []
+        self.finished = False
+        self.producer: Any = None
+
+    def write(self, data: bytes) -> None:
+        self.writes.append((self.clock.seconds(), data))
+
+    def finish(self) -> None:
+        self.finished = True
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def pauseProducing(self) -> None: ...
+    def resumeProducing(self) -> None: ...
+    def stopProducing(self) -> None: ...
+
+
+def paced(n: int, interval: float, first: float = 0.0) -> list[tuple[float, bytes]]:
+    return [(first + i * interval, b"e%d;" % i) for i in range(n)]
+
+
+class TickerTests(TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.ticker = Ticker(self.clock, 0.005)
+
+    def open(self, events: list[tuple[float, bytes]]) -> tuple[Stream, FakeRequest]:
+        request = FakeRequest(self.clock)
+        stream = Stream(request, iter(events), self.clock.seconds())
+        self.ticker.add(stream)
+        return stream, request
+
+    def test_events_written_when_due(self) -> None:
+        stream, request = self.open(paced(4, 0.1))
+        self.assertEqual(request.writes, [(0.0, b"e0;")])
+        self.clock.pump([0.005] * 80)
+        times = [round(t, 3) for t, _ in request.writes]
+        self.assertEqual(times, [0.0, 0.1, 0.2, 0.3])
+        self.assertTrue(request.finished)
+        self.assertEqual(self.ticker.streams, set())
+        self.assertFalse(self.ticker.running)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_one_loop_serves_many_streams(self) -> None:
+        requests = [self.open(paced(3, 0.02, first=0.01 * i))[1] for i in range(50)]
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.pump([0.005] * 120)
+        for i, request in enumerate(requests):
+            data = b"".join(d for _, d in request.writes)
+            self.assertEqual(data, b"e0;e1;e2;", i)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stalled_reactor_catches_up_in_one_write(self) -> None:
+        stream, request = self.open(paced(10, 0.02))
+        self.clock.advance(0.105)  # the reactor was busy for five intervals
+        self.assertEqual(request.writes[-1], (0.105, b"e1;e2;e3;e4;e5;"))
+        self.clock.pump([0.005] * 40)
+        self.assertEqual(b"".join(d for _, d in request.writes), b"".join(e for _, e in paced(10, 0.02)))
+        self.assertTrue(request.finished)
+
+    def test_pause_stops_writes_and_resume_writes_what_is_owed(self) -> None:
+        stream, request = self.open(paced(6, 0.01))
+        stream.pauseProducing()
+        self.clock.pump([0.005] * 12)
+        self.assertEqual(len(request.writes), 1)
+        stream.resumeProducing()
+        self.assertEqual(request.writes[-1][1], b"e1;e2;e3;e4;e5;")
+        self.assertTrue(request.finished)
+
+    def test_disconnect_forgets_the_stream(self) -> None:
+        stream, request = self.open(paced(100, 0.01))
+        self.clock.pump([0.005] * 4)
+        stream.connectionLost(Failure(ConnectionError("gone")))
+        written = len(request.writes)
+        self.clock.pump([0.005] * 20)
+        self.assertEqual(len(request.writes), written)
+        self.assertFalse(request.finished)
+        self.assertEqual(self.ticker.streams, set())
+        self.assertIsNone(stream.request)
+        self.assertIsNone(stream.events)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SlowReader(Protocol):
+    """Sends one streaming request, then reads only when told to."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = b""
+        self.lost: Deferred[None] = Deferred()
+        self.first: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if not self.first.called:
+            self.first.callback(None)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        self.lost.callback(None)
+
+
+def chat_request(body: dict[str, Any]) -> bytes:
+    data = json.dumps(body).encode()
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data)
+    ) + data
+
+
+async def connect(live: Live, body: dict[str, Any]) -> SlowReader:
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", live.port)
+    return await connectProtocol(endpoint, SlowReader(chat_request(body)))
+
+
+def when(live: Live, what: str) -> Deferred[Stream]:
+    """Fires the next time the ticker reports ``what`` for a stream."""
+    d: Deferred[Stream] = Deferred()
+
+    def observe(event: str, stream: Stream) -> None:
+        if event == what and not d.called:
+            live.server.ticker.observers.remove(observe)
+            d.callback(stream)
+
+    live.server.ticker.observers.append(observe)
+    return d
+
+
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+class LiveStreamTests(TestCase):
+    async def test_disconnect_mid_stream_leaves_nothing_behind(self) -> None:
+        live = await start(self, {"stream": {"interval_ms": 20, "chunking": "char"}})
+        ticker = live.server.ticker
+        opened = when(live, "opened")
+        gone = when(live, "closed")
+        client = await connect(live, BODY)
+        stream = await opened
+        await client.first
+        self.assertEqual(ticker.streams, {stream})
+        self.assertTrue(ticker.running)
+        assert client.transport is not None
+        client.transport.loseConnection()
+        self.assertIs(await gone, stream)
+        self.assertIn(stream.close_reason, ("disconnected", "stopped"))
+        self.assertEqual(ticker.streams, set())
+        self.assertFalse(ticker.running)
+        self.assertIsNone(stream.request)
+        self.assertFalse(
+            [c for c in reactor.getDelayedCalls() if "Ticker" in repr(c.func)]
+        )
+        await client.lost
+
+    async def test_client_that_stops_reading_is_not_buffered(self) -> None:
+        # ~40 MB of events if the server kept writing; the kernel takes a few MB.
+        reply = "lorem " * 200_000
+        total = 200_000 * 200
+        live = await start(self, {"replies": [reply], "stream": {"chunking": "word"}})
+        ticker = live.server.ticker
+        buffered: list[int] = []
+
+        def on_pause(event: str, stream: Stream) -> None:
+            # What the server holds in user space each time it stops producing.
+            if event == "paused" and stream.request is not None:
+                transport: Any = stream.request.channel.transport  # type: ignore[attr-defined]
+                held = len(transport.dataBuffer) + sum(map(len, transport._tempDataBuffer))
+                buffered.append(held)
+
+        ticker.observers.append(on_pause)
+        paused = when(live, "paused")
+        client = await connect(live, BODY)
+        assert client.transport is not None
+        self.addCleanup(client.transport.abortConnection)
+        client.transport.pauseProducing()
+        stream = await paused
+        # Give the reactor a few turns: the kernel fills, the stream stays paused.
+        for _ in range(5):
+            await deferLater(reactor, 0.02)
+        self.assertTrue(stream.paused)
+        self.assertGreater(len(buffered), 0)
+        self.assertLess(max(buffered), 256 * 1024)
+        self.assertLess(stream.bytes_written, total / 4)
+        written = stream.bytes_written
+        await deferLater(reactor, 0.05)
+        self.assertEqual(stream.bytes_written, written)
+        gone = when(live, "closed")
+        client.transport.loseConnection()
+        await gone
+        await client.lost
+        self.assertEqual(ticker.streams, set())
+        self.assertFalse(ticker.running)

@@ -105,9 +105,7 @@ class Config:
     # Accept any non-empty bearer token (no token list needed).
     accept_any_token: bool = _opt(False)
     models: tuple[str, ...] = _opt(DEFAULT_MODELS, min_items=1, nonempty_items=True)
-    replies: tuple[str, ...] = _opt(
-        ORIGINAL_REPLIES, min_items=1, nonempty_items=True
-    )
+    replies: tuple[str, ...] = _opt(ORIGINAL_REPLIES, min_items=1, nonempty_items=True)
     system_fingerprint: str = _opt("fp_6d2f1a9c0b", nonempty=True)
     # Seed for the reply picker; None draws from the OS.
     seed: int | None = _opt(None)
@@ -174,7 +172,9 @@ def _convert(value: Any, tp: Any, path: str, bounds: Mapping[str, Any]) -> Any:
         return items
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(path, f"must be {_TYPE_NAMES[bool]}, got {_describe(value)}")
+            raise ConfigError(
+                path, f"must be {_TYPE_NAMES[bool]}, got {_describe(value)}"
+            )
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -269,7 +269,9 @@ def parse_config(
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(source, f"the top level must be a mapping, got {_describe(raw)}")
+        raise ConfigError(
+            source, f"the top level must be a mapping, got {_describe(raw)}"
+        )
     raw = dict(raw)
     _env_overrides(raw, os.environ if environ is None else environ)
     config: Config = _build(Config, raw, "")

@@ -15,11 +15,10 @@ import itertools
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from zope.interface import implementer
-
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 # How much one write may carry before the stream checks for backpressure.
 MAX_BATCH_BYTES = 64 * 1024
@@ -40,7 +39,9 @@ class Writable(Protocol):
 class Stream:
     """One open SSE response: its pending events and its flow-control state."""
 
-    def __init__(self, request: Writable, events: Iterator[Event], start: float) -> None:
+    def __init__(
+        self, request: Writable, events: Iterator[Event], start: float
+    ) -> None:
         self.request: Writable | None = request
         self.events: Iterator[Event] | None = events
         self.start = start

@@ -22,6 +22,17 @@ class ApiError(Exception):
         return f"{self.status} {self.type}: {self.message}"
 
 
-def invalid(message: str, param: str | None = None, code: str | None = None) -> ApiError:
+def server_error() -> ApiError:
+    """The 500 OpenAI sends when something broke on its side."""
+    return ApiError(
+        500,
+        "The server had an error while processing your request. Sorry about that!",
+        type="server_error",
+    )
+
+
+def invalid(
+    message: str, param: str | None = None, code: str | None = None
+) -> ApiError:
     """A 400 ``invalid_request_error``: the commonest error by far."""
     return ApiError(400, message, param=param, code=code)

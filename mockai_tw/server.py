@@ -20,7 +20,7 @@ from mockai_tw.config import Config
 from mockai_tw.delivery import Stream, Ticker
 from mockai_tw.engine.chat import Engine
 from mockai_tw.web.chat import ChatCompletions
-from mockai_tw.web.resources import ApiResource, Branch, Health, V1
+from mockai_tw.web.resources import V1, ApiResource, Branch, Health
 from mockai_tw.web.site import ApiRequest, MockSite
 
 log = Logger()
@@ -57,7 +57,9 @@ class MockServer:
         chat.putChild(b"completions", ChatCompletions(self))
         return root
 
-    def stream(self, request: ApiRequest, events: Iterator[tuple[float, bytes]]) -> None:
+    def stream(
+        self, request: ApiRequest, events: Iterator[tuple[float, bytes]]
+    ) -> None:
         """Start an SSE response; delivery paces it from here."""
         request.setResponseCode(200)
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
@@ -112,5 +114,6 @@ class ListenService(Service):
         self.server.ticker.stop()
         if self.port is not None:
             port, self.port = self.port, None
-            return defer.maybeDeferred(port.stopListening)
+            stopped: defer.Deferred[None] | None = port.stopListening()
+            return stopped
         return None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import IService, MultiService
@@ -22,14 +22,20 @@ class Options(usage.Options):
         " http://HOST:PORT/v1 and use one of the configured access tokens as the"
         " API key. MOCKAI_* environment variables override the file (see README)."
     )
-    optParameters = [
-        ["config", "c", None, "YAML config file (default: $MOCKAI_CONFIG or config.yaml)"],
+    optParameters = [  # noqa: RUF012 - twisted.python.usage reads this shape
+        [
+            "config",
+            "c",
+            None,
+            "YAML config file (default: $MOCKAI_CONFIG or config.yaml)",
+        ],
         [
             "listen",
             "l",
             None,
             "Twisted endpoint to listen on, e.g. tcp:8082 or"
-            " tcp:port=8082:interface=127.0.0.1 (overrides the config and $MOCKAI_LISTEN)",
+            " tcp:port=8082:interface=127.0.0.1"
+            " (overrides the config and $MOCKAI_LISTEN)",
         ],
     ]
 

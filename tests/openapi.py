@@ -62,7 +62,9 @@ def _close(node: Any, in_combinator: bool = False) -> Any:
         and not in_combinator
         and not any(k in out for k in ("allOf", "anyOf", "oneOf", "$ref"))
     ):
-        allowed = {name: {} for name in EXTENSIONS if name not in out["properties"]}
+        allowed: dict[str, Any] = {
+            name: {} for name in EXTENSIONS if name not in out["properties"]
+        }
         out["properties"] = {**out["properties"], **allowed}
         out["additionalProperties"] = False
     return out

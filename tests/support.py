@@ -69,18 +69,26 @@ class Live:
         headers: Mapping[str, str] | None = None,
         raw: bytes | None = None,
     ) -> Deferred[IResponse]:
-        sent: dict[str, list[str]] = {k: [v] for k, v in (headers or {}).items()}
+        sent: dict[bytes | str, list[bytes | str]] = {
+            k: [v] for k, v in (headers or {}).items()
+        }
         if token is not None:
             sent["Authorization"] = [f"Bearer {token}"]
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        data = (
+            raw
+            if raw is not None
+            else (None if body is None else json.dumps(body).encode())
+        )
         if data is not None:
             sent.setdefault("Content-Type", ["application/json"])
         d: Deferred[IResponse] = treq.request(
             method, self.root + path, data=data, headers=sent, pool=self.pool
-        )
+        )  # type: ignore[assignment]
         return d
 
-    async def json(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[IResponse, Any]:
+    async def json(
+        self, method: str, path: str, body: Any = None, **kw: Any
+    ) -> tuple[IResponse, Any]:
         response = await self.request(method, path, body, **kw)
         content = await treq.content(response)
         return response, json.loads(content)
@@ -110,7 +118,9 @@ async def start(
     Cleanups run last-in-first-out: clients close, then the test waits for the
     server to have no open connection, then the service stops.
     """
-    config = merge({"access_token": TOKEN, "stream": {"interval_ms": 0}}, overrides or {})
+    config = merge(
+        {"access_token": TOKEN, "stream": {"interval_ms": 0}}, overrides or {}
+    )
     path = write_config(case, config)
     service: Any = makeService(
         {"config": path, "listen": "tcp:0:interface=127.0.0.1"}, reactor, environ or {}

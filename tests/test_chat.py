@@ -13,12 +13,17 @@ from mockai_tw.engine import tokenizer
 from tests.openapi import validate
 from tests.support import Live, events, start
 
-HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there"}]}
+HELLO: dict[str, Any] = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Hello there"}],
+}
 
 
 async def stream(live: Live, body: dict[str, Any]) -> tuple[Any, list[Any]]:
     """POST a streaming request; return the response and the decoded chunks."""
-    response = await live.request("POST", "/v1/chat/completions", {**body, "stream": True})
+    response = await live.request(
+        "POST", "/v1/chat/completions", {**body, "stream": True}
+    )
     payloads = events(await treq.content(response))
     assert payloads[-1] == b"[DONE]", payloads[-1]
     chunks = [json.loads(p) for p in payloads[:-1]]
@@ -52,18 +57,26 @@ class NonStreamTests(TestCase):
 
     async def test_usage_is_counted_from_prompt_and_reply(self) -> None:
         live = await start(self, {"replies": ["One two three four five."]})
-        long_prompt = dict(HELLO, messages=[{"role": "user", "content": "word " * 50}])
+        long_prompt: dict[str, Any] = dict(
+            HELLO, messages=[{"role": "user", "content": "word " * 50}]
+        )
         _, short = await live.json("POST", "/v1/chat/completions", HELLO)
         _, long = await live.json("POST", "/v1/chat/completions", long_prompt)
         reply = tokenizer.count("One two three four five.")
-        for body, messages in ((short, HELLO["messages"]), (long, long_prompt["messages"])):
+        for body, messages in (
+            (short, HELLO["messages"]),
+            (long, long_prompt["messages"]),
+        ):
             usage = body["usage"]
             self.assertEqual(usage["completion_tokens"], reply)
             self.assertEqual(usage["prompt_tokens"], tokenizer.count_messages(messages))
             self.assertEqual(
-                usage["total_tokens"], usage["prompt_tokens"] + usage["completion_tokens"]
+                usage["total_tokens"],
+                usage["prompt_tokens"] + usage["completion_tokens"],
             )
-        self.assertGreater(long["usage"]["prompt_tokens"], short["usage"]["prompt_tokens"] + 40)
+        self.assertGreater(
+            long["usage"]["prompt_tokens"], short["usage"]["prompt_tokens"] + 40
+        )
 
     async def test_replies_are_picked_from_the_config(self) -> None:
         replies = ["alpha", "beta", "gamma"]
@@ -79,19 +92,27 @@ class NonStreamTests(TestCase):
         response, _ = await live.json("POST", "/v1/chat/completions", HELLO)
         [request_id] = response.headers.getRawHeaders("x-request-id")
         self.assertRegex(request_id, r"^req_[0-9a-f]{32}$")
-        self.assertEqual(response.headers.getRawHeaders("openai-version"), ["2020-10-01"])
+        self.assertEqual(
+            response.headers.getRawHeaders("openai-version"), ["2020-10-01"]
+        )
         [ms] = response.headers.getRawHeaders("openai-processing-ms")
         self.assertTrue(ms.isdigit())
 
     async def test_n_stop_and_max_tokens(self) -> None:
-        live = await start(self, {"replies": ["The quick brown fox jumps over the lazy dog."]})
+        live = await start(
+            self, {"replies": ["The quick brown fox jumps over the lazy dog."]}
+        )
         _, body = await live.json("POST", "/v1/chat/completions", {**HELLO, "n": 3})
         validate(body, "CreateChatCompletionResponse")
         self.assertEqual([c["index"] for c in body["choices"]], [0, 1, 2])
-        _, body = await live.json("POST", "/v1/chat/completions", {**HELLO, "stop": [" fox"]})
+        _, body = await live.json(
+            "POST", "/v1/chat/completions", {**HELLO, "stop": [" fox"]}
+        )
         self.assertEqual(body["choices"][0]["message"]["content"], "The quick brown")
         self.assertEqual(body["choices"][0]["finish_reason"], "stop")
-        _, body = await live.json("POST", "/v1/chat/completions", {**HELLO, "max_tokens": 3})
+        _, body = await live.json(
+            "POST", "/v1/chat/completions", {**HELLO, "max_tokens": 3}
+        )
         self.assertEqual(body["choices"][0]["message"]["content"], "The quick brown")
         self.assertEqual(body["choices"][0]["finish_reason"], "length")
         self.assertEqual(body["usage"]["completion_tokens"], 3)
@@ -128,13 +149,17 @@ class StreamTests(TestCase):
 
     async def test_include_usage(self) -> None:
         live = await start(self, {"replies": ["Hello world"]})
-        _, chunks = await stream(live, {**HELLO, "stream_options": {"include_usage": True}})
+        _, chunks = await stream(
+            live, {**HELLO, "stream_options": {"include_usage": True}}
+        )
         *content, last = chunks
         for chunk in content:
             self.assertIn("usage", chunk)
             self.assertIsNone(chunk["usage"])
         self.assertEqual(last["choices"], [])
-        self.assertEqual(last["usage"]["completion_tokens"], tokenizer.count("Hello world"))
+        self.assertEqual(
+            last["usage"]["completion_tokens"], tokenizer.count("Hello world")
+        )
         self.assertEqual(
             last["usage"]["prompt_tokens"], tokenizer.count_messages(HELLO["messages"])
         )
@@ -150,7 +175,15 @@ class StreamTests(TestCase):
         text = "Streaming works, word by word: 12345 tokens!"
         expected = {
             "char": list(text),
-            "word": ["Streaming", " works,", " word", " by", " word:", " 12345", " tokens!"],
+            "word": [
+                "Streaming",
+                " works,",
+                " word",
+                " by",
+                " word:",
+                " 12345",
+                " tokens!",
+            ],
             "token": tokenizer.pieces(text),
         }
         for mode, pieces in expected.items():
@@ -164,9 +197,7 @@ class StreamTests(TestCase):
         _, chunks = await stream(live, HELLO)
         for chunk in chunks:
             results = chunk["choices"][0]["content_filter_results"]
-            self.assertEqual(
-                set(results), {"hate", "self_harm", "sexual", "violence"}
-            )
+            self.assertEqual(set(results), {"hate", "self_harm", "sexual", "violence"})
             self.assertFalse(any(r["filtered"] for r in results.values()))
 
     async def test_n_interleaves(self) -> None:

@@ -60,14 +60,23 @@ class ConfigTests(TestCase):
         base = {"access_token": "t"}
         cases: list[tuple[dict[str, Any], str]] = [
             ({"stream": {"interval_ms": -1}}, "stream.interval_ms: must be >= 0"),
-            ({"stream": {"interval_ms": "fast"}}, "stream.interval_ms: must be a number"),
+            (
+                {"stream": {"interval_ms": "fast"}},
+                "stream.interval_ms: must be a number",
+            ),
             ({"stream": {"tick_ms": 0}}, "stream.tick_ms: must be > 0"),
-            ({"stream": {"chunking": "line"}}, "stream.chunking: must be one of char, word, token"),
+            (
+                {"stream": {"chunking": "line"}},
+                "stream.chunking: must be one of char, word, token",
+            ),
             ({"stream": {"speed": 1}}, "stream.speed: unknown key"),
             ({"stream": [1]}, "stream: must be a mapping"),
             ({"http": {"port": 70000}}, "http.port: must be <= 65535"),
             ({"http": {"port": "8082"}}, "http.port: must be an integer"),
-            ({"http": {"mode": "fast"}}, "http.mode: must be one of debug, release, test"),
+            (
+                {"http": {"mode": "fast"}},
+                "http.mode: must be one of debug, release, test",
+            ),
             ({"http": {"max_body_bytes": 10}}, "http.max_body_bytes: must be >= 1024"),
             ({"http": {"access_log": "yes"}}, "http.access_log: must be a boolean"),
             ({"replies": []}, "replies: must have at least 1 item"),
@@ -83,11 +92,15 @@ class ConfigTests(TestCase):
             if not expected:
                 self.assertEqual(parse_config(raw, {}).models, ("gpt-4o",))
                 continue
-            self.assertTrue(self.error(raw).startswith(expected), (extra, self.error(raw)))
+            self.assertTrue(
+                self.error(raw).startswith(expected), (extra, self.error(raw))
+            )
 
     def test_token_required(self) -> None:
         self.assertIn("access_token: required", self.error({}))
-        self.assertIn("access_token: must not be empty", self.error({"access_token": " "}))
+        self.assertIn(
+            "access_token: must not be empty", self.error({"access_token": " "})
+        )
         config = parse_config({"accept_any_token": True}, {})
         self.assertEqual(config.tokens, ())
         config = parse_config({"access_token": "a", "access_tokens": ["b", "a"]}, {})
@@ -122,7 +135,9 @@ class ConfigTests(TestCase):
         self.assertEqual(config.tokens, ("12345", "sk-a", "sk-b"))
         self.assertEqual(config.stream.interval_ms, 0.0)
         self.assertTrue(config.stream.content_filter_results)
-        self.assertIn("MOCKAI_NOPE: unknown setting nope", self.error({}, {"MOCKAI_NOPE": "1"}))
+        self.assertIn(
+            "MOCKAI_NOPE: unknown setting nope", self.error({}, {"MOCKAI_NOPE": "1"})
+        )
         self.assertIn(
             "stream.interval_ms: must be >= 0",
             self.error({"access_token": "t"}, {"MOCKAI_STREAM__INTERVAL_MS": "-5"}),

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from zope.interface import implementer
-
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -15,6 +13,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 
 from mockai_tw.delivery import Stream, Ticker
 from tests.support import TOKEN, Live, start
@@ -63,7 +62,7 @@ class TickerTests(TestCase):
         return stream, request
 
     def test_events_written_when_due(self) -> None:
-        stream, request = self.open(paced(4, 0.1))
+        _, request = self.open(paced(4, 0.1))
         self.assertEqual(request.writes, [(0.0, b"e0;")])
         self.clock.pump([0.005] * 80)
         times = [round(t, 3) for t, _ in request.writes]
@@ -83,11 +82,14 @@ class TickerTests(TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_stalled_reactor_catches_up_in_one_write(self) -> None:
-        stream, request = self.open(paced(10, 0.02))
+        _, request = self.open(paced(10, 0.02))
         self.clock.advance(0.105)  # the reactor was busy for five intervals
         self.assertEqual(request.writes[-1], (0.105, b"e1;e2;e3;e4;e5;"))
         self.clock.pump([0.005] * 40)
-        self.assertEqual(b"".join(d for _, d in request.writes), b"".join(e for _, e in paced(10, 0.02)))
+        self.assertEqual(
+            b"".join(d for _, d in request.writes),
+            b"".join(e for _, e in paced(10, 0.02)),
+        )
         self.assertTrue(request.finished)
 
     def test_pause_stops_writes_and_resume_writes_what_is_owed(self) -> None:
@@ -131,7 +133,7 @@ class SlowReader(Protocol):
         if not self.first.called:
             self.first.callback(None)
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self.lost.callback(None)
 
 
@@ -162,7 +164,11 @@ def when(live: Live, what: str) -> Deferred[Stream]:
     return d
 
 
-BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+BODY = {
+    "model": "gpt-4o",
+    "messages": [{"role": "user", "content": "hi"}],
+    "stream": True,
+}
 
 
 class LiveStreamTests(TestCase):
@@ -183,9 +189,7 @@ class LiveStreamTests(TestCase):
         self.assertEqual(ticker.streams, set())
         self.assertFalse(ticker.running)
         self.assertIsNone(stream.request)
-        self.assertFalse(
-            [c for c in reactor.getDelayedCalls() if "Ticker" in repr(c.func)]
-        )
+        self.assertFalse([c for c in reactor.getDelayedCalls() if "Ticker" in repr(c)])
         await client.lost
 
     async def test_client_that_stops_reading_is_not_buffered(self) -> None:
@@ -200,15 +204,17 @@ class LiveStreamTests(TestCase):
             # What the server holds in user space each time it stops producing.
             if event == "paused" and stream.request is not None:
                 transport: Any = stream.request.channel.transport  # type: ignore[attr-defined]
-                held = len(transport.dataBuffer) + sum(map(len, transport._tempDataBuffer))
+                held = len(transport.dataBuffer) + sum(
+                    map(len, transport._tempDataBuffer)
+                )
                 buffered.append(held)
 
         ticker.observers.append(on_pause)
         paused = when(live, "paused")
         client = await connect(live, BODY)
-        assert client.transport is not None
-        self.addCleanup(client.transport.abortConnection)
-        client.transport.pauseProducing()
+        transport: Any = client.transport
+        self.addCleanup(transport.abortConnection)
+        transport.pauseProducing()
         stream = await paused
         # Give the reactor a few turns: the kernel fills, the stream stays paused.
         for _ in range(5):
@@ -221,7 +227,7 @@ class LiveStreamTests(TestCase):
         await deferLater(reactor, 0.05)
         self.assertEqual(stream.bytes_written, written)
         gone = when(live, "closed")
-        client.transport.loseConnection()
+        transport.loseConnection()
         await gone
         await client.lost
         self.assertEqual(ticker.streams, set())

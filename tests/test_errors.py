@@ -34,7 +34,9 @@ class ErrorTests(TestCase):
         validate(payload, "ErrorResponse")
         error = payload["error"]
         self.assertEqual(set(error), {"message", "type", "param", "code"})
-        self.assertEqual((error["type"], error["param"], error["code"]), (type, param, code))
+        self.assertEqual(
+            (error["type"], error["param"], error["code"]), (type, param, code)
+        )
         self.assertIn(contains, error["message"])
         self.assertEqual(
             response.headers.getRawHeaders("content-type"), ["application/json"]
@@ -46,14 +48,35 @@ class ErrorTests(TestCase):
 
     async def test_auth(self) -> None:
         live = await start(self, {"access_tokens": ["sk-second-token"]})
-        await self.check(live, "POST", CHAT, GOOD, token=None, status=401, contains="didn't provide an API key")
         await self.check(
-            live, "POST", CHAT, GOOD, token="sk-wrong-key-9999", status=401,
-            code="invalid_api_key", contains="sk-**********9999",
+            live,
+            "POST",
+            CHAT,
+            GOOD,
+            token=None,
+            status=401,
+            contains="didn't provide an API key",
         )
-        await self.check(live, "GET", "/v1/nothing", token="nope", status=401, code="invalid_api_key")
         await self.check(
-            live, "POST", CHAT, GOOD, token=None, status=401,
+            live,
+            "POST",
+            CHAT,
+            GOOD,
+            token="sk-wrong-key-9999",
+            status=401,
+            code="invalid_api_key",
+            contains="sk-**********9999",
+        )
+        await self.check(
+            live, "GET", "/v1/nothing", token="nope", status=401, code="invalid_api_key"
+        )
+        await self.check(
+            live,
+            "POST",
+            CHAT,
+            GOOD,
+            token=None,
+            status=401,
             headers={"Authorization": f"Basic {TOKEN}"},
         )
         response, _ = await live.json("POST", CHAT, GOOD, token="sk-second-token")
@@ -75,21 +98,56 @@ class ErrorTests(TestCase):
 
     async def test_routes(self) -> None:
         live = await start(self)
-        await self.check(live, "POST", "/v1/nothing", {}, status=404, contains="Invalid URL (POST /v1/nothing)")
-        await self.check(live, "GET", "/nope", status=404, contains="Invalid URL (GET /nope)")
+        await self.check(
+            live,
+            "POST",
+            "/v1/nothing",
+            {},
+            status=404,
+            contains="Invalid URL (POST /v1/nothing)",
+        )
+        await self.check(
+            live, "GET", "/nope", status=404, contains="Invalid URL (GET /nope)"
+        )
         await self.check(live, "GET", "/v1/chat", status=404)
         await self.check(live, "GET", "/v1/chat/completions/extra", status=404)
-        error = await self.check(live, "GET", CHAT, status=405, code="method_not_allowed")
+        error = await self.check(
+            live, "GET", CHAT, status=405, code="method_not_allowed"
+        )
         self.assertIn("POST", error["message"])
         await self.check(live, "DELETE", CHAT, status=405, code="method_not_allowed")
-        await self.check(live, "POST", "/health", status=405, code="method_not_allowed", token=None)
+        await self.check(
+            live, "POST", "/health", status=405, code="method_not_allowed", token=None
+        )
 
     async def test_body_not_json_or_not_object(self) -> None:
         live = await start(self)
-        await self.check(live, "POST", CHAT, raw=b"{nope", status=400, contains="could not parse the JSON body")
-        await self.check(live, "POST", CHAT, raw=b"", status=400, contains="could not parse the JSON body")
+        await self.check(
+            live,
+            "POST",
+            CHAT,
+            raw=b"{nope",
+            status=400,
+            contains="could not parse the JSON body",
+        )
+        await self.check(
+            live,
+            "POST",
+            CHAT,
+            raw=b"",
+            status=400,
+            contains="could not parse the JSON body",
+        )
         await self.check(live, "POST", CHAT, raw=b"\xff\xfe", status=400)
-        await self.check(live, "POST", CHAT, [GOOD], status=400, code="invalid_type", contains="expected an object")
+        await self.check(
+            live,
+            "POST",
+            CHAT,
+            [GOOD],
+            status=400,
+            code="invalid_type",
+            contains="expected an object",
+        )
         await self.check(live, "POST", CHAT, "text", status=400, code="invalid_type")
 
     async def test_messages(self) -> None:
@@ -99,27 +157,59 @@ class ErrorTests(TestCase):
             ({"model": "gpt-4o", "messages": []}, "messages", "empty_array"),
             ({"model": "gpt-4o", "messages": "hi"}, "messages", "invalid_type"),
             ({"model": "gpt-4o", "messages": ["hi"]}, "messages[0]", "invalid_type"),
-            ({"model": "gpt-4o", "messages": [{"content": "x"}]}, "messages[0].role", "missing_required_parameter"),
-            ({"model": "gpt-4o", "messages": [{"role": "bot", "content": "x"}]}, "messages[0].role", "invalid_value"),
-            ({"model": "gpt-4o", "messages": [{"role": "user"}]}, "messages[0].content", "missing_required_parameter"),
-            ({"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]}, "messages[0].content", "invalid_type"),
             (
-                {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+                {"model": "gpt-4o", "messages": [{"content": "x"}]},
+                "messages[0].role",
+                "missing_required_parameter",
+            ),
+            (
+                {"model": "gpt-4o", "messages": [{"role": "bot", "content": "x"}]},
+                "messages[0].role",
+                "invalid_value",
+            ),
+            (
+                {"model": "gpt-4o", "messages": [{"role": "user"}]},
+                "messages[0].content",
+                "missing_required_parameter",
+            ),
+            (
+                {"model": "gpt-4o", "messages": [{"role": "user", "content": 5}]},
+                "messages[0].content",
+                "invalid_type",
+            ),
+            (
+                {
+                    "model": "gpt-4o",
+                    "messages": [{"role": "user", "content": [{"type": "text"}]}],
+                },
                 "messages[0].content[0].text",
                 "missing_required_parameter",
             ),
             (
-                {"model": "gpt-4o", "messages": [GOOD["messages"][0], {"role": "tool", "content": "r"}]},
+                {
+                    "model": "gpt-4o",
+                    "messages": [GOOD["messages"][0], {"role": "tool", "content": "r"}],
+                },
                 "messages[1].tool_call_id",
                 "missing_required_parameter",
             ),
         ]
         for body, param, code in cases:
-            await self.check(live, "POST", CHAT, body, status=400, param=param, code=code)
+            await self.check(
+                live, "POST", CHAT, body, status=400, param=param, code=code
+            )
 
     async def test_model_and_field_types(self) -> None:
         live = await start(self)
-        await self.check(live, "POST", CHAT, {"messages": GOOD["messages"]}, status=400, param="model", contains="model")
+        await self.check(
+            live,
+            "POST",
+            CHAT,
+            {"messages": GOOD["messages"]},
+            status=400,
+            param="model",
+            contains="model",
+        )
         cases: list[tuple[str, Any, str]] = [
             ("model", 4, "invalid_type"),
             ("stream", "yes", "invalid_type"),
@@ -140,8 +230,12 @@ class ErrorTests(TestCase):
                 body["stream"] = True
             await self.check(live, "POST", CHAT, body, status=400, param=key, code=code)
         await self.check(
-            live, "POST", CHAT, {**GOOD, "stream_options": {"include_usage": True}},
-            status=400, param="stream_options",
+            live,
+            "POST",
+            CHAT,
+            {**GOOD, "stream_options": {"include_usage": True}},
+            status=400,
+            param="stream_options",
         )
 
     async def test_body_too_large(self) -> None:
@@ -157,7 +251,7 @@ class ErrorTests(TestCase):
         def broken(*args: Any) -> Any:
             raise RuntimeError("engine bug")
 
-        engine.chat = broken  # type: ignore[method-assign]
+        engine.chat = broken  # type: ignore[method-assign,assignment]
         response, payload = await live.json("POST", CHAT, GOOD)
         self.assertEqual(response.code, 500)
         validate(payload, "ErrorResponse")
@@ -166,9 +260,13 @@ class ErrorTests(TestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
         def refuse(*args: Any) -> Any:
-            raise ApiError(503, "That model is currently overloaded with other requests.", type="server_error")
+            raise ApiError(
+                503,
+                "That model is currently overloaded with other requests.",
+                type="server_error",
+            )
 
-        engine.chat = refuse  # type: ignore[method-assign]
+        engine.chat = refuse  # type: ignore[method-assign,assignment]
         response, payload = await live.json("POST", CHAT, GOOD)
         self.assertEqual(response.code, 503)
         self.assertEqual(payload["error"]["type"], "server_error")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import openai
+
 from twisted.trial.unittest import TestCase
 
 from mockai_tw.config import ORIGINAL_REPLIES
@@ -51,7 +52,9 @@ class SdkTests(TestCase):
 
         def consume() -> list[Any]:
             return list(
-                client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+                client.chat.completions.create(
+                    model="gpt-4o", messages=MESSAGES, stream=True
+                )
             )
 
         chunks = await live.in_thread(consume)
@@ -79,7 +82,9 @@ class SdkTests(TestCase):
         self.assertEqual(chunks[-1].choices, [])
         usage = chunks[-1].usage
         assert usage is not None
-        self.assertEqual(usage.completion_tokens, tokenizer.count("Hello from the mock."))
+        self.assertEqual(
+            usage.completion_tokens, tokenizer.count("Hello from the mock.")
+        )
         self.assertTrue(all(c.usage is None for c in chunks[:-1]))
 
     async def test_stream_helper_accumulates(self) -> None:
@@ -100,7 +105,9 @@ class SdkTests(TestCase):
         bad_key = live.sdk(api_key="sk-wrong")
         with self.assertRaises(openai.AuthenticationError) as auth:
             await live.in_thread(
-                lambda: bad_key.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+                lambda: bad_key.chat.completions.create(
+                    model="gpt-4o", messages=MESSAGES
+                )
             )
         self.assertEqual(auth.exception.code, "invalid_api_key")
         client = live.sdk()

@@ -44,7 +44,9 @@ class Engine:
     def _picker(self, request: ChatRequest) -> random.Random:
         if request.seed is None:
             return self.rng
-        return random.Random(f"{request.seed}\0{request.model}\0{request.last_user_text}")
+        return random.Random(
+            f"{request.seed}\0{request.model}\0{request.last_user_text}"
+        )
 
     def chat(self, request: ChatRequest, now: float) -> ChatPlan:
         stream = self.config.stream

@@ -14,7 +14,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_CJK = "\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+_CJK = (
+    "\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+)
 
 _PRE_SPLIT = re.compile(
     rf"""'(?:[sdmt]|ll|ve|re)(?![^\W\d_])

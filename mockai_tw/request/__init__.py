@@ -1,1 +1,1 @@
-"""Request models: a JSON body in, a small frozen value out, or a 400 naming the param."""
+"""Request models: a JSON body in, a frozen value out, or a 400 naming the param."""

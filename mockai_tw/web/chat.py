@@ -16,7 +16,7 @@ class ChatCompletions(ApiResource):
     def render_POST(self, request: server.Request) -> bytes | int:
         api_request = cast(ApiRequest, request)
         chat = parse_chat_request(api_request.body())
-        state = self.server
+        state = self.state
         plan = state.engine.chat(chat, state.clock.seconds())
         if not plan.stream:
             return send_json(request, 200, chat_completion(plan))

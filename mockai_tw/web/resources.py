@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
-from mockai_tw.errors import ApiError
+from mockai_tw.errors import ApiError, server_error
 from mockai_tw.web.site import send_error, send_json
 
 if TYPE_CHECKING:
@@ -43,13 +43,17 @@ class ApiResource(Resource):
 
     def __init__(self, server_state: MockServer) -> None:
         super().__init__()
-        self.server = server_state
+        self.state = server_state
 
     def getChild(self, path: bytes, request: server.Request) -> IResource:
         return ErrorResource(invalid_url(request))
 
     def allowed(self) -> list[bytes]:
-        return [m.encode() for m in ("GET", "POST", "DELETE", "PUT", "PATCH") if hasattr(self, f"render_{m}")]
+        return [
+            m.encode()
+            for m in ("GET", "POST", "DELETE", "PUT", "PATCH")
+            if hasattr(self, f"render_{m}")
+        ]
 
     def render(self, request: server.Request) -> bytes | int:
         method = request.method.decode("ascii", "replace").upper()
@@ -67,24 +71,17 @@ class ApiResource(Resource):
                 names = ", ".join(m.decode() for m in allowed)
                 raise ApiError(
                     405,
-                    f"Invalid method for URL ({method} {_path(request)}):"
-                    f" use {names}.",
+                    f"Invalid method for URL ({method} {_path(request)}): use {names}.",
                     code="method_not_allowed",
                 )
             return handler(request)
         except ApiError as error:
             send_error(request, error)
         except Exception:
-            log.failure("Error answering {method} {path}", method=method, path=_path(request))
-            send_error(
-                request,
-                ApiError(
-                    500,
-                    "The server had an error while processing your request."
-                    " Sorry about that!",
-                    type="server_error",
-                ),
+            log.failure(
+                "Error answering {method} {path}", method=method, path=_path(request)
             )
+            send_error(request, server_error())
         return server.NOT_DONE_YET
 
 
@@ -130,8 +127,8 @@ def check_token(request: server.Request, state: MockServer) -> ApiError | None:
         return None
     return ApiError(
         401,
-        f"Incorrect API key provided: {_mask(token.decode('utf-8', 'replace'))}. You can find your API key"
-        " at https://platform.openai.com/account/api-keys.",
+        f"Incorrect API key provided: {_mask(token.decode('utf-8', 'replace'))}."
+        " You can find your API key at https://platform.openai.com/account/api-keys.",
         code="invalid_api_key",
     )
 
@@ -140,7 +137,7 @@ class V1(Branch):
     """``/v1``: nothing below it answers without a valid token."""
 
     def getChildWithDefault(self, path: bytes, request: server.Request) -> IResource:
-        error = check_token(request, self.server)
+        error = check_token(request, self.state)
         if error is not None:
             return ErrorResource(error)
         return super().getChildWithDefault(path, request)
@@ -150,7 +147,7 @@ class Health(ApiResource):
     """``GET /health``: no token, for ``curl -f`` and container health checks."""
 
     def render_GET(self, request: server.Request) -> bytes:
-        state = self.server
+        state = self.state
         body: dict[str, Any] = {
             "status": "ok",
             "version": state.version,

@@ -14,7 +14,7 @@ from twisted.web import http, server
 from twisted.web.resource import IResource
 
 from mockai_tw.engine.ids import request_id
-from mockai_tw.errors import ApiError
+from mockai_tw.errors import ApiError, server_error
 from mockai_tw.wire.errors import error_body
 
 log = Logger()
@@ -44,8 +44,12 @@ class ApiRequest(server.Request):
     request_id = ""
     started = 0.0
 
+    @property
+    def mock_site(self) -> MockSite:
+        return cast(MockSite, self.site)
+
     def process(self) -> None:
-        site = cast(MockSite, self.channel.site)
+        self.site = site = cast(Any, self.channel).site
         self.started = site.clock.seconds()
         self.request_id = request_id()
         self.responseHeaders.setRawHeaders(b"x-request-id", [self.request_id.encode()])
@@ -53,21 +57,21 @@ class ApiRequest(server.Request):
         super().process()
 
     def processing_ms(self) -> bytes:
-        site = cast(MockSite, self.channel.site)
+        site = self.mock_site
         return b"%d" % max(0, round((site.clock.seconds() - self.started) * 1000))
 
-    def processingFailed(self, reason: Failure) -> None:  # type: ignore[override]
+    def processingFailed(self, reason: Failure) -> None:
         log.failure("Unhandled error in {uri}", failure=reason, uri=self.uri)
         if self.finished or self._disconnected:
             return
         if self.startedWriting:
             # Headers are out: the only honest signal left is a broken connection.
-            self.channel.forceAbortClient()  # type: ignore[union-attr]
+            self.channel.forceAbortClient()
             return
-        send_error(self, ApiError(500, "The server had an error while processing your request. Sorry about that!", type="server_error"))
+        send_error(self, server_error())
 
     def body(self) -> bytes:
-        content = self.content
+        content: Any = self.content
         if isinstance(content, BoundedBody) and content.overflow:
             raise ApiError(
                 413,
@@ -124,7 +128,7 @@ class MockSite(server.Site):
         if self.log_requests():
             super().log(request)
 
-    def buildProtocol(self, addr: IAddress) -> Any:
+    def buildProtocol(self, addr: IAddress | None) -> Any:
         protocol = super().buildProtocol(addr)
         lost = protocol.connectionLost
         self.channels.add(protocol)

@@ -108,8 +108,11 @@ def chat_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
     pacing = plan.pacing
     start = pacing.due(0)
     for choice in plan.choices:
-        yield start, render.choice(
-            choice.index, {"role": "assistant", "content": "", "refusal": None}
+        yield (
+            start,
+            render.choice(
+                choice.index, {"role": "assistant", "content": "", "refusal": None}
+            ),
         )
     steps = max((len(c.pieces) for c in plan.choices), default=0)
     for step in range(steps):

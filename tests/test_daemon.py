@@ -1,0 +1,176 @@
+"""The real ``twistd`` in a subprocess: plugin, Dockerfile command, bad configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from tests.openapi import validate
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+SEED_CONFIG = """\
+http:
+  host: 127.0.0.1
+  port: 0
+  mode: release
+access_token: sk-seed-token
+"""
+AUTH: dict[bytes | str, bytes | str] = {"Authorization": "Bearer sk-seed-token"}
+LISTENING = re.compile(rb"listening on [\d.]+:(\d+)")
+
+
+class Twistd(ProcessProtocol):
+    """Collects output; fires ``port`` on the listening line, ``ended`` at exit."""
+
+    def __init__(self) -> None:
+        self.out = b""
+        self.err = b""
+        self.port: Deferred[int] = Deferred()
+        self.ended: Deferred[int | None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+        match = LISTENING.search(self.out)
+        if match and not self.port.called:
+            self.port.callback(int(match.group(1)))
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:
+        if not self.port.called:
+            self.port.errback(RuntimeError(f"twistd exited: {self.out!r} {self.err!r}"))
+            self.port.addErrback(lambda _: None)
+        code = (
+            reason.value.exitCode
+            if isinstance(reason.value, (ProcessDone, ProcessTerminated))
+            else None
+        )
+        self.ended.callback(code)
+
+
+def environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("MOCKAI_")}
+
+
+class DaemonTests(TestCase):
+    def spawn(self, *args: str) -> Twistd:
+        protocol = Twistd()
+        process = reactor.spawnProcess(
+            protocol, TWISTD, [TWISTD, *args], env=environ(), path=self.workdir
+        )
+
+        def stop() -> Deferred[Any] | None:
+            if protocol.ended.called:
+                return None
+            process.signalProcess("TERM")
+            return protocol.ended
+
+        self.addCleanup(stop)
+        return protocol
+
+    def setUp(self) -> None:
+        self.workdir = os.path.abspath(self.mktemp())
+        os.makedirs(self.workdir)
+
+    def write(self, text: str) -> str:
+        path = os.path.join(self.workdir, "config.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    async def test_help_lists_the_plugin(self) -> None:
+        protocol = self.spawn("--help")
+        self.assertEqual(await protocol.ended, 0)
+        self.assertRegex(
+            protocol.out.decode(), r"\n\s+mockai\s+A mock of the OpenAI HTTP API"
+        )
+
+    async def test_dockerfile_command_serves(self) -> None:
+        path = self.write(SEED_CONFIG)
+        protocol = self.spawn("-n", "--pidfile=", "mockai", f"--config={path}")
+        port = await protocol.port
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        health = await treq.get(f"http://127.0.0.1:{port}/health", pool=pool)
+        self.assertEqual(health.code, 200)
+        self.assertEqual(json.loads(await treq.content(health))["status"], "ok")
+        response = await treq.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+            headers=AUTH,
+            pool=pool,
+        )
+        self.assertEqual(response.code, 200)
+        validate(
+            json.loads(await treq.content(response)), "CreateChatCompletionResponse"
+        )
+        await pool.closeCachedConnections()
+        self.assertNotIn(b"Traceback", protocol.out + protocol.err)
+
+    async def test_bad_config_stops_with_one_line(self) -> None:
+        path = self.write(SEED_CONFIG + "stream:\n  interval_ms: -1\n")
+        protocol = self.spawn("-n", "--pidfile=", "mockai", f"--config={path}")
+        code = await protocol.ended
+        self.assertNotEqual(code, 0)
+        self.assertEqual(
+            protocol.err.decode().strip(), "mockai: stream.interval_ms: must be >= 0"
+        )
+        self.assertNotIn(b"Traceback", protocol.out + protocol.err)
+
+    async def test_missing_config_names_the_file(self) -> None:
+        protocol = self.spawn(
+            "-n", "--pidfile=", "mockai", "--config=/nonexistent.yaml"
+        )
+        self.assertNotEqual(await protocol.ended, 0)
+        self.assertIn("/nonexistent.yaml: cannot read", protocol.err.decode())
+
+    async def test_real_daemon_with_pidfile_and_logfile(self) -> None:
+        path = self.write(SEED_CONFIG)
+        pidfile = os.path.join(self.workdir, "mockai.pid")
+        logfile = os.path.join(self.workdir, "mockai.log")
+        protocol = self.spawn(
+            f"--pidfile={pidfile}", f"--logfile={logfile}", "mockai", f"--config={path}"
+        )
+        # The parent returns once the daemon has started its services.
+        self.assertEqual(await protocol.ended, 0)
+        with open(pidfile) as f:
+            pid = int(f.read())
+        self.addCleanup(self.reap, pid)
+        with open(logfile, "rb") as f:
+            match = LISTENING.search(f.read())
+        assert match is not None
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        health = await treq.get(
+            f"http://127.0.0.1:{int(match.group(1))}/health", pool=pool
+        )
+        self.assertEqual(health.code, 200)
+        await treq.content(health)
+        await pool.closeCachedConnections()
+
+    async def reap(self, pid: int) -> None:
+        """Stop a daemon we did not spawn directly; no exit event reaches us."""
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        for _ in range(500):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            await deferLater(reactor, 0.02)
+        os.kill(pid, signal.SIGKILL)

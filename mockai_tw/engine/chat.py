@@ -41,20 +41,27 @@ class Engine:
         self.config = config
         self.rng = rng or random.Random(config.seed)
 
-    def _picker(self, request: ChatRequest) -> random.Random:
-        if request.seed is None:
+    def picker(self, seed: int | None, *key: str) -> random.Random:
+        """The engine's random state, or one derived from a request's ``seed``.
+
+        With a seed, the same seed and key (model, prompt...) give the same
+        picks on every endpoint.
+        """
+        if seed is None:
             return self.rng
-        return random.Random(
-            f"{request.seed}\0{request.model}\0{request.last_user_text}"
-        )
+        return random.Random("\0".join((str(seed), *key)))
+
+    def reply_text(self, rng: random.Random) -> str:
+        """The text of one reply: a pick from the configured ``replies``."""
+        return rng.choice(self.config.replies)
 
     def chat(self, request: ChatRequest, now: float) -> ChatPlan:
         stream = self.config.stream
-        rng = self._picker(request)
+        rng = self.picker(request.seed, request.model, request.last_user_text)
         choices = []
         completion_tokens = 0
         for index in range(request.n):
-            text = rng.choice(self.config.replies)
+            text = self.reply_text(rng)
             text, finish = apply_limits(text, request.stop, request.max_tokens)
             completion_tokens += tokenizer.count(text)
             choices.append(ChoicePlan(index, chunk(text, stream.chunking), finish))

@@ -63,12 +63,17 @@ class Stream:
 
     def pump(self, now: float) -> float | None:
         """Write every event due by ``now``; return when the next one is due."""
-        elapsed = now - self.start
+        # Compare absolute times, exactly as the ticker's heap does: mixing
+        # ``now - start`` with ``start + due`` rounds differently, and a stream
+        # that is due by one measure but not the other would spin the tick.
+        start = self.start
         while not self.paused and not self.closed:
             batch: list[bytes] = []
             size = 0
             event = self._peek()
-            while event is not None and event[0] <= elapsed and size < MAX_BATCH_BYTES:
+            while (
+                event is not None and start + event[0] <= now and size < MAX_BATCH_BYTES
+            ):
                 batch.append(event[1])
                 size += len(event[1])
                 self.pending = None
@@ -81,8 +86,8 @@ class Stream:
             if event is None:
                 self._complete()
                 return None
-            if event[0] > elapsed:
-                return self.start + event[0]
+            if start + event[0] > now:
+                return start + event[0]
         return None
 
     def _complete(self) -> None:

@@ -101,6 +101,19 @@ class TickerTests(TestCase):
         self.assertEqual(request.writes[-1][1], b"e1;e2;e3;e4;e5;")
         self.assertTrue(request.finished)
 
+    def test_float_rounding_cannot_spin_the_tick(self) -> None:
+        # now - start < due, yet start + due == now: seen under load.
+        start, due, now = 1795524932.2511227, 0.54, 1795524932.7911227
+        self.assertLess(now - start, due)
+        self.assertEqual(start + due, now)
+        self.clock.advance(start)
+        _, request = self.open([(0.0, b"a;"), (due, b"b;"), (due + 0.02, b"c;")])
+        self.clock.advance(now - self.clock.seconds())
+        self.assertEqual(self.clock.seconds(), now)
+        self.assertEqual(request.writes[-1][1], b"b;")
+        self.clock.pump([0.005] * 10)
+        self.assertTrue(request.finished)
+
     def test_disconnect_forgets_the_stream(self) -> None:
         stream, request = self.open(paced(100, 0.01))
         self.clock.pump([0.005] * 4)

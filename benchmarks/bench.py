@@ -1,0 +1,709 @@
+"""mockai under load: requests/s against bare twisted.web, and SSE pacing.
+
+Starts the real daemon (``twistd -n mockai``) and ``bare_server.py`` as
+subprocesses, each pinned to one core, and drives them from the other core:
+
+* rps: ``POST /v1/chat/completions`` (non-stream) with ``wrk``; runs alternate
+  between mockai and the bare server so machine noise hits both alike, and the
+  headline is the ratio of their medians measured in the same run.
+* stream: N concurrent keep-alive connections each running streams back to
+  back (asyncio raw sockets, SSE ``data:`` lines timed on arrival); reports
+  time to first chunk, inter-chunk gaps and each stream's chunks/s against the
+  configured rate.
+
+    python benchmarks/bench.py            # full run, a few minutes
+    python benchmarks/bench.py --quick    # under a minute
+
+Only 127.0.0.1; every subprocess is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import itertools
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "sk-bench"
+# Port 0: the daemon logs the port it got, so there is no race for a free one.
+MOCKAI_CMD = (
+    "twistd -n --pidfile= mockai --config=config.yaml"
+    " --listen tcp:port=0:interface=127.0.0.1"
+)
+CHAT_PATH = "/v1/chat/completions"
+CHAT_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+STREAM_BODY = (
+    b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+)
+WRK_LUA = f"""wrk.method = "POST"
+wrk.body = '{CHAT_BODY.decode()}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {TOKEN}"
+"""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile; NaN for no data (so tables show a gap, not 0)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# --- subprocesses -----------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: kill it if bench.py dies without cleaning up.
+
+    SIGKILL, not SIGTERM: a server stuck in a busy loop never acts on SIGTERM.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    port: int = 0
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU of the server process, from /proc (Linux)."""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return float("nan")
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(
+    name: str, argv: list[str], workdir: Path, pin: str | None, servers: list[Server]
+) -> Server:
+    """Start ``argv`` (pinned to core ``pin``) and wait for "listening on HOST:PORT"."""
+    if pin is not None:
+        argv = ["taskset", "-c", pin, *argv]
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+    server = Server(name, proc, log_path)
+    servers.append(server)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", log_path.read_text())
+        if found:
+            server.port = int(found.group(1))
+            return server
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not start:\n{log_path.read_text()[-2000:]}")
+
+
+def http_post(port: int, body: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{CHAT_PATH}",
+        data=body,
+        headers={
+            "authorization": f"Bearer {TOKEN}",
+            "content-type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, response.read()
+
+
+def wait_quiet(port: int, timeout: float = 15.0) -> str | None:
+    """Wait until no stream is open; say why not if the server hangs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/health", timeout=5
+            ) as r:
+                if json.loads(r.read())["open_streams"] == 0:
+                    return None
+        except OSError as e:
+            return f"GET /health failed: {e}"
+        time.sleep(0.1)
+    return f"streams still open {timeout:g} s after the run"
+
+
+# --- rps scenario (wrk) -----------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    errors: int
+    cpu: float  # server CPU seconds per wall second during the run
+
+
+def run_wrk(server: Server, lua: Path, seconds: int, connections: int) -> WrkResult:
+    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "-s",
+            str(lua),
+            f"http://127.0.0.1:{server.port}{CHAT_PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    ).stdout
+    cpu = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    rps = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    if rps is None:
+        raise RuntimeError(f"cannot read wrk output:\n{out}")
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    socket = re.search(r"Socket errors: (.*)", out)
+    if socket:
+        errors += sum(int(n) for n in re.findall(r"\d+", socket.group(1)))
+    return WrkResult(float(rps.group(1)), errors, cpu)
+
+
+def rps_scenario(
+    mockai: Server, bare: Server, workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    lua = workdir / "post.lua"
+    lua.write_text(WRK_LUA)
+    for server in (mockai, bare):  # warm-up, discarded
+        run_wrk(server, lua, 1, args.connections)
+    results: dict[str, list[WrkResult]] = {"mockai": [], "bare": []}
+    for i in range(args.runs):
+        for server in (mockai, bare) if i % 2 == 0 else (bare, mockai):
+            r = run_wrk(server, lua, args.seconds, args.connections)
+            results[server.name].append(r)
+            log(
+                f"  rps run {i + 1}/{args.runs} {server.name:6} {r.rps:9.0f}/s"
+                f"  errors {r.errors}  server cpu {r.cpu:.0%}"
+            )
+    summary: dict[str, Any] = {
+        "runs": {k: [asdict(r) for r in v] for k, v in results.items()}
+    }
+    for name, rs in results.items():
+        summary[f"{name}_rps"] = median([r.rps for r in rs])
+        summary[f"{name}_cpu"] = median([r.cpu for r in rs])
+        summary[f"{name}_errors"] = sum(r.errors for r in rs)
+    summary["ratio"] = summary["mockai_rps"] / summary["bare_rps"]
+    return summary
+
+
+# --- stream scenario (asyncio raw sockets) ----------------------------------
+
+
+@dataclass
+class StreamRecord:
+    sent: float
+    times: list[float] = field(default_factory=list)  # arrival of each data: event
+    done: bool = False  # saw data: [DONE]
+
+
+class SseClient(asyncio.Protocol):
+    """One keep-alive connection: sends a stream request, times its SSE events.
+
+    Decodes HTTP/1.1 chunked framing by hand; an event is timed when the read
+    that completes it arrives.
+    """
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.sse = b""
+        self.in_body = False
+        self.need = -1  # bytes left of the current chunk; -1: expect a size line
+        self.record: StreamRecord | None = None
+        self.waiter: asyncio.Future[StreamRecord] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def stream(self) -> asyncio.Future[StreamRecord]:
+        assert self.transport is not None
+        self.record = StreamRecord(time.monotonic())
+        self.buf, self.sse, self.in_body, self.need = b"", b"", False, -1
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(self.request)
+        return self.waiter
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        self.buf += data
+        try:
+            self._parse(now)
+        except ValueError as e:
+            self._fail(e)
+
+    def _parse(self, now: float) -> None:
+        buf = self.buf
+        if not self.in_body:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = buf[:end].lower()
+            if not head.startswith(b"http/1.1 200") or b"chunked" not in head:
+                raise ValueError(f"unexpected response head: {buf[:end]!r}")
+            buf = buf[end + 4 :]
+            self.in_body = True
+        while True:
+            if self.need < 0:
+                eol = buf.find(b"\r\n")
+                if eol < 0:
+                    break
+                size = int(buf[:eol].split(b";")[0], 16)
+                if size == 0:
+                    if len(buf) < eol + 4:
+                        break
+                    self.buf = buf[eol + 4 :]
+                    self._finish()
+                    return
+                buf = buf[eol + 2 :]
+                self.need = size
+            if len(buf) < self.need + 2:
+                break
+            self._events(buf[: self.need], now)
+            buf = buf[self.need + 2 :]
+            self.need = -1
+        self.buf = buf
+
+    def _events(self, payload: bytes, now: float) -> None:
+        assert self.record is not None
+        parts = (self.sse + payload).split(b"\n\n")
+        self.sse = parts.pop()
+        for event in parts:
+            if event.startswith(b"data: "):
+                self.record.times.append(now)
+                if event == b"data: [DONE]":
+                    self.record.done = True
+
+    def _finish(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            assert self.record is not None
+            self.waiter.set_result(self.record)
+
+    def _fail(self, error: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(error)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(f"connection lost: {exc}"))
+
+
+async def stream_slot(
+    port: int, delay: float, deadline: float, records: list[StreamRecord]
+) -> None:
+    """One concurrent client: streams back to back until ``deadline``."""
+    await asyncio.sleep(delay)
+    request = (
+        f"POST {CHAT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(STREAM_BODY)}\r\n\r\n"
+    ).encode() + STREAM_BODY
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_connection(
+        lambda: SseClient(request), "127.0.0.1", port
+    )
+    try:
+        while time.monotonic() < deadline:
+            records.append(await client.stream())
+    finally:
+        transport.close()
+
+
+@dataclass
+class StreamRun:
+    streams: int  # concurrent connections
+    measured: int  # streams started after the ramp and completed
+    errors: int  # connections that failed or were still open at the time limit
+    bad: int  # streams with the wrong number of events or no [DONE]
+    ttfc_p50: float
+    ttfc_p99: float
+    gap_p50: float
+    gap_p99: float
+    rate_p50: float  # per-stream content chunks/s
+    rate_min: float
+    duration_p50: float  # request sent -> [DONE], seconds
+    duration_p99: float
+    server_cpu: float
+    client_cpu: float
+    hung: str = ""  # why the server was found stuck after this run
+
+
+def analyse(
+    n: int,
+    records: list[StreamRecord],
+    errors: int,
+    chunks: int,
+    cpu: tuple[float, float],
+) -> StreamRun:
+    ttfc: list[float] = []
+    gaps: list[float] = []
+    rates: list[float] = []
+    durations: list[float] = []
+    bad = 0
+    for r in records:
+        # role chunk, one event per piece, finish chunk, [DONE]
+        if len(r.times) != chunks + 3 or not r.done:
+            bad += 1
+            continue
+        content = r.times[1 : chunks + 1]
+        ttfc.append(r.times[0] - r.sent)
+        gaps.extend(b - a for a, b in itertools.pairwise(content))
+        span = content[-1] - content[0]
+        rates.append((chunks - 1) / span if span > 0 else float("inf"))
+        durations.append(r.times[-1] - r.sent)
+    return StreamRun(
+        streams=n,
+        measured=len(records),
+        errors=errors,
+        bad=bad,
+        ttfc_p50=percentile(ttfc, 0.5),
+        ttfc_p99=percentile(ttfc, 0.99),
+        gap_p50=percentile(gaps, 0.5),
+        gap_p99=percentile(gaps, 0.99),
+        rate_p50=percentile(rates, 0.5),
+        rate_min=min(rates, default=float("nan")),
+        duration_p50=percentile(durations, 0.5),
+        duration_p99=percentile(durations, 0.99),
+        server_cpu=cpu[0],
+        client_cpu=cpu[1],
+    )
+
+
+def client_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def stream_run(
+    server: Server, n: int, ramp: float, seconds: float, chunks: int, interval: float
+) -> StreamRun:
+    """N connections started evenly over ``ramp``; only streams sent after it count."""
+    records: list[StreamRecord] = []
+    start = time.monotonic()
+    steady, deadline = start + ramp, start + ramp + seconds
+    cpu0 = (server.cpu_seconds(), client_cpu_seconds())
+    tasks = [
+        asyncio.ensure_future(stream_slot(server.port, ramp * i / n, deadline, records))
+        for i in range(n)
+    ]
+    # A healthy run ends about one stream length after the deadline.
+    grace = 5 + 2 * (chunks * interval + 1)
+    done, pending = await asyncio.wait(tasks, timeout=ramp + seconds + grace)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    wall = time.monotonic() - start
+    cpu = (
+        (server.cpu_seconds() - cpu0[0]) / wall,
+        (client_cpu_seconds() - cpu0[1]) / wall,
+    )
+    errors = len(pending) + sum(1 for t in done if t.exception() is not None)
+    measured = [r for r in records if r.sent >= steady]
+    return analyse(n, measured, errors, chunks, cpu)
+
+
+def stream_scenario(
+    server: Server, restart: Callable[[Server], Server], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Runs per stream count.  A run after which the server is stuck is kept
+    out of the medians, counted as hung, and the server is restarted."""
+    summary: dict[str, Any] = {}
+    for n in args.streams:
+        runs: list[StreamRun] = []
+        for i in range(args.stream_runs):
+            run = asyncio.run(
+                stream_run(
+                    server,
+                    n,
+                    args.ramp,
+                    args.stream_seconds,
+                    args.chunks,
+                    args.interval_ms / 1000,
+                )
+            )
+            problem = wait_quiet(server.port)
+            if problem:
+                run.hung = problem
+                server = restart(server)
+            runs.append(run)
+            log(
+                f"  stream run {i + 1}/{args.stream_runs} n={n}:"
+                f" {run.measured} streams,"
+                f" errors {run.errors}, bad {run.bad}, ttfc p50"
+                f" {run.ttfc_p50 * 1e3:.1f} ms, gap p50/p99 {run.gap_p50 * 1e3:.1f}/"
+                f"{run.gap_p99 * 1e3:.1f} ms, rate p50/min {run.rate_p50:.1f}/"
+                f"{run.rate_min:.1f}/s, cpu server {run.server_cpu:.0%}"
+                f" client {run.client_cpu:.0%}"
+                + (f" -- SERVER STUCK: {problem}; restarted" if problem else "")
+            )
+        good = [r for r in runs if not r.hung]
+        medians: dict[str, Any] = {
+            k: median([getattr(r, k) for r in good])
+            for k in asdict(runs[0])
+            if k not in ("streams", "errors", "bad", "hung")
+        }
+        medians["runs"] = len(runs)
+        medians["hung"] = len(runs) - len(good)
+        medians["errors"] = sum(r.errors for r in good)
+        medians["bad"] = sum(r.bad for r in good)
+        summary[str(n)] = {"median": medians, "runs": [asdict(r) for r in runs]}
+    return summary
+
+
+# --- report -----------------------------------------------------------------
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        f"mockai benchmark, {results['date']}, {results['machine']}",
+        f"mockai_tw measured: {results['mockai_tw']}",
+        f"load average before/after: {results['load_before']}"
+        f" / {results['load_after']}",
+        "",
+    ]
+    rps = results.get("rps")
+    if rps:
+        lines += [
+            f"Non-stream POST {CHAT_PATH}: wrk -t1 -c{args.connections}, "
+            f"{args.runs} x {args.seconds:g} s each, median requests/s",
+            "",
+            "| server | req/s (median) | server CPU | errors |",
+            "|---|---:|---:|---:|",
+        ]
+        for name in ("mockai", "bare"):
+            lines.append(
+                f"| {name} | {rps[name + '_rps']:,.0f} | {rps[name + '_cpu']:.0%} "
+                f"| {rps[name + '_errors']} |"
+            )
+        lines += ["", f"mockai / bare twisted.web: {rps['ratio']:.2f}", ""]
+    streams = results.get("stream")
+    if streams:
+        ideal = 1000 / args.interval_ms
+        span = (args.chunks - 1) * args.interval_ms / 1000
+        lines += [
+            f"Streams: {args.chunks} chunks ({args.chunking}) every"
+            f" {args.interval_ms:g} ms (ideal {ideal:g} chunks/s, {span:.2f} s"
+            f" per stream), {args.stream_runs} x {args.stream_seconds:g} s after a"
+            f" {args.ramp:g} s ramp; medians over runs",
+            "",
+            "| streams | runs (hung) | measured | TTFC p50 / p99 ms | gap p50 / p99 ms "
+            "| chunks/s p50 / worst | duration p50 / p99 s | server CPU "
+            "| client CPU | errors / bad |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for n, s in streams.items():
+            m = s["median"]
+            if m["hung"] == m["runs"]:
+                lines.append(f"| {n} | {m['runs']} ({m['hung']}) |" + " - |" * 8)
+                continue
+            lines.append(
+                f"| {n} | {m['runs']} ({m['hung']}) | {m['measured']:.0f} "
+                f"| {m['ttfc_p50'] * 1e3:.1f} / "
+                f"{m['ttfc_p99'] * 1e3:.1f} | {m['gap_p50'] * 1e3:.1f} / "
+                f"{m['gap_p99'] * 1e3:.1f} | {m['rate_p50']:.1f} / {m['rate_min']:.1f} "
+                f"| {m['duration_p50']:.3f} / {m['duration_p99']:.3f} "
+                f"| {m['server_cpu']:.0%} | {m['client_cpu']:.0%} "
+                f"| {m['errors']} / {m['bad']} |"
+            )
+        if any(s["median"]["hung"] for s in streams.values()):
+            lines += [
+                "",
+                "HUNG: mockai stopped answering after some stream runs (it was"
+                " restarted; those runs are left out of the medians).",
+            ]
+    return "\n".join(lines)
+
+
+# --- main -------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a smoke run, under 60 s")
+    p.add_argument("--scenario", choices=("all", "rps", "stream"), default="all")
+    p.add_argument("--runs", type=int, default=5, help="rps runs per server")
+    p.add_argument("--seconds", type=int, default=5, help="length of one rps run")
+    p.add_argument("--connections", type=int, default=50, help="wrk connections")
+
+    def counts(text: str) -> list[int]:
+        return [int(n) for n in text.split(",") if n]
+
+    p.add_argument("--streams", type=counts, default=[100, 500, 1000])
+    p.add_argument("--stream-runs", type=int, default=3)
+    p.add_argument("--stream-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--ramp", type=float, default=1.0, help="seconds to open all streams"
+    )
+    p.add_argument("--chunks", type=int, default=50, help="words in the streamed reply")
+    p.add_argument("--interval-ms", type=float, default=20.0)
+    p.add_argument("--chunking", choices=("word", "char"), default="word")
+    p.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.runs, args.seconds = 2, 2
+        args.streams, args.stream_runs = [100, 500], 1
+        args.stream_seconds, args.ramp = 2.0, 0.5
+    if args.runs < 1 or args.stream_runs < 1 or not args.streams or args.chunks < 2:
+        p.error("runs, stream runs, stream counts and chunks must be positive")
+    return args
+
+
+def reply_text(chunks: int, chunking: str) -> str:
+    """A reply that the server cuts into exactly ``chunks`` pieces."""
+    if chunking == "char":
+        return "".join(chr(ord("a") + i % 26) for i in range(chunks))
+    return " ".join(f"word{i}" for i in range(chunks))
+
+
+def mockai_location() -> str:
+    """Where ``mockai_tw`` is imported from (the daemon sees the same path)."""
+    spec = find_spec("mockai_tw")
+    return str(Path(spec.origin).parent) if spec and spec.origin else "not found"
+
+
+def pick_cores(no_pin: bool) -> tuple[str | None, Callable[[], None]]:
+    """Servers on the first core, this process (client, wrk) on the second."""
+    cores = sorted(os.sched_getaffinity(0))
+    if no_pin or len(cores) < 2 or shutil.which("taskset") is None:
+        return None, lambda: None
+    return str(cores[0]), lambda: os.sched_setaffinity(0, {cores[1]})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so finally runs
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = max(args.streams) + 256
+    if soft < need:  # inherited by the servers too
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    server_core, pin_self = pick_cores(args.no_pin)
+    pin_self()
+    wrk = shutil.which("wrk")
+    if args.scenario != "stream" and wrk is None:
+        log("wrk not found (apt-get install wrk): skipping the rps scenario")
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{os.cpu_count()} cores, "
+        + (
+            f"servers on core {server_core}, client/wrk on another"
+            if server_core
+            else "unpinned"
+        ),
+        "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        # What the daemon will import (PYTHONPATH can point at another checkout).
+        "mockai_tw": mockai_location(),
+    }
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="mockai-bench-") as tmp:
+        workdir = Path(tmp)
+        config = {
+            "access_token": TOKEN,
+            "seed": 1,
+            "replies": [reply_text(args.chunks, args.chunking)],
+            "stream": {"interval_ms": args.interval_ms, "chunking": args.chunking},
+        }
+        (workdir / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+
+        def restart(stuck: Server) -> Server:
+            stuck.stop(grace=0.5)
+            return start_server(
+                "mockai", MOCKAI_CMD.split(), workdir, server_core, servers
+            )
+
+        try:
+            mockai = start_server(
+                "mockai", MOCKAI_CMD.split(), workdir, server_core, servers
+            )
+            status, body = http_post(mockai.port, CHAT_BODY)
+            if status != 200 or b'"chat.completion"' not in body:
+                raise RuntimeError(f"mockai answered {status}: {body[:200]!r}")
+            if args.scenario != "stream" and wrk is not None:
+                # The bare server sends mockai's own body: the same bytes.
+                (workdir / "body.json").write_bytes(body)
+                bare = start_server(
+                    "bare",
+                    [
+                        sys.executable,
+                        str(HERE / "bare_server.py"),
+                        "--body",
+                        "body.json",
+                    ],
+                    workdir,
+                    server_core,
+                    servers,
+                )
+                if http_post(bare.port, CHAT_BODY) != (200, body):
+                    raise RuntimeError("the bare server does not answer as expected")
+                log("rps scenario")
+                results["rps"] = rps_scenario(mockai, bare, workdir, args)
+            if args.scenario != "rps":
+                log("stream scenario")
+                results["stream"] = stream_scenario(mockai, restart, args)
+        finally:
+            for server in reversed(servers):
+                server.stop()
+    results["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(report(results, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,7 +21,7 @@ COPY . /src
 # A regular (non-editable) install, then build Twisted's plugin cache while we
 # are still root: site-packages is read-only to the runtime user, and without a
 # prebuilt dropin.cache every start warns that it cannot write one.
-RUN pip install --no-cache-dir /src \
+RUN pip install --no-cache-dir "/src[exact]" \
     && python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))" \
     && install -d /app \
     && cp /src/config.yaml /app/config.yaml \

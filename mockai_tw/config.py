@@ -98,6 +98,68 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
+class ToolsConfig:
+    # With tool_choice "auto", how often the answer is a tool call (0 to 1).
+    auto_probability: float = _opt(1.0, ge=0, le=1)
+    # With parallel_tool_calls, at most this many calls in one answer.
+    max_parallel: int = _opt(3, ge=1, le=16)
+
+
+#: The categories OpenAI's moderation endpoint scores, in its own spelling.
+MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+
+#: Small default word lists, enough for a demo; matched whole-word, any case.
+DEFAULT_MODERATION_WORDS: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
+    {
+        "harassment": ("idiot", "loser", "moron", "pathetic"),
+        "harassment/threatening": ("watch your back", "you will pay"),
+        "hate": ("subhuman", "vermin"),
+        "hate/threatening": ("exterminate them", "wipe them out"),
+        "illicit": ("shoplift", "shoplifting", "counterfeit", "smuggle"),
+        "illicit/violent": ("build a bomb", "make a bomb", "untraceable gun"),
+        "self-harm": ("suicide", "self-harm", "cut myself"),
+        "self-harm/intent": ("kill myself", "end my life", "want to die"),
+        "self-harm/instructions": ("how to kill myself",),
+        "sexual": ("porn", "pornography", "nude", "nudes"),
+        "sexual/minors": ("underage",),
+        "violence": ("kill", "kills", "killed", "killing", "murder", "stab", "shoot"),
+        "violence/graphic": ("gore", "dismember", "decapitate", "disembowel"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class ModerationConfig:
+    # Per category, the words (or phrases) that flag it. Categories left out
+    # keep their default list; an empty list turns a category off.
+    categories: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: DEFAULT_MODERATION_WORDS,
+        hash=False,
+        metadata={"keys": MODERATION_CATEGORIES, "nonempty_items": True},
+    )
+    # Scores at or above this flag a category; matched categories score above it.
+    threshold: float = _opt(0.5, gt=0, le=1)
+
+    def __post_init__(self) -> None:
+        merged = {**DEFAULT_MODERATION_WORDS, **self.categories}
+        object.__setattr__(self, "categories", types.MappingProxyType(merged))
+
+
+@dataclass(frozen=True)
 class Config:
     http: HttpConfig = _opt(HttpConfig())
     access_token: str | None = _opt(None, nonempty=True)
@@ -105,11 +167,15 @@ class Config:
     # Accept any non-empty bearer token (no token list needed).
     accept_any_token: bool = _opt(False)
     models: tuple[str, ...] = _opt(DEFAULT_MODELS, min_items=1, nonempty_items=True)
+    # Refuse (404 model_not_found) any model not in ``models``, on every endpoint.
+    strict_models: bool = _opt(False)
     replies: tuple[str, ...] = _opt(ORIGINAL_REPLIES, min_items=1, nonempty_items=True)
     system_fingerprint: str = _opt("fp_6d2f1a9c0b", nonempty=True)
     # Seed for the reply picker; None draws from the OS.
     seed: int | None = _opt(None)
     stream: StreamConfig = _opt(StreamConfig())
+    moderation: ModerationConfig = _opt(ModerationConfig())
+    tools: ToolsConfig = _opt(ToolsConfig())
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -154,6 +220,23 @@ def _convert(value: Any, tp: Any, path: str, bounds: Mapping[str, Any]) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(path, f"must be a mapping, got {_describe(value)}")
         return _build(tp, value, path)  # type: ignore[arg-type]
+    if origin in (dict, Mapping):
+        (key_tp, value_tp) = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"must be a mapping, got {_describe(value)}")
+        known = bounds.get("keys")
+        item_bounds = {k: v for k, v in bounds.items() if k != "keys"}
+        out = {}
+        for key, item in value.items():
+            where = f"{path}.{key}"
+            if known is not None and key not in known:
+                raise ConfigError(
+                    where, f"unknown key (known keys: {', '.join(known)})"
+                )
+            if not isinstance(key, key_tp):
+                raise ConfigError(where, f"keys must be {_TYPE_NAMES[key_tp]}")
+            out[key] = _convert(item, value_tp, where, item_bounds)
+        return types.MappingProxyType(out)
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if isinstance(value, str) and item_tp is str:
@@ -222,7 +305,7 @@ def _build(cls: type[Any], raw: Mapping[str, Any], prefix: str) -> Any:
 def _field_type(path: list[str]) -> Any:
     cls: Any = Config
     tp: Any = Config
-    for part in path:
+    for i, part in enumerate(path):
         if not dataclasses.is_dataclass(cls):
             return None
         hints = typing.get_type_hints(cls)
@@ -231,6 +314,10 @@ def _field_type(path: list[str]) -> Any:
         tp = hints[part]
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         cls = args[0] if typing.get_origin(tp) in (Union, types.UnionType) else tp
+        if typing.get_origin(tp) in (dict, Mapping):
+            # The part after a mapping is one of its keys, of the value type.
+            rest = path[i + 1 :]
+            return typing.get_args(tp)[1] if len(rest) == 1 else None if rest else tp
     return tp
 
 

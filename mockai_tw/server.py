@@ -19,7 +19,12 @@ from mockai_tw import __version__
 from mockai_tw.config import Config
 from mockai_tw.delivery import Stream, Ticker
 from mockai_tw.engine.chat import Engine
+from mockai_tw.web.azure import azure_tree
 from mockai_tw.web.chat import ChatCompletions
+from mockai_tw.web.completions import Completions
+from mockai_tw.web.embeddings import Embeddings
+from mockai_tw.web.models import Models
+from mockai_tw.web.moderations import Moderations
 from mockai_tw.web.resources import V1, ApiResource, Branch, Health
 from mockai_tw.web.site import ApiRequest, MockSite
 
@@ -55,6 +60,11 @@ class MockServer:
         chat = Branch(self)
         v1.putChild(b"chat", chat)
         chat.putChild(b"completions", ChatCompletions(self))
+        v1.putChild(b"models", Models(self))
+        v1.putChild(b"embeddings", Embeddings(self))
+        v1.putChild(b"moderations", Moderations(self))
+        v1.putChild(b"completions", Completions(self))
+        root.putChild(b"openai", azure_tree(self))
         return root
 
     def stream(

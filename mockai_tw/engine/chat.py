@@ -2,23 +2,41 @@
 
 Pure: the caller passes the time; randomness comes from the engine's own
 ``random.Random`` (seeded from the config) or from the request's ``seed``.
+A choice is text (canned, or JSON for ``response_format``), tool calls whose
+arguments fit the tool's schema, or a legacy ``function_call``.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
 
 from mockai_tw.config import Config
-from mockai_tw.engine import tokenizer
+from mockai_tw.engine import schema_gen, tokenizer
 from mockai_tw.engine.chunking import chunk
 from mockai_tw.engine.ids import new_id
-from mockai_tw.engine.plan import ChatPlan, ChoicePlan, Pacing, Usage
-from mockai_tw.request.chat import ChatRequest
+from mockai_tw.engine.plan import (
+    ChatPlan,
+    ChoicePlan,
+    Pacing,
+    TokenLogprob,
+    ToolCallPlan,
+    TopLogprob,
+    Usage,
+)
+from mockai_tw.errors import invalid
+from mockai_tw.request.chat import ChatRequest, FunctionDef
+
+_EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+# Framing tokens of one call in the completion (name, arguments wrapper).
+TOKENS_PER_CALL = 3
 
 
 def apply_limits(
-    text: str, stop: Sequence[str], max_tokens: int | None
+    text: str, stop: Sequence[str], max_tokens: int | None, model: str | None = None
 ) -> tuple[str, str]:
     """Cut ``text`` at the first stop sequence, then at ``max_tokens``."""
     finish = "stop"
@@ -27,11 +45,63 @@ def apply_limits(
     if cuts:
         text = text[: min(cuts)]
     if max_tokens is not None:
-        pieces = tokenizer.pieces(text)
-        if len(pieces) > max_tokens:
-            text = "".join(pieces[:max_tokens])
+        text, cut = tokenizer.for_model(model).truncate(text, max_tokens)
+        if cut:
             finish = "length"
     return text, finish
+
+
+@lru_cache(maxsize=256)
+def _schema_problem(canonical: str) -> str | None:
+    """Why a schema is unusable, or None; cached because clients resend them."""
+    try:
+        schema_gen.check_schema(json.loads(canonical))
+    except schema_gen.SchemaError as error:
+        return str(error)
+    return None
+
+
+def check_schema(schema: Any, param: str) -> None:
+    """A 400 naming ``param`` unless ``schema`` is a usable JSON Schema."""
+    problem = _schema_problem(json.dumps(schema, sort_keys=True))
+    if problem is not None:
+        raise invalid(f"Invalid schema for '{param}': {problem}", param=param)
+
+
+def synthetic_logprobs(
+    pieces: Sequence[str], rng: random.Random, top: int
+) -> tuple[TokenLogprob, ...]:
+    """Plausible logprobs: the sent token is the most likely at each position."""
+    out = []
+    for piece in pieces:
+        logprob = -round(rng.expovariate(12.0), 6)
+        alternatives: list[TopLogprob] = [TopLogprob(piece, logprob)]
+        candidates = [
+            piece.strip(),
+            piece.lower(),
+            piece.upper(),
+            " " + piece.strip(),
+            piece.strip() + ",",
+            " the",
+            " a",
+            ".",
+            ",",
+            " and",
+            "\n",
+            " I",
+        ]
+        seen = {piece}
+        floor = logprob
+        for candidate in candidates:
+            if len(alternatives) > top - 1 or top == 0:
+                break
+            if not candidate or candidate in seen:
+                continue
+            seen.add(candidate)
+            floor = round(floor - rng.uniform(0.5, 3.0), 6)
+            alternatives.append(TopLogprob(candidate, floor))
+        out.append(TokenLogprob(piece, logprob, tuple(alternatives[:top])))
+    return tuple(out)
 
 
 class Engine:
@@ -55,18 +125,142 @@ class Engine:
         """The text of one reply: a pick from the configured ``replies``."""
         return rng.choice(self.config.replies)
 
+    def arguments(self, function: FunctionDef, rng: random.Random) -> str:
+        """JSON arguments valid against the function's ``parameters``."""
+        schema = function.parameters or _EMPTY_PARAMETERS
+        try:
+            value = schema_gen.generate(schema, rng, name=function.name)
+        except schema_gen.SchemaError as error:
+            raise invalid(
+                f"Invalid schema for function '{function.name}': {error}",
+                param="tools",
+            ) from None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def structured_text(self, request: ChatRequest, rng: random.Random) -> str:
+        """The reply under ``response_format``: text, a JSON object, or schema JSON."""
+        fmt = request.response_format
+        if fmt.type == "json_object":
+            return json.dumps({"message": self.reply_text(rng)}, ensure_ascii=False)
+        if fmt.type == "json_schema":
+            try:
+                value = schema_gen.generate(fmt.schema or {}, rng, name=fmt.name or "")
+            except schema_gen.SchemaError as error:
+                raise invalid(
+                    f"Invalid schema for response_format '{fmt.name}': {error}",
+                    param="response_format",
+                ) from None
+            return json.dumps(value, ensure_ascii=False)
+        return self.reply_text(rng)
+
+    def _calls(
+        self,
+        mode: str,
+        forced: str | None,
+        offered: tuple[FunctionDef, ...],
+        request: ChatRequest,
+        rng: random.Random,
+        parallel: bool,
+    ) -> list[FunctionDef]:
+        """Which functions this choice calls (none means a text answer)."""
+        if mode == "none" or not offered:
+            return []
+        if forced is not None:
+            return [f for f in offered if f.name == forced]
+        if mode == "auto":
+            if request.last_role in ("tool", "function"):
+                return []
+            if rng.random() >= self.config.tools.auto_probability:
+                return []
+        if not parallel or len(offered) == 1:
+            return [rng.choice(offered)]
+        most = min(len(offered), self.config.tools.max_parallel)
+        return rng.sample(list(offered), rng.randint(1, most))
+
+    def _call(
+        self, function: FunctionDef, rng: random.Random, model: str
+    ) -> ToolCallPlan:
+        arguments = self.arguments(function, rng)
+        return ToolCallPlan(
+            id=new_id("call_", 24),
+            name=function.name,
+            arguments=arguments,
+            fragments=tuple(tokenizer.pieces(arguments, model)),
+        )
+
+    def _choice(
+        self, request: ChatRequest, index: int, rng: random.Random
+    ) -> tuple[ChoicePlan, int]:
+        model = request.model
+        tools = self._calls(
+            request.tool_choice,
+            request.forced_tool,
+            request.tools,
+            request,
+            rng,
+            request.parallel_tool_calls,
+        )
+        if tools:
+            calls = tuple(self._call(f, rng, model) for f in tools)
+            tokens = sum(
+                TOKENS_PER_CALL
+                + tokenizer.count(c.name, model)
+                + tokenizer.count(c.arguments, model)
+                for c in calls
+            )
+            return ChoicePlan(index, (), "tool_calls", tool_calls=calls), tokens
+        legacy = self._calls(
+            request.function_call,
+            request.forced_function,
+            request.functions,
+            request,
+            rng,
+            parallel=False,
+        )
+        if legacy:
+            call = self._call(legacy[0], rng, model)
+            tokens = (
+                TOKENS_PER_CALL
+                + tokenizer.count(call.name, model)
+                + tokenizer.count(call.arguments, model)
+            )
+            return ChoicePlan(index, (), "function_call", function_call=call), tokens
+        text = self.structured_text(request, rng)
+        text, finish = apply_limits(text, request.stop, request.max_tokens, model)
+        mode = "token" if request.logprobs else self.config.stream.chunking
+        pieces = chunk(text, mode, model)
+        logprobs = None
+        if request.logprobs:
+            logprobs = synthetic_logprobs(pieces, rng, request.top_logprobs or 0)
+        plan = ChoicePlan(index, pieces, finish, logprobs=logprobs)
+        return plan, tokenizer.count(text, model)
+
+    def check(self, request: ChatRequest) -> None:
+        """Reject unusable schemas before answering, naming where they are."""
+        for i, tool in enumerate(request.tools):
+            if tool.parameters is not None:
+                check_schema(tool.parameters, f"tools[{i}].function.parameters")
+        for i, function in enumerate(request.functions):
+            if function.parameters is not None:
+                check_schema(function.parameters, f"functions[{i}].parameters")
+        if request.response_format.type == "json_schema":
+            check_schema(
+                request.response_format.schema, "response_format.json_schema.schema"
+            )
+
     def chat(self, request: ChatRequest, now: float) -> ChatPlan:
-        stream = self.config.stream
+        self.check(request)
         rng = self.picker(request.seed, request.model, request.last_user_text)
         choices = []
         completion_tokens = 0
         for index in range(request.n):
-            text = self.reply_text(rng)
-            text, finish = apply_limits(text, request.stop, request.max_tokens)
-            completion_tokens += tokenizer.count(text)
-            choices.append(ChoicePlan(index, chunk(text, stream.chunking), finish))
+            choice, tokens = self._choice(request, index, rng)
+            choices.append(choice)
+            completion_tokens += tokens
         prompt_tokens = tokenizer.count_messages(
-            (m.raw for m in request.messages), request.tools
+            (m.raw for m in request.messages),
+            [{"type": "function", "function": t.__dict__} for t in request.tools],
+            request.model,
         )
         return ChatPlan(
             id=new_id("chatcmpl-"),
@@ -77,6 +271,6 @@ class Engine:
             usage=Usage(prompt_tokens, completion_tokens),
             stream=request.stream,
             include_usage=request.include_usage,
-            content_filter=stream.content_filter_results,
-            pacing=Pacing(0.0, stream.interval_ms / 1000.0),
+            content_filter=self.config.stream.content_filter_results,
+            pacing=Pacing(0.0, self.config.stream.interval_ms / 1000.0),
         )

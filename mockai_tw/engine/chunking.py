@@ -9,7 +9,7 @@ from mockai_tw.engine import tokenizer
 _WORD = re.compile(rf"\s*(?:[{tokenizer._CJK}]|(?:(?![{tokenizer._CJK}])\S)+)|\s+")
 
 
-def chunk(text: str, mode: str) -> tuple[str, ...]:
+def chunk(text: str, mode: str, model: str | None = None) -> tuple[str, ...]:
     """Pieces that join back to ``text``; ``char`` is the original's one per chunk."""
     if not text:
         return ()
@@ -18,5 +18,5 @@ def chunk(text: str, mode: str) -> tuple[str, ...]:
     if mode == "word":
         return tuple(_WORD.findall(text))
     if mode == "token":
-        return tuple(tokenizer.pieces(text))
+        return tuple(tokenizer.pieces(text, model))
     raise ValueError(f"unknown chunking {mode!r}")

@@ -19,15 +19,50 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    # The most likely tokens at this position, most likely first.
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolCallPlan:
+    id: str
+    name: str
+    # The whole JSON arguments, and the fragments a stream sends them in.
+    arguments: str
+    fragments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ChoicePlan:
     index: int
     # The reply cut into the pieces a stream sends, one chunk each.
     pieces: tuple[str, ...]
     finish_reason: str
+    # One entry per piece when the request asked for logprobs.
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    tool_calls: tuple[ToolCallPlan, ...] = ()
+    # The legacy ``functions`` answer.
+    function_call: ToolCallPlan | None = None
 
     @property
     def text(self) -> str:
         return "".join(self.pieces)
+
+    @property
+    def content(self) -> str | None:
+        """``message.content``: null when the answer is a call."""
+        if self.tool_calls or self.function_call is not None:
+            return None
+        return self.text
 
 
 @dataclass(frozen=True)

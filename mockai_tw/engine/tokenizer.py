@@ -1,18 +1,24 @@
 """The one tokenizer: counts usage and splits replies into token pieces.
 
-An approximation of OpenAI's BPE encodings that needs no data files: text is
-pre-split the way cl100k/o200k pre-split it (contractions, letter runs with
-their leading space, digit groups of up to three, punctuation runs,
+Where the ``bpe-openai`` package is installed (the ``exact`` extra), counts
+use the model's real encoding, offline: o200k_base for the gpt-4o, gpt-4.1,
+o-series and newer models, cl100k_base for gpt-4, gpt-3.5 and the embedding
+models.  Otherwise a deterministic approximation that needs no data files:
+text is pre-split the way those encodings pre-split it (contractions, letter
+runs with their leading space, digit groups of up to three, punctuation runs,
 whitespace), each CJK character is one token, and letter runs longer than six
-characters are cut into pieces of about five.  Pieces always concatenate back
-to the input, so ``token`` chunking never loses a character.
+characters are cut into pieces of about five.  Either way, pieces always
+concatenate back to the input, so ``token`` chunking never loses a character.
 """
 
 from __future__ import annotations
 
+import codecs
+import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from functools import cache, lru_cache
+from typing import Any, Protocol
 
 _CJK = (
     "\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf"
@@ -31,6 +37,9 @@ _PRE_SPLIT = re.compile(
     re.VERBOSE | re.IGNORECASE,
 )
 
+# Texts up to this long are tokenized once and remembered.
+CACHED_TEXT = 2048
+
 _LONG_WORD = 6
 _WORD_PIECE = 5
 
@@ -46,8 +55,8 @@ def _split_long(piece: str) -> Iterable[str]:
         yield piece[start : start + size]
 
 
-def pieces(text: str) -> list[str]:
-    """Split ``text`` into token-sized pieces that join back to ``text``."""
+def approximate_pieces(text: str) -> list[str]:
+    """Split ``text`` into token-sized pieces without any encoding data."""
     out: list[str] = []
     for match in _PRE_SPLIT.finditer(text):
         piece = match.group()
@@ -58,11 +67,131 @@ def pieces(text: str) -> list[str]:
     return out
 
 
-def count(text: str) -> int:
-    """How many tokens ``text`` is."""
-    if not text:
-        return 0
-    return len(pieces(text))
+class Encoding(Protocol):
+    """What we use of a ``bpe_openai`` (tiktoken-compatible) encoding."""
+
+    def encode_ordinary(self, text: str) -> list[int]: ...
+    def decode_tokens_bytes(self, tokens: list[int]) -> list[bytes]: ...
+
+
+class Tokenizer:
+    """Counts and pieces for one model: exact when an encoding is at hand."""
+
+    def __init__(self, name: str, encoding: Encoding | None = None) -> None:
+        self.name = name
+        self.encoding = encoding
+
+    @property
+    def exact(self) -> bool:
+        return self.encoding is not None
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        return sum(self.weighted(text)[1])
+
+    def pieces(self, text: str) -> list[str]:
+        return list(self.weighted(text)[0])
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        """The longest prefix of whole pieces within ``max_tokens``; was it cut?"""
+        pieces, weights = self.weighted(text)
+        total = 0
+        for i, weight in enumerate(weights):
+            total += weight
+            if total > max_tokens:
+                return "".join(pieces[:i]), True
+        return text, False
+
+    def weighted(self, text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """Pieces that join back to ``text``, and how many tokens each is."""
+        if len(text) <= CACHED_TEXT:
+            return self._cached(text)
+        return self._weighted(text)
+
+    @lru_cache(maxsize=4096)  # noqa: B019 - one Tokenizer per encoding, kept for life
+    def _cached(self, text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        # Canned replies repeat on every request: tokenize each once.
+        return self._weighted(text)
+
+    def _weighted(self, text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """A token that ends inside a UTF-8 sequence is merged with the next,
+        so every piece is whole characters (a CJK character split across two
+        tokens is one piece of weight two)."""
+        if self.encoding is None:
+            pieces = tuple(approximate_pieces(text))
+            return pieces, (1,) * len(pieces)
+        out: list[str] = []
+        weights: list[int] = []
+        pending = 0
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        for segment in _segments(text):
+            tokens = self.encoding.encode_ordinary(segment)
+            for raw in self.encoding.decode_tokens_bytes(tokens):
+                pending += 1
+                piece = decoder.decode(raw)
+                if piece:
+                    out.append(piece)
+                    weights.append(pending)
+                    pending = 0
+        return tuple(out), tuple(weights)
+
+
+# The encoder refuses very long inputs: longer texts are encoded in segments
+# cut after whitespace (a token never spans one of those cuts in practice).
+SEGMENT = 32 * 1024
+
+
+def _segments(text: str) -> Iterable[str]:
+    start = 0
+    while len(text) - start > SEGMENT:
+        cut = max(
+            text.rfind(" ", start, start + SEGMENT),
+            text.rfind("\n", start, start + SEGMENT),
+        )
+        cut = cut + 1 if cut > start else start + SEGMENT
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+# Model-name prefixes on o200k_base; everything else counts on cl100k_base.
+_O200K = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+
+
+def encoding_name(model: str) -> str:
+    base = model.split(":", 2)[1] if model.startswith("ft:") else model
+    return "o200k_base" if base.startswith(_O200K) else "cl100k_base"
+
+
+@cache
+def _encoding(name: str) -> Encoding | None:
+    try:
+        import bpe_openai  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    try:
+        encoding: Encoding = bpe_openai.get_encoding(name)
+    except Exception:
+        return None
+    return encoding
+
+
+@cache
+def for_model(model: str | None) -> Tokenizer:
+    """The tokenizer for ``model`` (o200k when the model is unknown or absent)."""
+    name = encoding_name(model or "gpt-4o")
+    return Tokenizer(name, _encoding(name))
+
+
+def pieces(text: str, model: str | None = None) -> list[str]:
+    """Split ``text`` into token pieces that join back to ``text``."""
+    return for_model(model).pieces(text)
+
+
+def count(text: str, model: str | None = None) -> int:
+    """How many tokens ``text`` is for ``model``."""
+    return for_model(model).count(text)
 
 
 # OpenAI's chat accounting: every message costs a few tokens of framing, and
@@ -73,56 +202,48 @@ REPLY_PRIMING = 3
 TOKENS_PER_IMAGE = 85
 
 
-def _content_tokens(content: Any) -> int:
-    if content is None:
-        return 0
+def _content_tokens(content: Any, tok: Tokenizer) -> int:
     if isinstance(content, str):
-        return count(content)
+        return tok.count(content)
     total = 0
     if isinstance(content, list):
         for part in content:
             if not isinstance(part, Mapping):
                 continue
             if isinstance(part.get("text"), str):
-                total += count(part["text"])
+                total += tok.count(part["text"])
             elif part.get("type") in ("image_url", "input_image"):
                 total += TOKENS_PER_IMAGE
             elif isinstance(part.get("refusal"), str):
-                total += count(part["refusal"])
+                total += tok.count(part["refusal"])
     return total
 
 
-def _json_tokens(value: Any) -> int:
-    """Tokens of a structured value (tool calls, tool definitions)."""
-    if isinstance(value, str):
-        return count(value)
-    if isinstance(value, Mapping):
-        return sum(count(str(k)) + _json_tokens(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return sum(_json_tokens(v) for v in value)
-    if value is None:
-        return 0
-    return count(str(value))
+def _json_tokens(value: Any, tok: Tokenizer) -> int:
+    """Tokens of a structured value (tool calls, tool definitions) as JSON."""
+    return tok.count(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def count_messages(
-    messages: Iterable[Mapping[str, Any]], tools: Iterable[Any] = ()
+    messages: Iterable[Mapping[str, Any]],
+    tools: Iterable[Any] = (),
+    model: str | None = None,
 ) -> int:
     """Prompt tokens of a chat request, per OpenAI's per-message accounting."""
+    tok = for_model(model)
     total = REPLY_PRIMING
     for message in messages:
         total += TOKENS_PER_MESSAGE
-        total += count(str(message.get("role", "")))
-        total += _content_tokens(message.get("content"))
+        total += tok.count(str(message.get("role", "")))
+        total += _content_tokens(message.get("content"), tok)
         name = message.get("name")
         if isinstance(name, str):
-            total += TOKENS_PER_NAME + count(name)
-        if message.get("tool_calls"):
-            total += _json_tokens(message["tool_calls"])
-        if message.get("function_call"):
-            total += _json_tokens(message["function_call"])
+            total += TOKENS_PER_NAME + tok.count(name)
+        for key in ("tool_calls", "function_call"):
+            if message.get(key):
+                total += _json_tokens(message[key], tok)
     tool_list = list(tools)
     if tool_list:
         # The tool definitions are rendered into a hidden system message.
-        total += TOKENS_PER_MESSAGE + _json_tokens(tool_list)
+        total += TOKENS_PER_MESSAGE + _json_tokens(tool_list, tok)
     return total

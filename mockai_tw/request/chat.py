@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,27 @@ class Message:
     raw: dict[str, Any]
 
 
+_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class FunctionDef:
+    """A function the model may call (from ``tools`` or legacy ``functions``)."""
+
+    name: str
+    parameters: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    type: str = "text"
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool = False
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     model: str
@@ -36,12 +58,23 @@ class ChatRequest:
     top_p: float | None = None
     logprobs: bool = False
     top_logprobs: int | None = None
-    tools: tuple[dict[str, Any], ...] = ()
-    tool_choice: Any = None
-    response_format: dict[str, Any] | None = None
+    tools: tuple[FunctionDef, ...] = ()
+    # "none", "auto", "required", or the name of the one function to call.
+    tool_choice: str = "none"
+    forced_tool: str | None = None
+    parallel_tool_calls: bool = True
+    # Legacy ``functions``: answered with ``function_call``, not ``tool_calls``.
+    functions: tuple[FunctionDef, ...] = ()
+    function_call: str = "none"
+    forced_function: str | None = None
+    response_format: ResponseFormat = ResponseFormat()
     metadata: dict[str, Any] | None = None
     # The whole parsed body, for rules and the journal.
     body: dict[str, Any] | None = None
+
+    @property
+    def last_role(self) -> str:
+        return self.messages[-1].role
 
     @property
     def last_user_text(self) -> str:
@@ -116,6 +149,149 @@ def _stop(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _function(value: Any, param: str) -> FunctionDef:
+    if not isinstance(value, dict):
+        raise wrong_type(param, "an object", value)
+    fields = Fields(value, f"{param}.")
+    name = fields.string("name", required=True) or ""
+    if not _FUNCTION_NAME.match(name):
+        raise invalid(
+            f"Invalid '{param}.name': string does not match pattern."
+            " Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'"
+            " and is at most 64 characters long.",
+            param=f"{param}.name",
+            code="invalid_value",
+        )
+    parameters = fields.obj("parameters")
+    if parameters is not None and parameters.get("type", "object") != "object":
+        raise invalid(
+            f"Invalid schema for function '{name}': schema must be a JSON Schema"
+            f" of 'type: \"object\"', got 'type: \"{parameters.get('type')}\"'.",
+            param=f"{param}.parameters",
+            code="invalid_function_parameters",
+        )
+    return FunctionDef(
+        name=name,
+        parameters=parameters,
+        description=fields.string("description"),
+        strict=fields.boolean("strict"),
+    )
+
+
+def _tools(body: dict[str, Any]) -> tuple[FunctionDef, ...]:
+    tools = Fields(body).array("tools") or []
+    out = []
+    for i, tool in enumerate(tools):
+        param = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise wrong_type(param, "an object", tool)
+        kind = Fields(tool, f"{param}.").string("type", required=True)
+        if kind != "function":
+            raise invalid(
+                f"Invalid value: '{kind}'. Supported values are: 'function' and"
+                " 'custom'.",
+                param=f"{param}.type",
+                code="invalid_value",
+            )
+        if "function" not in tool:
+            raise missing(f"{param}.function")
+        out.append(_function(tool["function"], f"{param}.function"))
+    names = [t.name for t in out]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise invalid(
+                f"Invalid 'tools': duplicate function name '{name}'.",
+                param="tools",
+                code="invalid_value",
+            )
+    return tuple(out)
+
+
+def _choice(
+    value: Any, param: str, offered: tuple[FunctionDef, ...], legacy: bool
+) -> tuple[str, str | None]:
+    """Normalise ``tool_choice`` / ``function_call`` to (mode, forced name)."""
+    default = "auto" if offered else "none"
+    if value is None:
+        return default, None
+    modes = ("none", "auto") if legacy else ("none", "auto", "required")
+    if isinstance(value, str):
+        if value not in modes:
+            allowed = ", ".join(f"'{m}'" for m in modes)
+            raise invalid(
+                f"Invalid value: '{value}'. Supported values are: {allowed}.",
+                param=param,
+                code="invalid_value",
+            )
+        if value != "none" and not offered:
+            raise invalid(
+                f"Invalid value for '{param}': '{param}' is only allowed when"
+                f" '{'functions' if legacy else 'tools'}' are specified.",
+                param=param,
+            )
+        return value, None
+    if not isinstance(value, dict):
+        raise wrong_type(param, "one of a string or object", value)
+    inner = value if legacy else value.get("function")
+    if not legacy and value.get("type") not in ("function", None):
+        raise invalid(
+            f"Invalid value: '{value.get('type')}'. Supported values are: 'function'.",
+            param=f"{param}.type",
+            code="invalid_value",
+        )
+    name = inner.get("name") if isinstance(inner, dict) else None
+    where = f"{param}.name" if legacy else f"{param}.function.name"
+    if not isinstance(name, str):
+        raise missing(where)
+    if name not in {f.name for f in offered}:
+        raise invalid(
+            f"Invalid value for '{param}': function '{name}' not found in"
+            f" '{'functions' if legacy else 'tools'}'.",
+            param=param,
+            code="invalid_value",
+        )
+    return "function", name
+
+
+def _response_format(value: Any) -> ResponseFormat:
+    if value is None:
+        return ResponseFormat()
+    if not isinstance(value, dict):
+        raise wrong_type("response_format", "an object", value)
+    kind = value.get("type")
+    if kind not in ("text", "json_object", "json_schema"):
+        raise invalid(
+            f"Invalid value: '{kind}'. Supported values are: 'text', 'json_object',"
+            " and 'json_schema'.",
+            param="response_format.type",
+            code="invalid_value",
+        )
+    if kind != "json_schema":
+        return ResponseFormat(type=kind)
+    spec = value.get("json_schema")
+    if spec is None:
+        raise missing("response_format.json_schema")
+    if not isinstance(spec, dict):
+        raise wrong_type("response_format.json_schema", "an object", spec)
+    fields = Fields(spec, "response_format.json_schema.")
+    name = fields.string("name", required=True) or ""
+    if not _FUNCTION_NAME.match(name):
+        raise invalid(
+            "Invalid 'response_format.json_schema.name': string does not match"
+            " pattern. Expected a string that matches the pattern"
+            " '^[a-zA-Z0-9_-]+$'.",
+            param="response_format.json_schema.name",
+            code="invalid_value",
+        )
+    schema = fields.obj("schema")
+    return ResponseFormat(
+        type="json_schema",
+        name=name,
+        schema=schema if schema is not None else {},
+        strict=fields.boolean("strict"),
+    )
+
+
 def parse_chat_request(data: bytes) -> ChatRequest:
     body = parse_body(data)
     fields = Fields(body)
@@ -150,15 +326,25 @@ def parse_chat_request(data: bytes) -> ChatRequest:
         ("frequency_penalty", -2, 2),
     ):
         fields.number(key, low=low, high=high)
-    tools = fields.array("tools") or []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict):
-            raise wrong_type(f"tools[{i}]", "an object", tool)
-    tool_choice = body.get("tool_choice")
-    if tool_choice is not None and not isinstance(tool_choice, (str, dict)):
-        raise wrong_type("tool_choice", "one of a string or object", tool_choice)
+    tools = _tools(body)
+    tool_choice, forced_tool = _choice(
+        body.get("tool_choice"), "tool_choice", tools, False
+    )
+    functions = tuple(
+        _function(f, f"functions[{i}]")
+        for i, f in enumerate(fields.array("functions") or [])
+    )
+    function_call, forced_function = _choice(
+        body.get("function_call"), "function_call", functions, True
+    )
+    logprobs = fields.boolean("logprobs")
+    top_logprobs = fields.integer("top_logprobs", low=0, high=20)
+    if top_logprobs is not None and not logprobs:
+        raise invalid(
+            "Invalid value for 'logprobs': must be true when 'top_logprobs' is set.",
+            param="logprobs",
+        )
     fields.obj("logit_bias")
-    fields.boolean("parallel_tool_calls", default=True)
     fields.boolean("store")
     fields.string("service_tier")
     return ChatRequest(
@@ -173,11 +359,16 @@ def parse_chat_request(data: bytes) -> ChatRequest:
         user=fields.string("user"),
         temperature=fields.number("temperature"),
         top_p=fields.number("top_p"),
-        logprobs=fields.boolean("logprobs"),
-        top_logprobs=fields.integer("top_logprobs", low=0, high=20),
-        tools=tuple(tools),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        tools=tools,
         tool_choice=tool_choice,
-        response_format=fields.obj("response_format"),
+        forced_tool=forced_tool,
+        parallel_tool_calls=fields.boolean("parallel_tool_calls", default=True),
+        functions=functions,
+        function_call=function_call,
+        forced_function=forced_function,
+        response_format=_response_format(body.get("response_format")),
         metadata=fields.obj("metadata"),
         body=body,
     )

@@ -6,6 +6,7 @@ from typing import cast
 
 from twisted.web import server
 
+from mockai_tw.engine.models import check_model
 from mockai_tw.request.chat import parse_chat_request
 from mockai_tw.web.resources import ApiResource
 from mockai_tw.web.site import ApiRequest, send_json
@@ -17,6 +18,7 @@ class ChatCompletions(ApiResource):
         api_request = cast(ApiRequest, request)
         chat = parse_chat_request(api_request.body())
         state = self.state
+        check_model(state.config, chat.model)
         plan = state.engine.chat(chat, state.clock.seconds())
         if not plan.stream:
             return send_json(request, 200, chat_completion(plan))

@@ -107,11 +107,18 @@ def _mask(token: str) -> str:
     return token[:3] + "*" * (len(token) - 7) + token[-4:]
 
 
-def check_token(request: server.Request, state: MockServer) -> ApiError | None:
-    """None if the bearer token is accepted; otherwise the 401 to send."""
+def check_token(
+    request: server.Request, state: MockServer, *, api_key_header: bool = False
+) -> ApiError | None:
+    """None if the bearer token is accepted; otherwise the 401 to send.
+
+    With ``api_key_header`` (the Azure tree) an ``api-key`` header counts too.
+    """
     header = request.getHeader(b"authorization")
     token = b""
-    if header:
+    if api_key_header:
+        token = (request.getHeader(b"api-key") or b"").strip()
+    if header and not token:
         scheme, _, rest = header.strip().partition(b" ")
         if scheme.lower() == b"bearer":
             token = rest.strip()

@@ -7,7 +7,13 @@ from typing import Any
 
 import orjson
 
-from mockai_tw.engine.plan import ChatPlan, ChoicePlan, Usage
+from mockai_tw.engine.plan import (
+    ChatPlan,
+    ChoicePlan,
+    TokenLogprob,
+    ToolCallPlan,
+    Usage,
+)
 from mockai_tw.wire.sse import DONE, data_event
 
 # What the original server (and Azure) attach to every choice.
@@ -34,16 +40,52 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
+def logprob_json(entry: TokenLogprob) -> dict[str, Any]:
+    return {
+        "token": entry.token,
+        "logprob": entry.logprob,
+        "bytes": list(entry.token.encode()),
+        "top_logprobs": [
+            {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode())}
+            for t in entry.top
+        ],
+    }
+
+
+def _logprobs(entries: Any) -> dict[str, Any] | None:
+    if entries is None:
+        return None
+    return {"content": [logprob_json(e) for e in entries], "refusal": None}
+
+
+def _call_json(call: ToolCallPlan) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def _message(choice: ChoicePlan) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": choice.content,
+        "refusal": None,
+        "annotations": [],
+    }
+    if choice.tool_calls:
+        message["tool_calls"] = [_call_json(c) for c in choice.tool_calls]
+    if choice.function_call is not None:
+        call = choice.function_call
+        message["function_call"] = {"name": call.name, "arguments": call.arguments}
+    return message
+
+
 def _choice(plan: ChatPlan, choice: ChoicePlan) -> dict[str, Any]:
     out: dict[str, Any] = {
         "index": choice.index,
-        "message": {
-            "role": "assistant",
-            "content": choice.text,
-            "refusal": None,
-            "annotations": [],
-        },
-        "logprobs": None,
+        "message": _message(choice),
+        "logprobs": _logprobs(choice.logprobs),
         "finish_reason": choice.finish_reason,
     }
     if plan.content_filter:
@@ -86,17 +128,74 @@ class _ChunkRenderer:
         self.filter = CONTENT_FILTER_RESULTS if plan.content_filter else None
 
     def choice(
-        self, index: int, delta: dict[str, Any], finish_reason: str | None = None
+        self,
+        index: int,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        logprobs: dict[str, Any] | None = None,
     ) -> bytes:
         choice: dict[str, Any] = {
             "index": index,
             "delta": delta,
-            "logprobs": None,
+            "logprobs": logprobs,
             "finish_reason": finish_reason,
         }
         if self.filter is not None:
             choice["content_filter_results"] = self.filter
         return data_event(self.head + orjson.dumps(choice) + self.tail)
+
+
+Delta = tuple[dict[str, Any], dict[str, Any] | None]
+
+
+def _deltas(choice: ChoicePlan) -> tuple[dict[str, Any], list[Delta]]:
+    """The first delta of a choice (it carries the role) and the steps after it."""
+    if choice.tool_calls:
+        steps: list[Delta] = []
+        first: dict[str, Any] = {}
+        for i, call in enumerate(choice.tool_calls):
+            opening = {
+                "index": i,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+            }
+            if i == 0:
+                first = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [opening],
+                    "refusal": None,
+                }
+            else:
+                steps.append(({"tool_calls": [opening]}, None))
+            steps.extend(
+                ({"tool_calls": [{"index": i, "function": {"arguments": f}}]}, None)
+                for f in call.fragments
+            )
+        return first, steps
+    if choice.function_call is not None:
+        call = choice.function_call
+        first = {
+            "role": "assistant",
+            "content": None,
+            "function_call": {"name": call.name, "arguments": ""},
+            "refusal": None,
+        }
+        return first, [
+            ({"function_call": {"arguments": f}}, None) for f in call.fragments
+        ]
+    first = {"role": "assistant", "content": "", "refusal": None}
+    logprobs = choice.logprobs
+    return first, [
+        (
+            {"content": piece},
+            None
+            if logprobs is None
+            else {"content": [logprob_json(logprobs[i])], "refusal": None},
+        )
+        for i, piece in enumerate(choice.pieces)
+    ]
 
 
 def chat_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
@@ -107,19 +206,16 @@ def chat_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
     render = _ChunkRenderer(plan)
     pacing = plan.pacing
     start = pacing.due(0)
-    for choice in plan.choices:
-        yield (
-            start,
-            render.choice(
-                choice.index, {"role": "assistant", "content": "", "refusal": None}
-            ),
-        )
-    steps = max((len(c.pieces) for c in plan.choices), default=0)
+    deltas = [_deltas(choice) for choice in plan.choices]
+    for choice, (first, _) in zip(plan.choices, deltas, strict=True):
+        yield start, render.choice(choice.index, first)
+    steps = max((len(s) for _, s in deltas), default=0)
     for step in range(steps):
         due = pacing.due(step)
-        for choice in plan.choices:
-            if step < len(choice.pieces):
-                yield due, render.choice(choice.index, {"content": choice.pieces[step]})
+        for choice, (_, choice_steps) in zip(plan.choices, deltas, strict=True):
+            if step < len(choice_steps):
+                delta, logprobs = choice_steps[step]
+                yield due, render.choice(choice.index, delta, None, logprobs)
     end = pacing.due(max(steps - 1, 0))
     for choice in plan.choices:
         yield end, render.choice(choice.index, {}, choice.finish_reason)

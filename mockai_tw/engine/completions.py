@@ -1,0 +1,125 @@
+"""Legacy completions: what to answer, as a CompletionPlan.
+
+The same engine as chat (reply picker, limits, tokenizer, chunking); what is
+particular to ``text_completion`` lives here: several prompts, ``echo``,
+``best_of`` and the synthetic ``logprobs``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from mockai_tw.engine import tokenizer
+from mockai_tw.engine.chat import Engine, apply_limits, synthetic_logprobs
+from mockai_tw.engine.chunking import chunk
+from mockai_tw.engine.ids import new_id
+from mockai_tw.engine.plan import Pacing, TokenLogprob, Usage
+from mockai_tw.request.completions import CompletionRequest, Prompt
+
+
+@dataclass(frozen=True)
+class CompletionChoice:
+    index: int
+    # The returned text (echoed prompt included) cut into stream pieces.
+    pieces: tuple[str, ...]
+    finish_reason: str
+    # With ``logprobs``: one entry per piece (the pieces are then tokens).
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    # Where the returned text starts in prompt + completion (``text_offset``).
+    offset: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+@dataclass(frozen=True)
+class CompletionPlan:
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: tuple[CompletionChoice, ...]
+    usage: Usage
+    pacing: Pacing
+    # How many prompts the request held (Azure reports a filter result per prompt).
+    prompts: int = 1
+    stream: bool = False
+    include_usage: bool = False
+    # Azure-style ``content_filter_results`` on every choice.
+    content_filter: bool = False
+
+
+def prompt_tokens(prompt: Prompt, model: str) -> int:
+    if prompt.token_ids is not None:
+        return len(prompt.token_ids)
+    return tokenizer.count(prompt.text, model)
+
+
+def _choice(
+    engine: Engine,
+    request: CompletionRequest,
+    prompt: Prompt,
+    index: int,
+    text: str,
+    finish: str,
+    rng: random.Random,
+) -> CompletionChoice:
+    """With logprobs the pieces are tokens, one chunk each, as OpenAI streams them."""
+    model = request.model
+    echo = prompt.text if request.echo else ""
+    # text_offset counts from the start of the prompt, as OpenAI counts it.
+    offset = 0 if request.echo else len(prompt.text)
+    if request.logprobs is None:
+        mode = engine.config.stream.chunking
+        pieces = ((echo,) if echo else ()) + chunk(text, mode, model)
+        return CompletionChoice(index, pieces, finish, offset=offset)
+    pieces = chunk(echo, "token", model) + chunk(text, "token", model)
+    logprobs = synthetic_logprobs(pieces, rng, request.logprobs)
+    return CompletionChoice(index, pieces, finish, logprobs, offset)
+
+
+def plan_completion(
+    engine: Engine, request: CompletionRequest, now: float
+) -> CompletionPlan:
+    """``best_of`` candidates per prompt are generated (and billed); ``n`` returned.
+
+    Choice ``i`` of prompt ``p`` gets index ``p * n + i``, as OpenAI numbers them.
+    """
+    choices = []
+    completion_tokens = 0
+    for p, prompt in enumerate(request.prompts):
+        key = prompt.text if prompt.token_ids is None else repr(prompt.token_ids)
+        rng = engine.picker(request.seed, request.model, key)
+        # Its own stream of numbers, so asking for logprobs never changes a reply.
+        scores = engine.picker(request.seed, "logprobs", request.model, key)
+        for i in range(request.candidates):
+            text, finish = apply_limits(
+                engine.reply_text(rng), request.stop, request.max_tokens, request.model
+            )
+            completion_tokens += tokenizer.count(text, request.model)
+            if i < request.n:
+                index = p * request.n + i
+                choices.append(
+                    _choice(engine, request, prompt, index, text, finish, scores)
+                )
+    # The suffix is input too: it is sent with every prompt.
+    suffix = tokenizer.count(request.suffix or "", request.model) * len(request.prompts)
+    stream = engine.config.stream
+    return CompletionPlan(
+        id=new_id("cmpl-"),
+        created=int(now),
+        model=request.model,
+        system_fingerprint=engine.config.system_fingerprint,
+        choices=tuple(choices),
+        usage=Usage(
+            sum(prompt_tokens(p, request.model) for p in request.prompts) + suffix,
+            completion_tokens,
+        ),
+        prompts=len(request.prompts),
+        stream=request.stream,
+        include_usage=request.include_usage,
+        content_filter=stream.content_filter_results,
+        pacing=Pacing(0.0, stream.interval_ms / 1000.0),
+    )

@@ -1,0 +1,174 @@
+"""``POST /v1/completions`` (legacy): a frozen CompletionRequest, or a 400."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mockai_tw.errors import invalid
+from mockai_tw.request.chat import _stop as parse_stop
+from mockai_tw.request.common import Fields, missing, parse_body, wrong_type
+
+# OpenAI's default for the legacy endpoint (chat has none): short replies get cut.
+DEFAULT_MAX_TOKENS = 16
+# A bound on prompts per request, so one body cannot ask for millions of choices.
+MAX_PROMPTS = 2048
+
+_PROMPT_TYPES = (
+    "one of a string, array of strings, array of integers, or array of arrays"
+    " of integers"
+)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt: its text (for ``echo``) and its size in tokens, if given as ids."""
+
+    text: str
+    # The token ids when the prompt came as a token array; its text is then "".
+    token_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    model: str
+    prompts: tuple[Prompt, ...]
+    stream: bool = False
+    include_usage: bool = False
+    n: int = 1
+    best_of: int | None = None
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    stop: tuple[str, ...] = ()
+    echo: bool = False
+    suffix: str | None = None
+    logprobs: int | None = None
+    seed: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    user: str | None = None
+    # The whole parsed body, for rules and the journal.
+    body: dict[str, Any] | None = None
+
+    @property
+    def candidates(self) -> int:
+        """Completions generated per prompt (``best_of`` of them; ``n`` returned)."""
+        return max(self.n, self.best_of or 0)
+
+
+def _token_ids(value: list[Any], param: str) -> tuple[int, ...]:
+    if not value:
+        raise invalid(
+            f"Invalid '{param}': empty array. Expected an array with minimum length 1,"
+            " but got an empty array instead.",
+            param=param,
+            code="empty_array",
+        )
+    for i, token in enumerate(value):
+        if isinstance(token, bool) or not isinstance(token, int):
+            raise wrong_type(f"{param}[{i}]", "an integer", token)
+        if token < 0:
+            raise invalid(
+                f"Invalid '{param}[{i}]': token ids are non-negative, got {token}.",
+                param=f"{param}[{i}]",
+                code="invalid_value",
+            )
+    return tuple(value)
+
+
+def _prompts(value: Any) -> tuple[Prompt, ...]:
+    """The four shapes OpenAI accepts, each prompt on its own."""
+    if value is None:
+        raise missing("prompt")
+    if isinstance(value, str):
+        return (Prompt(value),)
+    if not isinstance(value, list):
+        raise wrong_type("prompt", _PROMPT_TYPES, value)
+    if not value:
+        raise invalid(
+            "Invalid 'prompt': empty array. Expected an array with minimum length 1,"
+            " but got an empty array instead.",
+            param="prompt",
+            code="empty_array",
+        )
+    first = value[0]
+    if isinstance(first, int) and not isinstance(first, bool):
+        return (Prompt("", _token_ids(value, "prompt")),)
+    if len(value) > MAX_PROMPTS:
+        raise invalid(
+            f"Invalid 'prompt': array too long. Expected an array with maximum length"
+            f" {MAX_PROMPTS}, but got an array with length {len(value)} instead.",
+            param="prompt",
+            code="array_above_max_length",
+        )
+    if isinstance(first, str):
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise wrong_type(f"prompt[{i}]", "a string", item)
+        return tuple(Prompt(item) for item in value)
+    if isinstance(first, list):
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, list):
+                raise wrong_type(f"prompt[{i}]", "an array of integers", item)
+            out.append(Prompt("", _token_ids(item, f"prompt[{i}]")))
+        return tuple(out)
+    raise wrong_type("prompt", _PROMPT_TYPES, value)
+
+
+def parse_completion_request(data: bytes) -> CompletionRequest:
+    body = parse_body(data)
+    fields = Fields(body)
+    model = fields.string("model")
+    if not model:
+        raise invalid("you must provide a model parameter", param="model")
+    prompts = _prompts(body.get("prompt"))
+    stream = fields.boolean("stream")
+    options = fields.obj("stream_options")
+    if options is not None and not stream:
+        raise invalid(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
+    include_usage = Fields(options or {}, "stream_options.").boolean("include_usage")
+    n = fields.integer("n", low=1, high=128) or 1
+    best_of = fields.integer("best_of", low=0, high=20)
+    if best_of is not None:
+        if best_of < n:
+            raise invalid(
+                f"Invalid 'best_of': it must be greater than or equal to 'n'"
+                f" (got best_of={best_of}, n={n}).",
+                param="best_of",
+                code="invalid_value",
+            )
+        if stream and best_of > 1:
+            raise invalid(
+                "Invalid 'best_of': results cannot be streamed when 'best_of' is"
+                " greater than 1.",
+                param="best_of",
+                code="invalid_value",
+            )
+    max_tokens = fields.integer("max_tokens", low=0)
+    for key, low, high in (
+        ("presence_penalty", -2, 2),
+        ("frequency_penalty", -2, 2),
+    ):
+        fields.number(key, low=low, high=high)
+    fields.obj("logit_bias")
+    return CompletionRequest(
+        model=model,
+        prompts=prompts,
+        stream=stream,
+        include_usage=include_usage,
+        n=n,
+        best_of=best_of,
+        max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
+        stop=parse_stop(body.get("stop")),
+        echo=fields.boolean("echo"),
+        suffix=fields.string("suffix"),
+        logprobs=fields.integer("logprobs", low=0, high=5),
+        seed=fields.integer("seed"),
+        temperature=fields.number("temperature", low=0, high=2),
+        top_p=fields.number("top_p", low=0, high=1),
+        user=fields.string("user"),
+        body=body,
+    )

@@ -1,0 +1,191 @@
+"""The Azure OpenAI flavour: ``/openai/deployments/{deployment}/...?api-version=``.
+
+The same request models, engine and plans as ``/v1``. What differs is here:
+the deployment in the path stands for the model, the key may come in an
+``api-key`` header, ``api-version`` is required, gateway errors (auth,
+api-version, unknown path) use Azure's ``{"error": {"code", "message"}}``
+shape, and every response carries ``apim-request-id``. The content-filter
+annotations are the Azure renderers' business (``wire/azure.py``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, cast
+from urllib.parse import unquote
+
+import orjson
+
+from twisted.web import server
+from twisted.web.resource import IResource, Resource
+
+from mockai_tw.engine.completions import plan_completion
+from mockai_tw.engine.embeddings import embeddings
+from mockai_tw.request.chat import parse_chat_request
+from mockai_tw.request.common import parse_body
+from mockai_tw.request.completions import parse_completion_request
+from mockai_tw.request.embeddings import parse_embeddings_request
+from mockai_tw.web.resources import ApiResource, Branch, check_token
+from mockai_tw.web.site import ApiRequest, send_json
+from mockai_tw.wire import azure
+from mockai_tw.wire.embeddings import embeddings_body
+
+if TYPE_CHECKING:
+    from mockai_tw.server import MockServer
+
+APIM_REQUEST_ID = b"apim-request-id"
+
+_MISSING_KEY = (
+    "Access denied due to missing subscription key. Make sure to include"
+    " subscription key when making requests to an API."
+)
+_INVALID_KEY = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure"
+    " to provide a valid key for an active subscription and use a correct regional"
+    " API endpoint for your resource."
+)
+_NO_DEPLOYMENT = (
+    "The API deployment for this resource does not exist. If you created the"
+    " deployment within the last 5 minutes, please wait a moment and try again."
+)
+_NO_API_VERSION = (
+    "Missing required query parameter: api-version. Add it to the URL, for"
+    " example ?api-version=2024-10-21."
+)
+
+
+def stamp(request: server.Request) -> None:
+    """Give the response the ``apim-request-id`` Azure's gateway adds to all."""
+    if not request.responseHeaders.hasHeader(APIM_REQUEST_ID):
+        request.setHeader(APIM_REQUEST_ID, str(uuid.uuid4()).encode())
+
+
+class AzureError(Resource):
+    """An error in Azure's gateway shape (not OpenAI's: no type, no param)."""
+
+    isLeaf = True
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__()
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def render(self, request: server.Request) -> int:
+        stamp(request)
+        body = send_json(
+            request, self.status, azure.error_body(self.code, self.message)
+        )
+        request.setHeader(b"content-length", b"%d" % len(body))
+        if request.method != b"HEAD":
+            request.write(body)
+        request.finish()
+        return server.NOT_DONE_YET
+
+
+def not_found() -> AzureError:
+    return AzureError(404, "404", "Resource not found")
+
+
+class AzureBranch(Branch):
+    """An interior segment of the Azure tree: unknown children are Azure 404s."""
+
+    def getChild(self, path: bytes, request: server.Request) -> IResource:
+        return not_found()
+
+    def render(self, request: server.Request) -> int:
+        return not_found().render(request)
+
+
+class AzureRoot(AzureBranch):
+    """``/openai``: stamps, authenticates and checks ``api-version`` before routing."""
+
+    def getChildWithDefault(self, path: bytes, request: server.Request) -> IResource:
+        stamp(request)
+        error = check_token(request, self.state, api_key_header=True)
+        if error is not None:
+            message = _INVALID_KEY if error.code == "invalid_api_key" else _MISSING_KEY
+            return AzureError(401, "401", message)
+        versions = request.args.get(b"api-version") if request.args else None
+        if not versions or not versions[0].strip():
+            return AzureError(400, "BadRequest", _NO_API_VERSION)
+        return super().getChildWithDefault(path, request)
+
+
+class Deployments(AzureBranch):
+    """``/openai/deployments/{deployment}``: any name is a deployment, unless
+    ``strict_models`` limits them to the configured ``models``."""
+
+    def getChild(self, path: bytes, request: server.Request) -> IResource:
+        if not path:
+            return not_found()
+        name = unquote(path.decode("utf-8", "replace"))
+        config = self.state.config
+        if config.strict_models and name not in config.models:
+            return AzureError(404, "DeploymentNotFound", _NO_DEPLOYMENT)
+        return Deployment(self.state, name)
+
+
+class Deployment(AzureBranch):
+    def __init__(self, server_state: MockServer, name: str) -> None:
+        super().__init__(server_state)
+        chat = AzureBranch(server_state)
+        chat.putChild(b"completions", AzureChatCompletions(server_state, name))
+        self.putChild(b"chat", chat)
+        self.putChild(b"completions", AzureCompletions(server_state, name))
+        self.putChild(b"embeddings", AzureEmbeddings(server_state, name))
+
+
+def with_model(data: bytes, deployment: str) -> bytes:
+    """Azure names the model by the deployment; a body's own ``model`` still wins."""
+    body = parse_body(data)
+    if body.get("model") in (None, ""):
+        body["model"] = deployment
+        return orjson.dumps(body)
+    return data
+
+
+class AzureEndpoint(ApiResource):
+    def __init__(self, server_state: MockServer, deployment: str) -> None:
+        super().__init__(server_state)
+        self.deployment = deployment
+
+    def body(self, request: server.Request) -> bytes:
+        return with_model(cast(ApiRequest, request).body(), self.deployment)
+
+
+class AzureChatCompletions(AzureEndpoint):
+    def render_POST(self, request: server.Request) -> bytes | int:
+        chat = parse_chat_request(self.body(request))
+        state = self.state
+        plan = state.engine.chat(chat, state.clock.seconds())
+        if not plan.stream:
+            return send_json(request, 200, azure.chat_completion(plan))
+        state.stream(cast(ApiRequest, request), azure.chat_stream(plan))
+        return server.NOT_DONE_YET
+
+
+class AzureCompletions(AzureEndpoint):
+    def render_POST(self, request: server.Request) -> bytes | int:
+        parsed = parse_completion_request(self.body(request))
+        state = self.state
+        plan = plan_completion(state.engine, parsed, state.clock.seconds())
+        if not plan.stream:
+            return send_json(request, 200, azure.completion(plan))
+        state.stream(cast(ApiRequest, request), azure.completion_stream(plan))
+        return server.NOT_DONE_YET
+
+
+class AzureEmbeddings(AzureEndpoint):
+    """Embeddings carry no content-filter annotations on Azure: OpenAI's body."""
+
+    def render_POST(self, request: server.Request) -> bytes:
+        parsed = parse_embeddings_request(self.body(request))
+        return send_json(request, 200, embeddings_body(embeddings(parsed)))
+
+
+def azure_tree(server_state: MockServer) -> AzureRoot:
+    """The ``/openai`` resource, for the root to mount."""
+    root = AzureRoot(server_state)
+    root.putChild(b"deployments", Deployments(server_state))
+    return root

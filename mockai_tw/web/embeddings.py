@@ -1,0 +1,21 @@
+"""``POST /v1/embeddings``: request model -> engine -> wire."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from twisted.web import server
+
+from mockai_tw.engine.embeddings import embeddings
+from mockai_tw.engine.models import check_model
+from mockai_tw.request.embeddings import parse_embeddings_request
+from mockai_tw.web.resources import ApiResource
+from mockai_tw.web.site import ApiRequest, send_json
+from mockai_tw.wire.embeddings import embeddings_body
+
+
+class Embeddings(ApiResource):
+    def render_POST(self, request: server.Request) -> bytes:
+        parsed = parse_embeddings_request(cast(ApiRequest, request).body())
+        check_model(self.state.config, parsed.model)
+        return send_json(request, 200, embeddings_body(embeddings(parsed)))

@@ -105,6 +105,12 @@ class ToolsConfig:
     max_parallel: int = _opt(3, ge=1, le=16)
 
 
+@dataclass(frozen=True)
+class ResponsesConfig:
+    # How many /v1/responses answers are kept (LRU) for retrieval and chaining.
+    store_size: int = _opt(1000, ge=1, le=1_000_000)
+
+
 #: The categories OpenAI's moderation endpoint scores, in its own spelling.
 MODERATION_CATEGORIES = (
     "harassment",
@@ -159,6 +165,132 @@ class ModerationConfig:
         object.__setattr__(self, "categories", types.MappingProxyType(merged))
 
 
+DISTRIBUTIONS = ("fixed", "uniform", "normal", "lognormal")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A latency distribution in milliseconds (see engine/timing.py)."""
+
+    dist: str = _opt("fixed", choices=DISTRIBUTIONS)
+    # fixed: the value; normal: the mean.
+    ms: float = _opt(0.0, ge=0, le=3_600_000)
+    min_ms: float = _opt(0.0, ge=0, le=3_600_000)
+    max_ms: float = _opt(0.0, ge=0, le=3_600_000)
+    stddev_ms: float = _opt(0.0, ge=0, le=3_600_000)
+    median_ms: float = _opt(0.0, ge=0, le=3_600_000)
+    p99_ms: float = _opt(0.0, ge=0, le=3_600_000)
+    # Instead of a latency: the rate (fixed gaps of 1000/tps ms).
+    tokens_per_second: float | None = _opt(None, gt=0, le=1_000_000)
+
+    def problem(self) -> tuple[str, str] | None:
+        if self.dist == "uniform" and self.max_ms < self.min_ms:
+            return "max_ms", f"must be >= min_ms ({self.min_ms:g})"
+        if self.dist == "normal" and self.stddev_ms <= 0:
+            return "stddev_ms", "must be > 0 for a normal distribution"
+        if self.dist == "lognormal":
+            if self.median_ms <= 0:
+                return "median_ms", "must be > 0 for a lognormal distribution"
+            if self.p99_ms < self.median_ms:
+                return "p99_ms", f"must be >= median_ms ({self.median_ms:g})"
+        return None
+
+
+@dataclass(frozen=True)
+class ModelTiming:
+    ttft: Latency | None = _opt(None)
+    itl: Latency | None = _opt(None)
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    # false: every reply instant, streams included (for unit tests).
+    enabled: bool = _opt(True)
+    # Time to first token.
+    ttft: Latency = _opt(Latency())
+    # Inter-token latency; unset: stream.interval_ms, fixed.
+    itl: Latency | None = _opt(None)
+    # Non-streamed replies wait TTFT + tokens x ITL, as the real service does.
+    non_stream: bool = _opt(False)
+    seed: int | None = _opt(None)
+    # Per model (exact name or glob such as "gpt-4o*"): ttft and/or itl.
+    models: Mapping[str, ModelTiming] = field(
+        default_factory=lambda: types.MappingProxyType({}), hash=False
+    )
+    # Allow x-mock-ttft-ms / x-mock-itl-ms request headers to override.
+    header_overrides: bool = _opt(False)
+
+
+@dataclass(frozen=True)
+class ModelRateLimit:
+    requests_per_minute: int = _opt(0, ge=0)
+    tokens_per_minute: int = _opt(0, ge=0)
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    enabled: bool = _opt(False)
+    # 0: no limit of that kind.
+    requests_per_minute: int = _opt(0, ge=0)
+    tokens_per_minute: int = _opt(0, ge=0)
+    # Separate budgets per model (always so for models listed below).
+    per_model: bool = _opt(False)
+    # The span a full budget covers: the limit per minute scaled to this
+    # window is what can be spent at once (OpenAI enforces short windows).
+    window_s: float = _opt(60.0, gt=0, le=3600)
+    models: Mapping[str, ModelRateLimit] = field(
+        default_factory=lambda: types.MappingProxyType({}), hash=False
+    )
+
+
+FAULT_KINDS = (
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+    "overloaded",
+    "stall",
+    "drop",
+    "cut_reset",
+    "cut_close",
+    "malformed",
+    "trickle",
+)
+
+
+@dataclass(frozen=True)
+class ModelFaults:
+    probability: float | None = _opt(None, ge=0, le=1)
+    kinds: Mapping[str, float] | None = field(
+        default=None, hash=False, metadata={"keys": FAULT_KINDS, "ge": 0}
+    )
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    # Chance that a request gets a fault, then one kind drawn by weight.
+    probability: float = _opt(0.0, ge=0, le=1)
+    # Weights per kind; empty: every kind alike.
+    kinds: Mapping[str, float] = field(
+        default_factory=lambda: types.MappingProxyType({}),
+        hash=False,
+        metadata={"keys": FAULT_KINDS, "ge": 0},
+    )
+    seed: int | None = _opt(None)
+    # stall: seconds of silence before the answer (0: forever).
+    stall_s: float = _opt(30.0, ge=0, le=86_400)
+    # cut_*, malformed: how many chunks go out intact first.
+    cut_after: int = _opt(3, ge=0)
+    # trickle: bytes per write, and the pause between writes.
+    trickle_bytes: int = _opt(8, ge=1)
+    trickle_interval_ms: float = _opt(50.0, gt=0, le=60_000)
+    # Allow an x-mock-fault request header to ask for a fault by name.
+    header: bool = _opt(False)
+    models: Mapping[str, ModelFaults] = field(
+        default_factory=lambda: types.MappingProxyType({}), hash=False
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     http: HttpConfig = _opt(HttpConfig())
@@ -176,6 +308,10 @@ class Config:
     stream: StreamConfig = _opt(StreamConfig())
     moderation: ModerationConfig = _opt(ModerationConfig())
     tools: ToolsConfig = _opt(ToolsConfig())
+    responses: ResponsesConfig = _opt(ResponsesConfig())
+    timing: TimingConfig = _opt(TimingConfig())
+    rate_limits: RateLimitConfig = _opt(RateLimitConfig())
+    faults: FaultConfig = _opt(FaultConfig())
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -299,7 +435,14 @@ def _build(cls: type[Any], raw: Mapping[str, Any], prefix: str) -> Any:
             known = ", ".join(sorted(fields))
             raise ConfigError(path, f"unknown key (known keys: {known})")
         kwargs[key] = _convert(value, hints[key], path, fields[key].metadata)
-    return cls(**kwargs)
+    built = cls(**kwargs)
+    # Cross-field checks: ``problem()`` names the key and what is wrong.
+    problem = getattr(built, "problem", None)
+    found = problem() if callable(problem) else None
+    if found is not None:
+        key, message = found
+        raise ConfigError(f"{prefix}.{key}" if prefix else key, message)
+    return built
 
 
 def _field_type(path: list[str]) -> Any:

@@ -13,17 +13,19 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mockai_tw.engine.plan import RESET, Action
+
 # How much one write may carry before the stream checks for backpressure.
 MAX_BATCH_BYTES = 64 * 1024
 
-Event = tuple[float, bytes]
+Event = tuple[float, "bytes | Action"]
 
 
 class Writable(Protocol):
@@ -40,9 +42,15 @@ class Stream:
     """One open SSE response: its pending events and its flow-control state."""
 
     def __init__(
-        self, request: Writable, events: Iterator[Event], start: float
+        self,
+        request: Writable,
+        events: Iterator[Event],
+        start: float,
+        transport: Any = None,
     ) -> None:
         self.request: Writable | None = request
+        # For faults that end the connection (abortConnection, loseConnection).
+        self.transport = transport
         self.events: Iterator[Event] | None = events
         self.start = start
         self.pending: Event | None = None
@@ -72,7 +80,10 @@ class Stream:
             size = 0
             event = self._peek()
             while (
-                event is not None and start + event[0] <= now and size < MAX_BATCH_BYTES
+                event is not None
+                and start + event[0] <= now
+                and size < MAX_BATCH_BYTES
+                and not isinstance(event[1], Action)
             ):
                 batch.append(event[1])
                 size += len(event[1])
@@ -88,7 +99,22 @@ class Stream:
                 return None
             if start + event[0] > now:
                 return start + event[0]
+            if isinstance(event[1], Action):
+                self._act(event[1])
+                return None
         return None
+
+    def _act(self, action: Action) -> None:
+        """End the connection as a fault says: reset, or close after what was sent."""
+        transport = self.transport
+        if action is RESET:
+            self._close("reset")
+            if transport is not None:
+                transport.abortConnection()
+            return
+        self._complete()
+        if transport is not None:
+            transport.loseConnection()
 
     def _complete(self) -> None:
         request = self.request

@@ -17,8 +17,10 @@ from twisted.logger import Logger
 
 from mockai_tw import __version__
 from mockai_tw.config import Config
-from mockai_tw.delivery import Stream, Ticker
+from mockai_tw.delivery import Event, Stream, Ticker
 from mockai_tw.engine.chat import Engine
+from mockai_tw.engine.faults import FaultInjector
+from mockai_tw.engine.ratelimit import RateLimiter
 from mockai_tw.web.azure import azure_tree
 from mockai_tw.web.chat import ChatCompletions
 from mockai_tw.web.completions import Completions
@@ -26,6 +28,7 @@ from mockai_tw.web.embeddings import Embeddings
 from mockai_tw.web.models import Models
 from mockai_tw.web.moderations import Moderations
 from mockai_tw.web.resources import V1, ApiResource, Branch, Health
+from mockai_tw.web.responses import Responses
 from mockai_tw.web.site import ApiRequest, MockSite
 
 log = Logger()
@@ -51,6 +54,15 @@ class MockServer:
         self.token_bytes = tuple(t.encode() for t in config.tokens)
         self.engine = Engine(config)
         self.ticker.tick_s = config.stream.tick_ms / 1000.0
+        # Budgets and fault counts survive a reload that leaves them alone.
+        limiter = getattr(self, "limiter", None)
+        if limiter is None or limiter.config != config.rate_limits:
+            self.limiter = RateLimiter(config.rate_limits)
+        faults = getattr(self, "faults", None)
+        if faults is None or faults.config != config.faults:
+            self.faults = FaultInjector(config.faults)
+            if faults is not None:
+                self.faults.counts = faults.counts
 
     def resource(self) -> ApiResource:
         root = Branch(self)
@@ -64,19 +76,25 @@ class MockServer:
         v1.putChild(b"embeddings", Embeddings(self))
         v1.putChild(b"moderations", Moderations(self))
         v1.putChild(b"completions", Completions(self))
+        v1.putChild(b"responses", Responses(self))
         root.putChild(b"openai", azure_tree(self))
         return root
 
     def stream(
-        self, request: ApiRequest, events: Iterator[tuple[float, bytes]]
+        self,
+        request: ApiRequest,
+        events: Iterator[Event],
+        content_type: bytes | None = b"text/event-stream; charset=utf-8",
     ) -> None:
-        """Start an SSE response; delivery paces it from here."""
+        """Start a paced response (SSE unless told otherwise); delivery takes it."""
         request.setResponseCode(200)
-        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-cache")
-        request.setHeader(b"x-accel-buffering", b"no")
+        if content_type is not None:
+            request.setHeader(b"content-type", content_type)
+        if content_type is not None and content_type.startswith(b"text/event-stream"):
+            request.setHeader(b"cache-control", b"no-cache")
+            request.setHeader(b"x-accel-buffering", b"no")
         request.setHeader(b"openai-processing-ms", request.processing_ms())
-        stream = Stream(request, events, self.clock.seconds())
+        stream = Stream(request, events, self.clock.seconds(), request.transport)
         request.registerProducer(stream, True)
         request.notifyFinish().addErrback(stream.connectionLost)
         self.ticker.add(stream)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 import urllib.parse
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
 from ipaddress import IPv4Network, IPv6Interface
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 from hypothesis import HealthCheck, given, settings
@@ -35,6 +39,7 @@ from pydantic import (
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from mockai_tw.engine import schema_gen
 from mockai_tw.engine.schema_gen import SchemaError, check_schema, generate
 
 SETTINGS = settings(
@@ -425,9 +430,10 @@ class PropertyTests(SynchronousTestCase):
     @SETTINGS
     @given(schemas(), st.integers(0, 2**32))
     def test_generated_instances_validate(self, schema: Any, seed: int) -> None:
-        check_schema(schema)
+        schema_gen._VERDICTS.clear()  # the same choices with or without a verdict
         instance = generate(schema, random.Random(seed))
         assert_valid(schema, instance)
+        check_schema(schema)
         self.assertEqual(generate(schema, random.Random(seed)), instance)
 
     @settings(SETTINGS, max_examples=150)
@@ -668,8 +674,10 @@ MODELS: list[type[BaseModel]] = [
 
 def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The schema the openai SDK sends for ``parse(response_format=model)``."""
-    from openai.lib._pydantic import to_strict_json_schema
-
+    try:
+        from openai.lib._pydantic import to_strict_json_schema
+    except ImportError:  # a private module: fall back to pydantic's own schema
+        return model.model_json_schema()
     return to_strict_json_schema(model)
 
 
@@ -695,7 +703,8 @@ class PydanticTests(SynchronousTestCase):
             self.assertEqual(round(person["balance"], 2), person["balance"])
             if person["address"] is not None:
                 self.assertRegex(person["address"]["zip_code"], r"^\d{5}$")
-                self.assertNotIn(" ", person["address"]["city"].replace(" ", "", 1))
+                city = person["address"]["city"]
+                self.assertRegex(city, r"^[A-Z][a-z]+( [A-Z][a-z]+)?$")
         reasoning = generate(strict_schema(MathReasoning), random.Random(3))
         self.assertTrue(reasoning["steps"])
         for step in reasoning["steps"]:
@@ -719,6 +728,30 @@ class DeterminismTests(SynchronousTestCase):
         again = [generate(schema, random.Random(s)) for s in range(5)]
         self.assertEqual(first, again)
         self.assertGreater(len({json.dumps(f, sort_keys=True) for f in first}), 1)
+
+    def test_same_seed_same_instance_in_other_processes(self) -> None:
+        """No dependence on hash randomization (set or dict-of-set order)."""
+        script = (
+            "import json, random, sys\n"
+            "from mockai_tw.engine.schema_gen import generate\n"
+            "schema = json.load(sys.stdin)\n"
+            "print(json.dumps([generate(schema, random.Random(s)) for s in range(5)]))"
+        )
+        schema = json.dumps(strict_schema(Order))
+        here = str(Path(schema_gen.__file__).resolve().parents[2])
+        path = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])
+        outputs = set()
+        for hash_seed in ("1", "2", "3"):
+            done = subprocess.run(
+                [sys.executable, "-c", script],
+                input=schema,
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": path},
+            )
+            outputs.add(done.stdout)
+        self.assertEqual(len(outputs), 1)
 
     def test_the_rng_advances(self) -> None:
         rng = random.Random(7)

@@ -21,12 +21,12 @@ from mockai_tw.engine.ids import new_id
 from mockai_tw.engine.plan import (
     ChatPlan,
     ChoicePlan,
-    Pacing,
     TokenLogprob,
     ToolCallPlan,
     TopLogprob,
     Usage,
 )
+from mockai_tw.engine.timing import Override, TimingModel
 from mockai_tw.errors import invalid
 from mockai_tw.request.chat import ChatRequest, FunctionDef
 
@@ -110,6 +110,7 @@ class Engine:
     def __init__(self, config: Config, rng: random.Random | None = None) -> None:
         self.config = config
         self.rng = rng or random.Random(config.seed)
+        self.timing = TimingModel(config)
 
     def picker(self, seed: int | None, *key: str) -> random.Random:
         """The engine's random state, or one derived from a request's ``seed``.
@@ -248,7 +249,9 @@ class Engine:
                 request.response_format.schema, "response_format.json_schema.schema"
             )
 
-    def chat(self, request: ChatRequest, now: float) -> ChatPlan:
+    def chat(
+        self, request: ChatRequest, now: float, timing: Override | None = None
+    ) -> ChatPlan:
         self.check(request)
         rng = self.picker(request.seed, request.model, request.last_user_text)
         choices = []
@@ -262,6 +265,8 @@ class Engine:
             [{"type": "function", "function": t.__dict__} for t in request.tools],
             request.model,
         )
+        steps = max(c.steps for c in choices)
+        pacing = self.timing.pacing(request.model, steps, timing)
         return ChatPlan(
             id=new_id("chatcmpl-"),
             created=int(now),
@@ -272,5 +277,6 @@ class Engine:
             stream=request.stream,
             include_usage=request.include_usage,
             content_filter=self.config.stream.content_filter_results,
-            pacing=Pacing(0.0, self.config.stream.interval_ms / 1000.0),
+            pacing=pacing,
+            delay_s=self.timing.non_stream_delay(pacing, steps),
         )

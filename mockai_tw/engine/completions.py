@@ -15,6 +15,7 @@ from mockai_tw.engine.chat import Engine, apply_limits, synthetic_logprobs
 from mockai_tw.engine.chunking import chunk
 from mockai_tw.engine.ids import new_id
 from mockai_tw.engine.plan import Pacing, TokenLogprob, Usage
+from mockai_tw.engine.timing import Override
 from mockai_tw.request.completions import CompletionRequest, Prompt
 
 
@@ -43,6 +44,8 @@ class CompletionPlan:
     choices: tuple[CompletionChoice, ...]
     usage: Usage
     pacing: Pacing
+    # How long a non-streamed reply waits before it is sent.
+    delay_s: float = 0.0
     # How many prompts the request held (Azure reports a filter result per prompt).
     prompts: int = 1
     stream: bool = False
@@ -81,7 +84,10 @@ def _choice(
 
 
 def plan_completion(
-    engine: Engine, request: CompletionRequest, now: float
+    engine: Engine,
+    request: CompletionRequest,
+    now: float,
+    timing: Override | None = None,
 ) -> CompletionPlan:
     """``best_of`` candidates per prompt are generated (and billed); ``n`` returned.
 
@@ -107,6 +113,8 @@ def plan_completion(
     # The suffix is input too: it is sent with every prompt.
     suffix = tokenizer.count(request.suffix or "", request.model) * len(request.prompts)
     stream = engine.config.stream
+    steps = max((len(c.pieces) for c in choices), default=0)
+    pacing = engine.timing.pacing(request.model, steps, timing)
     return CompletionPlan(
         id=new_id("cmpl-"),
         created=int(now),
@@ -121,5 +129,6 @@ def plan_completion(
         stream=request.stream,
         include_usage=request.include_usage,
         content_filter=stream.content_filter_results,
-        pacing=Pacing(0.0, stream.interval_ms / 1000.0),
+        pacing=pacing,
+        delay_s=engine.timing.non_stream_delay(pacing, steps),
     )

@@ -5,6 +5,8 @@ The wire format renders it and delivery paces it; neither decides anything.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -58,6 +60,19 @@ class ChoicePlan:
         return "".join(self.pieces)
 
     @property
+    def steps(self) -> int:
+        """How many paced chunks follow the first one of this choice."""
+        if self.tool_calls:
+            return (
+                len(self.tool_calls)
+                - 1
+                + sum(len(c.fragments) for c in self.tool_calls)
+            )
+        if self.function_call is not None:
+            return len(self.function_call.fragments)
+        return len(self.pieces)
+
+    @property
     def content(self) -> str | None:
         """``message.content``: null when the answer is a call."""
         if self.tool_calls or self.function_call is not None:
@@ -67,12 +82,22 @@ class ChoicePlan:
 
 @dataclass(frozen=True)
 class Pacing:
-    """When each streamed piece is due, counted from the start of the reply."""
+    """When each streamed piece is due, counted from the start of the reply.
+
+    Fixed gaps are ``interval_s``; drawn gaps are kept as cumulative offsets.
+    """
 
     first_s: float = 0.0
     interval_s: float = 0.0
+    offsets: tuple[float, ...] = ()
+
+    @classmethod
+    def from_gaps(cls, first_s: float, gaps: Sequence[float]) -> Pacing:
+        return cls(first_s, 0.0, tuple(itertools.accumulate(gaps, initial=0.0)))
 
     def due(self, step: int) -> float:
+        if self.offsets:
+            return self.first_s + self.offsets[min(step, len(self.offsets) - 1)]
         return self.first_s + step * self.interval_s
 
 
@@ -90,3 +115,20 @@ class ChatPlan:
     content_filter: bool = False
     pacing: Pacing = Pacing()
     service_tier: str = "default"
+    # How long a non-streamed reply waits before it is sent.
+    delay_s: float = 0.0
+
+
+class Action:
+    """A stream event that is not bytes: what delivery does at that point."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Action({self.name})"
+
+
+#: Abort the connection (TCP reset), or finish the response as it stands.
+RESET = Action("reset")
+CLOSE = Action("close")

@@ -192,23 +192,23 @@ def _checked(schema: Any) -> _Schema:
     except (TypeError, ValueError):
         key = None
     verdict = _VERDICTS.get(key) if key is not None else None
+    if verdict is None:
+        try:
+            _Schema(schema).check()
+        except _Failure as exc:
+            verdict = str(exc)
+        else:
+            verdict = ""
+        if key is not None:
+            while len(_VERDICTS) >= _VERDICTS_MAX:
+                _VERDICTS.pop(next(iter(_VERDICTS)), None)
+            _VERDICTS[key] = verdict
     if verdict:
         raise SchemaError(verdict)
+    # A fresh instance: its memos must not depend on whether check() ran, or
+    # the same seed could choose differently on a cache hit.
     root = _Schema(schema)
-    try:
-        if verdict is None:
-            root.check()
-        root.prepare()
-    except _Failure as exc:
-        verdict = str(exc)
-    else:
-        verdict = ""
-    if key is not None:
-        while len(_VERDICTS) >= _VERDICTS_MAX:
-            _VERDICTS.pop(next(iter(_VERDICTS)), None)
-        _VERDICTS[key] = verdict
-    if verdict:
-        raise SchemaError(verdict)
+    root.prepare()
     return root
 
 
@@ -381,6 +381,7 @@ class _Schema:
     def _unsat_object(
         self, schema: Mapping[str, Any], path: str
     ) -> tuple[str, str] | None:
+        """Refs, combinators, enum, then each allowed type's constraints."""
         for key in ("$ref", "$dynamicRef"):
             if isinstance(schema.get(key), str):
                 found = self.unsat(*self.resolve(schema[key], path))
@@ -428,6 +429,7 @@ class _Schema:
     def _unsat_enum(
         self, schema: Mapping[str, Any], path: str, types: list[str] | None
     ) -> tuple[str, str] | None:
+        """An enum/const is satisfiable iff one of its values validates."""
         kw = "const" if "const" in schema else "enum"
         values = [schema["const"]] if kw == "const" else list(schema["enum"])
         if not values:
@@ -445,6 +447,7 @@ class _Schema:
         return f"{path}/{kw}", f"{what} {verb} the other keywords"
 
     def _unsat_type(self, name: str, merged: _Merged) -> tuple[str, str] | None:
+        """Whether the constraints for one type contradict each other."""
         if name == "integer":
             return merged.integer_problem()
         if name == "number":
@@ -496,6 +499,7 @@ class _Schema:
         return total
 
     def _cost_object(self, schema: Mapping[str, Any]) -> int:
+        """The cost of refs, combinators and required children."""
         total = 0
         if isinstance(schema.get("$ref"), str):
             target, _ = self.resolve(schema["$ref"], "")
@@ -565,6 +569,7 @@ class _ItemRule:
 
 
 def _ceil_div(a: int, b: int) -> int:
+    """Integer ceiling division (exact for big ints, unlike math.ceil(a / b))."""
     return -(-a // b)
 
 
@@ -732,6 +737,7 @@ class _Merged:
 
     # -- numbers
     def integer_bounds(self) -> tuple[int | None, int | None]:
+        """Inclusive integer bounds, or None where unbounded."""
         lo = hi = None
         if self.lo is not None:
             v = self.lo.value
@@ -758,6 +764,7 @@ class _Merged:
         return lo.path, f"{lo.show()} and {hi.show()} leave no {what} in between"
 
     def integer_problem(self) -> tuple[str, str] | None:
+        """Why no integer can satisfy the bounds and multipleOf, if so."""
         lo, hi = self.integer_bounds()
         if lo is not None and hi is not None and lo > hi:
             return self._crossed("integer")
@@ -768,6 +775,7 @@ class _Merged:
         return None
 
     def number_problem(self) -> tuple[str, str] | None:
+        """Why no number can satisfy the bounds and multipleOf, if so."""
         lo, hi = self.lo, self.hi
         if (
             lo is not None
@@ -790,6 +798,7 @@ class _Merged:
 
     # -- strings
     def string_problem(self) -> tuple[str, str] | None:
+        """Why no string length is allowed, if so."""
         if self.max_len is not None and self.min_len > self.max_len:
             return (
                 self.len_paths[0],
@@ -814,6 +823,7 @@ class _Merged:
         return max(self.min_items, least), hi
 
     def array_problem(self) -> tuple[str, str] | None:
+        """Why no array length is allowed, if so."""
         if self.max_items is not None and self.min_items > self.max_items:
             return (
                 self.items_paths[0],
@@ -884,6 +894,7 @@ class _Merged:
         )
 
     def object_problem(self) -> tuple[str, str] | None:
+        """Why no set of keys is allowed, if so."""
         lo_path = self.props_paths[0]
         if self.max_props is not None and self.min_props > self.max_props:
             return (
@@ -960,6 +971,7 @@ def _k_range(
 
 
 def _in_bounds(value: float, merged: _Merged) -> bool:
+    """Whether a number satisfies the merged minimum/maximum keywords."""
     lo, hi = merged.lo, merged.hi
     if lo is not None and (value < lo.value or (lo.exclusive and value == lo.value)):
         return False
@@ -1037,6 +1049,7 @@ class _Generator:
         self._if_branches: dict[int, list[list[_Item]]] = {}
 
     def run(self, name: str) -> Any:
+        """The root value; validated as a whole, regenerated if it fails."""
         root = self.schema.root
         ctx = _Ctx(name, 0, ())
         for _ in range(3):
@@ -1055,6 +1068,7 @@ class _Generator:
 
     # -- one value: flatten refs/allOf, choose branches, generate, verify
     def node(self, items: list[_Item], ctx: _Ctx) -> Any:
+        """One value for the conjunction ``items``; retried with other branches."""
         if ctx.depth > _MAX_DEPTH:
             where = items[0][1] if items else ""
             raise _Fatal(
@@ -1184,6 +1198,7 @@ class _Generator:
 
     @staticmethod
     def _needs_check(parts: list[_Item]) -> bool:
+        """Whether the parts use keywords the merge only approximates."""
         return any(not _EXACT_KEYWORDS.issuperset(schema) for schema, _ in parts)
 
     def _value(self, parts: list[_Item], ctx: _Ctx) -> Any:
@@ -1214,6 +1229,7 @@ class _Generator:
         raise (failures[0] if len(definite) < len(failures) else definite[0])
 
     def _enum(self, enum: _Item, parts: list[_Item]) -> Any:
+        """A value of the first enum/const that satisfies every part."""
         schema, path = enum
         values = [schema["const"]] if "const" in schema else list(schema["enum"])
         fitting = [v for v in values if all(self.schema.valid(s, v) for s, _ in parts)]
@@ -1223,6 +1239,7 @@ class _Generator:
         return deepcopy(self.rng.choice(fitting))
 
     def _type_order(self, merged: _Merged, ctx: _Ctx) -> list[str]:
+        """Types to try: declared (rarely null) or inferred from keywords."""
         if merged.types is None:
             inferred = []
             for name, keys in (
@@ -1264,6 +1281,7 @@ class _Generator:
 
     # -- numbers
     def _integer(self, merged: _Merged, ctx: _Ctx) -> int:
+        """An integer in bounds, a multiple of every multipleOf, name-hinted."""
         problem = merged.integer_problem()
         if problem:
             raise _Unsat(*problem)
@@ -1286,6 +1304,7 @@ class _Generator:
         raise _Stuck(merged.path, "found no integer satisfying every multipleOf")
 
     def _number(self, merged: _Merged, ctx: _Ctx) -> int | float:
+        """A number in bounds, rounded to plausible decimals when that fits."""
         problem = merged.number_problem()
         if problem:
             raise _Unsat(*problem)
@@ -1319,6 +1338,7 @@ class _Generator:
         raise _Unsat(merged.path, "no number lies within the bounds")
 
     def _multiple(self, merged: _Merged, window: tuple[float, float]) -> int | float:
+        """k times the first multipleOf, checked like jsonschema checks it."""
         first = merged.multiples[0]
         step = _decimal(first)
         k_lo, k_hi = _k_range(merged.lo, merged.hi, step)
@@ -1346,6 +1366,7 @@ class _Generator:
 
     # -- strings
     def _string(self, merged: _Merged, ctx: _Ctx) -> str:
+        """A format, else a pattern match, else name-hinted text, fit to length."""
         problem = merged.string_problem()
         if problem:
             raise _Unsat(*problem)
@@ -1375,6 +1396,7 @@ class _Generator:
 
     # -- arrays
     def _array(self, merged: _Merged, ctx: _Ctx) -> list[Any]:
+        """Short arrays (minimal when deep); an item that fails ends the tail."""
         problem = merged.array_problem()
         if problem:
             raise _Unsat(*problem)
@@ -1422,6 +1444,7 @@ class _Generator:
 
     # -- objects
     def _object(self, merged: _Merged, ctx: _Ctx) -> dict[str, Any]:
+        """Required keys, most optional ones, extra keys where minProperties asks."""
         problem = merged.object_problem()
         if problem:
             raise _Unsat(*problem)
@@ -1485,6 +1508,7 @@ class _Generator:
         return out
 
     def _key_cost(self, merged: _Merged, key: str) -> int:
+        """How much recursion a property's value needs (for minimal objects)."""
         found = merged.value_schemas(key) or []
         return max((self.schema.cost(sub) for sub, _ in found), default=0)
 
@@ -1595,6 +1619,8 @@ class _RChars(_RNode):
 
 
 class _RSeq(_RNode):
+    """Concatenation: the target length is shared among the items."""
+
     def __init__(self, items: list[_RNode]) -> None:
         self.items = items
         self.lo = sum(i.lo for i in items)
@@ -1611,6 +1637,8 @@ class _RSeq(_RNode):
 
 
 class _RAlt(_RNode):
+    """Alternation: an option that can reach the target length."""
+
     def __init__(self, options: list[_RNode]) -> None:
         self.options = options
         self.lo = min(o.lo for o in options)
@@ -1630,6 +1658,8 @@ class _RAlt(_RNode):
 
 
 class _RRepeat(_RNode):
+    """A quantifier: a count that can reach the target, then the copies."""
+
     def __init__(self, node: _RNode, least: int, most: int | None) -> None:
         self.node, self.least, self.most = node, least, most
         self.lo = least * node.lo
@@ -1786,18 +1816,13 @@ class _RegexParser:
             first = False
             self.i += 1
             if c == "\\":
+                letter = self._peek()
                 node = self._escape(in_class=True)
-                if (
-                    not isinstance(node, _RChars)
-                    or len(node.ranges) != 1
-                    or node.ranges[0][0] != node.ranges[0][1]
-                ):
-                    if isinstance(node, _RChars) and not any(
-                        self.p[self.i - 1] == x for x in "DWS"
-                    ):
-                        ranges.extend(node.ranges)
-                        continue
-                    raise _RegexUnsupported("negated class escape inside a class")
+                if letter in ("D", "W", "S") or not isinstance(node, _RChars):
+                    raise _RegexUnsupported(f"\\{letter} inside a class")
+                if letter in ("d", "w", "s"):
+                    ranges.extend(node.ranges)
+                    continue
                 low = node.ranges[0][0]
             else:
                 low = ord(c)
@@ -1846,6 +1871,7 @@ class _RegexParser:
 
 @lru_cache(maxsize=256)
 def _parse_regex(pattern: str) -> _RNode | None:
+    """The pattern's AST, or None when it is outside the subset (cached)."""
     # Leading inline flags that keep generated matches matching (not x: verbose).
     flags = re.match(r"\(\?[aimsu]+\)", pattern)
     if flags:
@@ -2000,6 +2026,7 @@ def _person(rng: Random) -> tuple[str, str]:
 
 
 def _email(rng: Random, name: str = "") -> str:
+    """first.last@domain, like a real address."""
     first, last = _person(rng)
     return f"{first.lower()}.{last.lower()}@{rng.choice(_DOMAINS)}"
 
@@ -2028,6 +2055,7 @@ def _date_time(rng: Random, name: str = "") -> str:
 
 
 def _uuid(rng: Random, name: str = "", version: int = 4) -> str:
+    """A UUID from the rng (uuid4() would read the OS random source)."""
     return str(uuid.UUID(int=rng.getrandbits(128), version=version))
 
 
@@ -2116,6 +2144,7 @@ _FORMATS: dict[str, Any] = {
 
 
 def _phrase(rng: Random) -> str:
+    """A few random words: a neutral string when the name hints nothing."""
     return " ".join(rng.sample(_WORDS, rng.randint(2, 3)))
 
 

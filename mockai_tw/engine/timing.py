@@ -1,66 +1,101 @@
 """The timing model: time to first token and inter-token latency, as distributions.
 
-Pure: a distribution is sampled with a ``random.Random`` the caller owns, so
-a seeded run replays exactly.  Log-normal is given the way latency is usually
-reported (median and p99), not by its parameters.
+Pure: sampling uses a ``random.Random`` the model owns (seeded from
+``timing.seed``), so a seeded run replays exactly.  Log-normal is given the
+way latency is reported (median and p99), not by its parameters.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import random
 from dataclasses import dataclass
 
+from mockai_tw.config import Config, Latency
+from mockai_tw.engine.plan import Pacing
+
 # The standard normal's 99th percentile: p99 = median * exp(Z99 * sigma).
 Z99 = 2.3263478740408408
+INSTANT = Latency()
+
+
+def sample_ms(latency: Latency, rng: random.Random) -> float:
+    """One draw from ``latency``, in milliseconds."""
+    if latency.tokens_per_second is not None:
+        return 1000.0 / latency.tokens_per_second
+    if latency.dist == "fixed":
+        return latency.ms
+    if latency.dist == "uniform":
+        return rng.uniform(latency.min_ms, latency.max_ms)
+    if latency.dist == "normal":
+        return max(0.0, rng.gauss(latency.ms, latency.stddev_ms))
+    if latency.dist == "lognormal":
+        sigma = math.log(latency.p99_ms / latency.median_ms) / Z99
+        return rng.lognormvariate(math.log(latency.median_ms), sigma)
+    raise ValueError(f"unknown distribution {latency.dist!r}")
+
+
+def is_fixed(latency: Latency) -> bool:
+    return latency.tokens_per_second is not None or latency.dist == "fixed"
 
 
 @dataclass(frozen=True)
-class Distribution:
-    """A latency distribution in milliseconds."""
+class Override:
+    """Per-request timing asked for by headers (when the config allows it)."""
 
-    dist: str = "fixed"
-    ms: float = 0.0
-    min_ms: float = 0.0
-    max_ms: float = 0.0
-    stddev_ms: float = 0.0
-    median_ms: float = 0.0
-    p99_ms: float = 0.0
-
-    def sample_ms(self, rng: random.Random) -> float:
-        if self.dist == "fixed":
-            return self.ms
-        if self.dist == "uniform":
-            return rng.uniform(self.min_ms, self.max_ms)
-        if self.dist == "normal":
-            return max(0.0, rng.gauss(self.ms, self.stddev_ms))
-        if self.dist == "lognormal":
-            sigma = math.log(self.p99_ms / self.median_ms) / Z99
-            return rng.lognormvariate(math.log(self.median_ms), sigma)
-        raise ValueError(f"unknown distribution {self.dist!r}")
-
-    def sample(self, rng: random.Random) -> float:
-        """One sample, in seconds."""
-        return self.sample_ms(rng) / 1000.0
-
-    def problem(self) -> tuple[str, str] | None:
-        """(key, message) when the parameters cannot describe a distribution."""
-        if self.dist == "uniform" and self.max_ms < self.min_ms:
-            return "max_ms", f"must be >= min_ms ({self.min_ms:g})"
-        if self.dist == "lognormal":
-            if self.median_ms <= 0:
-                return "median_ms", "must be > 0 for a lognormal distribution"
-            if self.p99_ms < self.median_ms:
-                return "p99_ms", f"must be >= median_ms ({self.median_ms:g})"
-        return None
+    ttft_ms: float | None = None
+    itl_ms: float | None = None
 
 
-def fixed(ms: float) -> Distribution:
-    return Distribution("fixed", ms=ms)
+class TimingModel:
+    """Pacing for each reply, per model, from the config's distributions."""
 
+    def __init__(self, config: Config) -> None:
+        self.timing = config.timing
+        self.default_itl = Latency(ms=config.stream.interval_ms)
+        self.rng = random.Random(self.timing.seed)
+        self._per_model: dict[str, tuple[Latency, Latency]] = {}
 
-def gaps(itl: Distribution, count: int, rng: random.Random) -> tuple[float, ...]:
-    """``count`` inter-token gaps in seconds (fixed ones cost no sampling)."""
-    if itl.dist == "fixed":
-        return (itl.ms / 1000.0,) * count
-    return tuple(itl.sample(rng) for _ in range(count))
+    def latencies(self, model: str) -> tuple[Latency, Latency]:
+        """(ttft, itl) for ``model``: exact entry, else first glob, else defaults."""
+        found = self._per_model.get(model)
+        if found is not None:
+            return found
+        timing = self.timing
+        ttft, itl = timing.ttft, timing.itl or self.default_itl
+        entry = timing.models.get(model)
+        if entry is None:
+            entry = next(
+                (v for k, v in timing.models.items() if fnmatch.fnmatchcase(model, k)),
+                None,
+            )
+        if entry is not None:
+            ttft = entry.ttft or ttft
+            itl = entry.itl or itl
+        if len(self._per_model) < 1024:
+            self._per_model[model] = (ttft, itl)
+        return ttft, itl
+
+    def pacing(
+        self, model: str, steps: int, override: Override | None = None
+    ) -> Pacing:
+        """When each of ``steps`` pieces is due; ``Pacing()`` when timing is off."""
+        if not self.timing.enabled:
+            return Pacing()
+        ttft, itl = self.latencies(model)
+        if override is not None and override.ttft_ms is not None:
+            ttft = Latency(ms=override.ttft_ms)
+        if override is not None and override.itl_ms is not None:
+            itl = Latency(ms=override.itl_ms)
+        first = sample_ms(ttft, self.rng) / 1000.0
+        if is_fixed(itl):
+            return Pacing(first, sample_ms(itl, self.rng) / 1000.0)
+        gaps = [sample_ms(itl, self.rng) / 1000.0 for _ in range(max(steps - 1, 0))]
+        return Pacing.from_gaps(first, gaps)
+
+    def non_stream_delay(self, pacing: Pacing, steps: int) -> float:
+        """How long a non-streamed reply waits: until its last piece is due."""
+        if not (self.timing.enabled and self.timing.non_stream):
+            return 0.0
+        return pacing.due(max(steps - 1, 0))

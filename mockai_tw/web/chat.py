@@ -8,8 +8,9 @@ from twisted.web import server
 
 from mockai_tw.engine.models import check_model
 from mockai_tw.request.chat import parse_chat_request
+from mockai_tw.web.reply import respond, timing_override
 from mockai_tw.web.resources import ApiResource
-from mockai_tw.web.site import ApiRequest, send_json
+from mockai_tw.web.site import ApiRequest
 from mockai_tw.wire.chat import chat_completion, chat_stream
 
 
@@ -19,8 +20,15 @@ class ChatCompletions(ApiResource):
         chat = parse_chat_request(api_request.body())
         state = self.state
         check_model(state.config, chat.model)
-        plan = state.engine.chat(chat, state.clock.seconds())
-        if not plan.stream:
-            return send_json(request, 200, chat_completion(plan))
-        state.stream(api_request, chat_stream(plan))
-        return server.NOT_DONE_YET
+        timing = timing_override(state, request)
+        plan = state.engine.chat(chat, state.clock.seconds(), timing)
+        return respond(
+            state,
+            request,
+            model=chat.model,
+            tokens=plan.usage.prompt_tokens
+            + (chat.max_tokens or plan.usage.completion_tokens),
+            body=lambda: chat_completion(plan),
+            events=(lambda: chat_stream(plan)) if plan.stream else None,
+            delay_s=plan.delay_s,
+        )

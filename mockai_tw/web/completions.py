@@ -9,8 +9,9 @@ from twisted.web import server
 from mockai_tw.engine.completions import plan_completion
 from mockai_tw.engine.models import check_model
 from mockai_tw.request.completions import parse_completion_request
+from mockai_tw.web.reply import respond, timing_override
 from mockai_tw.web.resources import ApiResource
-from mockai_tw.web.site import ApiRequest, send_json
+from mockai_tw.web.site import ApiRequest
 from mockai_tw.wire.completions import completion, completion_stream
 
 
@@ -20,8 +21,19 @@ class Completions(ApiResource):
         parsed = parse_completion_request(api_request.body())
         state = self.state
         check_model(state.config, parsed.model)
-        plan = plan_completion(state.engine, parsed, state.clock.seconds())
-        if not plan.stream:
-            return send_json(request, 200, completion(plan))
-        state.stream(api_request, completion_stream(plan))
-        return server.NOT_DONE_YET
+        timing = timing_override(state, request)
+        plan = plan_completion(state.engine, parsed, state.clock.seconds(), timing)
+        return respond(
+            state,
+            request,
+            model=parsed.model,
+            tokens=plan.usage.prompt_tokens
+            + (
+                parsed.max_tokens * parsed.candidates * plan.prompts
+                if parsed.max_tokens
+                else plan.usage.completion_tokens
+            ),
+            body=lambda: completion(plan),
+            events=(lambda: completion_stream(plan)) if plan.stream else None,
+            delay_s=plan.delay_s,
+        )

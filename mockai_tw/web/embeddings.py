@@ -9,13 +9,21 @@ from twisted.web import server
 from mockai_tw.engine.embeddings import embeddings
 from mockai_tw.engine.models import check_model
 from mockai_tw.request.embeddings import parse_embeddings_request
+from mockai_tw.web.reply import respond
 from mockai_tw.web.resources import ApiResource
-from mockai_tw.web.site import ApiRequest, send_json
+from mockai_tw.web.site import ApiRequest
 from mockai_tw.wire.embeddings import embeddings_body
 
 
 class Embeddings(ApiResource):
-    def render_POST(self, request: server.Request) -> bytes:
+    def render_POST(self, request: server.Request) -> bytes | int:
         parsed = parse_embeddings_request(cast(ApiRequest, request).body())
         check_model(self.state.config, parsed.model)
-        return send_json(request, 200, embeddings_body(embeddings(parsed)))
+        result = embeddings(parsed)
+        return respond(
+            self.state,
+            request,
+            model=parsed.model,
+            tokens=result.prompt_tokens,
+            body=lambda: embeddings_body(result),
+        )

@@ -160,5 +160,6 @@ class Health(ApiResource):
             "version": state.version,
             "uptime_s": round(state.clock.seconds() - state.started, 3),
             "open_streams": len(state.ticker.streams),
+            "faults": dict(state.faults.counts),
         }
         return send_json(request, 200, orjson.dumps(body))

@@ -43,6 +43,8 @@ class ApiRequest(server.Request):
     defaultContentType = b"application/json"
     request_id = ""
     started = 0.0
+    # The fault this request was dealt, if any (for the journal).
+    fault: str | None = None
 
     @property
     def mock_site(self) -> MockSite:

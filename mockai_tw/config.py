@@ -18,6 +18,8 @@ from typing import Any, Union
 
 import yaml
 
+from mockai_tw.engine.rules import Rule, RuleError, parse_rules
+
 ENV_PREFIX = "MOCKAI_"
 
 #: The original Go server's three canned replies.
@@ -292,6 +294,14 @@ class FaultConfig:
 
 
 @dataclass(frozen=True)
+class JournalConfig:
+    # Record every /v1 (and Azure) request for GET /_mock/requests.
+    enabled: bool = _opt(True)
+    # How many requests the ring keeps (the oldest go first).
+    size: int = _opt(1000, ge=1, le=1_000_000)
+
+
+@dataclass(frozen=True)
 class Config:
     http: HttpConfig = _opt(HttpConfig())
     access_token: str | None = _opt(None, nonempty=True)
@@ -312,6 +322,11 @@ class Config:
     timing: TimingConfig = _opt(TimingConfig())
     rate_limits: RateLimitConfig = _opt(RateLimitConfig())
     faults: FaultConfig = _opt(FaultConfig())
+    # The bearer token of the /_mock/ control API; unset: no control API.
+    admin_token: str | None = _opt(None, nonempty=True)
+    journal: JournalConfig = _opt(JournalConfig())
+    # Scenario rules, first match wins (engine/rules.py parses them).
+    rules: tuple[Rule, ...] = _opt(())
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -493,9 +508,16 @@ def _env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 
 def parse_config(
-    raw: Any, environ: Mapping[str, str] | None = None, source: str = ""
+    raw: Any,
+    environ: Mapping[str, str] | None = None,
+    source: str = "",
+    base_dir: str | None = None,
 ) -> Config:
-    """Validate an already-parsed YAML document (``None`` is an empty file)."""
+    """Validate an already-parsed YAML document (``None`` is an empty file).
+
+    ``base_dir`` is where the rules' ``file:`` fixtures live (the config
+    file's directory; default: the directory of ``source``, else the cwd).
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -504,7 +526,17 @@ def parse_config(
         )
     raw = dict(raw)
     _env_overrides(raw, os.environ if environ is None else environ)
+    # Rules are not plain settings: their own parser validates them.
+    raw_rules = raw.pop("rules", None)
     config: Config = _build(Config, raw, "")
+    if base_dir is None and source:
+        base_dir = os.path.dirname(os.path.abspath(source))
+    try:
+        rules = parse_rules(raw_rules, "rules", base_dir)
+    except RuleError as error:
+        raise ConfigError(error.path, error.message) from None
+    if rules:
+        config = dataclasses.replace(config, rules=rules)
     if not config.tokens and not config.accept_any_token:
         raise ConfigError(
             "access_token",

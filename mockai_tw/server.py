@@ -6,7 +6,9 @@ ticker), so a reload swaps one object and in-flight streams keep their plan.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from twisted.application.service import Service
@@ -16,14 +18,17 @@ from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTi
 from twisted.logger import Logger
 
 from mockai_tw import __version__
-from mockai_tw.config import Config
+from mockai_tw.config import Config, ConfigError
 from mockai_tw.delivery import Event, Stream, Ticker
 from mockai_tw.engine.chat import Engine
 from mockai_tw.engine.faults import FaultInjector
 from mockai_tw.engine.ratelimit import RateLimiter
+from mockai_tw.engine.rules import RuleBook
+from mockai_tw.journal import Journal
 from mockai_tw.web.azure import azure_tree
 from mockai_tw.web.chat import ChatCompletions
 from mockai_tw.web.completions import Completions
+from mockai_tw.web.control import control_tree
 from mockai_tw.web.embeddings import Embeddings
 from mockai_tw.web.models import Models
 from mockai_tw.web.moderations import Moderations
@@ -35,11 +40,23 @@ log = Logger()
 
 
 class MockServer:
-    def __init__(self, config: Config, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: IReactorTime,
+        loader: Callable[[], Config] | None = None,
+        config_path: str | None = None,
+    ) -> None:
         self.clock = clock
         self.version = __version__
         self.started = clock.seconds()
         self.ticker = Ticker(clock, config.stream.tick_ms / 1000.0)
+        # How to read the config again (SIGHUP, POST /_mock/reload).
+        self.loader = loader
+        self.config_path = config_path
+        # Rules added at run time and the journal outlive a reload.
+        self.rules = RuleBook()
+        self.journal = Journal(config.journal.size, config.journal.enabled)
         self.apply(config)
         self.site = MockSite(
             self.resource(),
@@ -47,12 +64,17 @@ class MockServer:
             max_body_bytes=lambda: self.config.http.max_body_bytes,
             log_requests=lambda: self.config.http.log_requests,
         )
+        self.site.record = self.record
 
     def apply(self, config: Config) -> None:
         """Make ``config`` the one new requests see."""
         self.config = config
         self.token_bytes = tuple(t.encode() for t in config.tokens)
-        self.engine = Engine(config)
+        if config.rules is not getattr(self, "file_rules", None):
+            self.file_rules = config.rules
+            self.rules.load(config.rules, self.clock.seconds())
+        self.journal.configure(config.journal.size, config.journal.enabled)
+        self.engine = Engine(config, rules=self.rules)
         self.ticker.tick_s = config.stream.tick_ms / 1000.0
         # Budgets and fault counts survive a reload that leaves them alone.
         limiter = getattr(self, "limiter", None)
@@ -78,7 +100,52 @@ class MockServer:
         v1.putChild(b"completions", Completions(self))
         v1.putChild(b"responses", Responses(self))
         root.putChild(b"openai", azure_tree(self))
+        root.putChild(b"_mock", control_tree(self))
         return root
+
+    def reload(self) -> Config:
+        """Read the config again and apply it; a bad file raises ConfigError
+        (logged with its key path) and the old config stays."""
+        if self.loader is None:
+            raise ConfigError("", "this server has no config file to reload")
+        try:
+            config = self.loader()
+        except ConfigError as error:
+            log.error("mockai: config not reloaded, old config kept: {error}", error=error)
+            raise
+        if config.http.endpoint != self.config.http.endpoint:
+            log.warn(
+                "mockai: http.* changes take effect at the next start"
+                " (still listening on {endpoint})",
+                endpoint=self.config.http.endpoint,
+            )
+        self.apply(config)
+        log.info(
+            "mockai: config reloaded from {path} ({rules} rules)",
+            path=self.config_path,
+            rules=len(config.rules),
+        )
+        return config
+
+    def record(self, request: ApiRequest, status: int) -> None:
+        """Journal an answered ``/v1`` or Azure request (references only)."""
+        journal = self.journal
+        if not journal.enabled:
+            return
+        path = request.path
+        if not (path.startswith(b"/v1/") or path.startswith(b"/openai/")):
+            return
+        journal.record(
+            self.clock.seconds(),
+            request.method,
+            request.uri,
+            request.requestHeaders,
+            request.body_bytes,
+            status,
+            request.reply,
+            request.error,
+            request.fault,
+        )
 
     def stream(
         self,
@@ -88,13 +155,19 @@ class MockServer:
     ) -> None:
         """Start a paced response (SSE unless told otherwise); delivery takes it."""
         request.setResponseCode(200)
+        request.answered(200)
         if content_type is not None:
             request.setHeader(b"content-type", content_type)
         if content_type is not None and content_type.startswith(b"text/event-stream"):
             request.setHeader(b"cache-control", b"no-cache")
             request.setHeader(b"x-accel-buffering", b"no")
         request.setHeader(b"openai-processing-ms", request.processing_ms())
-        stream = Stream(request, events, self.clock.seconds(), request.transport)
+        transport = request.transport
+        no_delay = getattr(transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            # Small paced writes must leave now, not wait on Nagle for an ACK.
+            no_delay(True)
+        stream = Stream(request, events, self.clock.seconds(), transport)
         request.registerProducer(stream, True)
         request.notifyFinish().addErrback(stream.connectionLost)
         self.ticker.add(stream)
@@ -145,3 +218,43 @@ class ListenService(Service):
             stopped: defer.Deferred[None] | None = port.stopListening()
             return stopped
         return None
+
+
+class ReloadOnHangup(Service):
+    """``SIGHUP`` re-reads the config file, as daemons do.
+
+    The handler only hands the work to the reactor thread; it is installed
+    when the service starts (in the main thread only: Python allows no other)
+    and the previous handler is put back when it stops.
+    """
+
+    def __init__(self, server: MockServer, reactor: Any) -> None:
+        self.server = server
+        self.reactor = reactor
+        self.previous: Any = None
+        self.installed = False
+
+    def startService(self) -> None:
+        super().startService()
+        if not hasattr(signal, "SIGHUP"):
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self.previous = signal.signal(signal.SIGHUP, self._hangup)
+        self.installed = True
+
+    def _hangup(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self._reload)
+
+    def _reload(self) -> None:
+        # A bad file is logged by reload(); the old config keeps serving.
+        try:
+            self.server.reload()
+        except ConfigError:
+            pass
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self.installed:
+            signal.signal(signal.SIGHUP, self.previous)
+            self.installed = False

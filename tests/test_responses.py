@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import openai
@@ -18,6 +18,11 @@ from twisted.trial.unittest import TestCase
 
 from mockai_tw.config import ConfigError, parse_config
 from mockai_tw.engine import tokenizer
+from mockai_tw.engine.chat import Engine
+from mockai_tw.engine.responses import CallOutput, ResponseStore, plan_response
+from mockai_tw.request.responses import parse_responses_request
+from mockai_tw.web.responses import Responses
+from mockai_tw.wire.responses import response_stream
 from tests import openapi
 from tests.support import TOKEN, Live, start
 
@@ -155,6 +160,11 @@ async def stream(live: Live, body: dict[str, Any]) -> list[dict[str, Any]]:
         validate(payload, "ResponseStreamEvent")
         out.append(payload)
     return out
+
+
+def responses_resource(live: Live) -> Responses:
+    root: Any = live.server.site.resource
+    return cast(Responses, root.children[b"v1"].children[b"responses"])
 
 
 def message_text(response: dict[str, Any]) -> str:
@@ -841,3 +851,77 @@ class BadInputTests(TestCase):
         self.assertEqual(response.code, 404)
         response, body = await live.json("GET", RESPONSES)
         self.assertEqual(response.code, 405)
+
+
+class DeliveryTests(TestCase):
+    async def test_faults_apply_and_a_refused_request_is_not_kept(self) -> None:
+        live = await start(self, {"faults": {"header": True}})
+        response, body = await live.json(
+            "POST",
+            RESPONSES,
+            {"model": "gpt-4o", "input": "hi"},
+            headers={"x-mock-fault": "http_503"},
+        )
+        self.assertEqual(response.code, 503, body)
+        self.assertEqual(len(responses_resource(live).store), 0)
+        await create(live, {"input": "hi"})
+        self.assertEqual(len(responses_resource(live).store), 1)
+
+
+class EngineTests(TestCase):
+    """The engine and wire alone: no sockets."""
+
+    def engine(self, **config: Any) -> Engine:
+        return Engine(parse_config({"access_token": TOKEN, **config}, environ={}))
+
+    def test_store_drops_the_least_recently_used(self) -> None:
+        engine = self.engine()
+        store = ResponseStore(2)
+        request = parse_responses_request(b'{"model": "gpt-4o", "input": "hi"}')
+        plans = [plan_response(engine, store, request, 0.0) for _ in range(3)]
+        store.keep(plans[0])
+        store.keep(plans[1])
+        self.assertIsNotNone(store.get(plans[0].id))  # now the most recent
+        store.keep(plans[2])
+        self.assertIsNone(store.get(plans[1].id))
+        self.assertEqual(len(store), 2)
+        store.resize(1)
+        self.assertEqual(len(store), 1)
+        self.assertIsNotNone(store.get(plans[2].id))
+        unstored = parse_responses_request(
+            b'{"model": "gpt-4o", "input": "hi", "store": false}'
+        )
+        plan = plan_response(engine, store, unstored, 0.0)
+        store.keep(plan)
+        self.assertIsNone(store.get(plan.id))
+
+    def test_stream_timing(self) -> None:
+        engine = self.engine(stream={"interval_ms": 100}, seed=1)
+        body = {
+            "model": "gpt-4o",
+            "input": "hi",
+            "stream": True,
+            "tools": [*TOOLS, {**TOOLS[0], "name": "get_forecast"}],
+            "tool_choice": "required",
+        }
+        plans = (
+            plan_response(
+                engine,
+                ResponseStore(1),
+                parse_responses_request(json.dumps({**body, "seed": n}).encode()),
+                0,
+            )
+            for n in range(50)
+        )
+        plan = next(p for p in plans if len(p.output) == 2)
+        self.assertEqual(len(plan.output), 2)
+        events = list(response_stream(plan))
+        dues = [due for due, _ in events]
+        self.assertEqual(dues[:2], [0.0, 0.0])
+        self.assertEqual(dues, sorted(dues))
+        steps = 1 + sum(
+            len(o.call.fragments) for o in plan.output if isinstance(o, CallOutput)
+        )
+        self.assertAlmostEqual(dues[-1], 0.1 * (steps - 1))
+        self.assertEqual(plan.completed_at, int(0.1 * (steps - 1)))
+        self.assertTrue(all(data.startswith(b"event: ") for _, data in events))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +25,16 @@ from mockai_tw.engine.plan import (
     ToolCallPlan,
     TopLogprob,
     Usage,
+)
+from mockai_tw.engine.rules import (
+    NO_HEADERS,
+    ErrorAnswer,
+    Hit,
+    RequestContext,
+    RuleBook,
+    chat_context,
+    render,
+    scripted_error,
 )
 from mockai_tw.engine.timing import Override, TimingModel
 from mockai_tw.errors import invalid
@@ -107,10 +117,42 @@ def synthetic_logprobs(
 class Engine:
     """Holds the config and the reply picker's random state."""
 
-    def __init__(self, config: Config, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        rng: random.Random | None = None,
+        rules: RuleBook | None = None,
+    ) -> None:
         self.config = config
         self.rng = rng or random.Random(config.seed)
         self.timing = TimingModel(config)
+        # The server passes its book so run-time rules outlive a reload.
+        self.rules = rules if rules is not None else RuleBook(config.rules)
+
+    def scripted(self, context: RequestContext, now: float) -> Hit | None:
+        """The rule that answers this request, or None for the default answer.
+
+        The one hook every endpoint calls, once per request (per prompt for
+        legacy completions); an ``error`` answer raises its ApiError here.
+        """
+        if not self.rules:
+            return None
+        hit = self.rules.match(context, now)
+        if hit is not None and isinstance(hit.answer, ErrorAnswer):
+            raise scripted_error(hit)
+        return hit
+
+    def scripted_timing(
+        self, hit: Hit | None, timing: Override | None
+    ) -> Override | None:
+        """A rule's own pacing, under any the request's headers asked for."""
+        if hit is None or (hit.ttft_ms is None and hit.interval_ms is None):
+            return timing
+        asked = timing or Override()
+        return Override(
+            asked.ttft_ms if asked.ttft_ms is not None else hit.ttft_ms,
+            asked.itl_ms if asked.itl_ms is not None else hit.interval_ms,
+        )
 
     def picker(self, seed: int | None, *key: str) -> random.Random:
         """The engine's random state, or one derived from a request's ``seed``.
@@ -189,9 +231,52 @@ class Engine:
             fragments=tuple(tokenizer.pieces(arguments, model)),
         )
 
-    def _choice(
-        self, request: ChatRequest, index: int, rng: random.Random
+    def _scripted_choice(
+        self, request: ChatRequest, index: int, rng: random.Random, hit: Hit
     ) -> tuple[ChoicePlan, int]:
+        """A choice as the matched rule says: its text, or its tool calls."""
+        model = request.model
+        reply = render(hit, rng, self, index, request.n)
+        if reply.tool_calls:
+            calls = tuple(
+                ToolCallPlan(
+                    id=new_id("call_", 24),
+                    name=name,
+                    arguments=arguments,
+                    fragments=tuple(tokenizer.pieces(arguments, model)),
+                )
+                for name, arguments in reply.tool_calls
+            )
+            tokens = [
+                TOKENS_PER_CALL
+                + tokenizer.count(c.name, model)
+                + tokenizer.count(c.arguments, model)
+                for c in calls
+            ]
+            if request.functions and not request.tools:
+                plan = ChoicePlan(index, (), "function_call", function_call=calls[0])
+                return plan, tokens[0]
+            return ChoicePlan(index, (), "tool_calls", tool_calls=calls), sum(tokens)
+        text, finish = apply_limits(reply.text, request.stop, request.max_tokens, model)
+        mode = (
+            "token" if request.logprobs else hit.chunking or self.config.stream.chunking
+        )
+        pieces = chunk(text, mode, model)
+        logprobs = None
+        if request.logprobs:
+            logprobs = synthetic_logprobs(pieces, rng, request.top_logprobs or 0)
+        plan = ChoicePlan(index, pieces, finish, logprobs=logprobs)
+        return plan, tokenizer.count(text, model)
+
+    def _choice(
+        self,
+        request: ChatRequest,
+        index: int,
+        rng: random.Random,
+        hit: Hit | None = None,
+    ) -> tuple[ChoicePlan, int]:
+        if hit is not None:
+            return self._scripted_choice(request, index, rng, hit)
         model = request.model
         tools = self._calls(
             request.tool_choice,
@@ -250,14 +335,24 @@ class Engine:
             )
 
     def chat(
-        self, request: ChatRequest, now: float, timing: Override | None = None
+        self,
+        request: ChatRequest,
+        now: float,
+        timing: Override | None = None,
+        headers: Mapping[str, str] = NO_HEADERS,
+        endpoint: str = "chat",
     ) -> ChatPlan:
+        """``headers`` (lower-cased names) and ``endpoint`` are for the rules."""
         self.check(request)
+        hit = None
+        if self.rules:
+            hit = self.scripted(chat_context(request, headers, endpoint), now)
+            timing = self.scripted_timing(hit, timing)
         rng = self.picker(request.seed, request.model, request.last_user_text)
         choices = []
         completion_tokens = 0
         for index in range(request.n):
-            choice, tokens = self._choice(request, index, rng)
+            choice, tokens = self._choice(request, index, rng, hit)
             choices.append(choice)
             completion_tokens += tokens
         prompt_tokens = tokenizer.count_messages(
@@ -279,4 +374,5 @@ class Engine:
             content_filter=self.config.stream.content_filter_results,
             pacing=pacing,
             delay_s=self.timing.non_stream_delay(pacing, steps),
+            rule=hit.rule if hit is not None else None,
         )

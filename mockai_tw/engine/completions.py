@@ -8,6 +8,7 @@ particular to ``text_completion`` lives here: several prompts, ``echo``,
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mockai_tw.engine import tokenizer
@@ -15,6 +16,7 @@ from mockai_tw.engine.chat import Engine, apply_limits, synthetic_logprobs
 from mockai_tw.engine.chunking import chunk
 from mockai_tw.engine.ids import new_id
 from mockai_tw.engine.plan import Pacing, TokenLogprob, Usage
+from mockai_tw.engine.rules import NO_HEADERS, Hit, prompt_context, render
 from mockai_tw.engine.timing import Override
 from mockai_tw.request.completions import CompletionRequest, Prompt
 
@@ -52,6 +54,8 @@ class CompletionPlan:
     include_usage: bool = False
     # Azure-style ``content_filter_results`` on every choice.
     content_filter: bool = False
+    # The scenario rule that answered (None: the default answer).
+    rule: str | None = None
 
 
 def prompt_tokens(prompt: Prompt, model: str) -> int:
@@ -68,6 +72,7 @@ def _choice(
     text: str,
     finish: str,
     rng: random.Random,
+    chunking: str | None = None,
 ) -> CompletionChoice:
     """With logprobs the pieces are tokens, one chunk each, as OpenAI streams them."""
     model = request.model
@@ -75,7 +80,7 @@ def _choice(
     # text_offset counts from the start of the prompt, as OpenAI counts it.
     offset = 0 if request.echo else len(prompt.text)
     if request.logprobs is None:
-        mode = engine.config.stream.chunking
+        mode = chunking or engine.config.stream.chunking
         pieces = ((echo,) if echo else ()) + chunk(text, mode, model)
         return CompletionChoice(index, pieces, finish, offset=offset)
     pieces = chunk(echo, "token", model) + chunk(text, "token", model)
@@ -88,32 +93,48 @@ def plan_completion(
     request: CompletionRequest,
     now: float,
     timing: Override | None = None,
+    headers: Mapping[str, str] = NO_HEADERS,
 ) -> CompletionPlan:
     """``best_of`` candidates per prompt are generated (and billed); ``n`` returned.
 
     Choice ``i`` of prompt ``p`` gets index ``p * n + i``, as OpenAI numbers them.
+    Rules are asked once per prompt (``headers`` have lower-cased names).
     """
     choices = []
     completion_tokens = 0
+    first_hit: Hit | None = None
     for p, prompt in enumerate(request.prompts):
         key = prompt.text if prompt.token_ids is None else repr(prompt.token_ids)
         rng = engine.picker(request.seed, request.model, key)
         # Its own stream of numbers, so asking for logprobs never changes a reply.
         scores = engine.picker(request.seed, "logprobs", request.model, key)
+        hit = None
+        if engine.rules:
+            hit = engine.scripted(prompt_context(request, prompt, headers), now)
+            first_hit = first_hit or hit
         for i in range(request.candidates):
+            reply = (
+                engine.reply_text(rng)
+                if hit is None
+                else render(hit, rng, engine, i, request.candidates).as_text
+            )
             text, finish = apply_limits(
-                engine.reply_text(rng), request.stop, request.max_tokens, request.model
+                reply, request.stop, request.max_tokens, request.model
             )
             completion_tokens += tokenizer.count(text, request.model)
             if i < request.n:
                 index = p * request.n + i
+                chunking = hit.chunking if hit is not None else None
                 choices.append(
-                    _choice(engine, request, prompt, index, text, finish, scores)
+                    _choice(
+                        engine, request, prompt, index, text, finish, scores, chunking
+                    )
                 )
     # The suffix is input too: it is sent with every prompt.
     suffix = tokenizer.count(request.suffix or "", request.model) * len(request.prompts)
     stream = engine.config.stream
     steps = max((len(c.pieces) for c in choices), default=0)
+    timing = engine.scripted_timing(first_hit, timing)
     pacing = engine.timing.pacing(request.model, steps, timing)
     return CompletionPlan(
         id=new_id("cmpl-"),
@@ -131,4 +152,5 @@ def plan_completion(
         content_filter=stream.content_filter_results,
         pacing=pacing,
         delay_s=engine.timing.non_stream_delay(pacing, steps),
+        rule=first_hit.rule if first_hit is not None else None,
     )

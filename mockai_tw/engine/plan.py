@@ -117,6 +117,8 @@ class ChatPlan:
     service_tier: str = "default"
     # How long a non-streamed reply waits before it is sent.
     delay_s: float = 0.0
+    # The scenario rule that answered (None: the default answer).
+    rule: str | None = None
 
 
 class Action:

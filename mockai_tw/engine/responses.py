@@ -92,6 +92,7 @@ class ResponsePlan:
     def model(self) -> str:
         return self.request.model
 
+
 class ResponseStore:
     """The last ``size`` stored responses, least recently used dropped first.
 

@@ -45,6 +45,11 @@ class ApiRequest(server.Request):
     started = 0.0
     # The fault this request was dealt, if any (for the journal).
     fault: str | None = None
+    # For the journal: the body as read, the reply plan, the error sent.
+    body_bytes: bytes | None = None
+    reply: object = None
+    error: ApiError | None = None
+    journaled = False
 
     @property
     def mock_site(self) -> MockSite:
@@ -81,7 +86,18 @@ class ApiRequest(server.Request):
                 code="request_too_large",
             )
         content.seek(0)
-        return cast(bytes, content.read())
+        data = cast(bytes, content.read())
+        self.body_bytes = data
+        return data
+
+    def answered(self, status: int) -> None:
+        """The response is decided: tell the journal, once per request."""
+        if self.journaled:
+            return
+        self.journaled = True
+        record = self.mock_site.record
+        if record is not None:
+            record(self, status)
 
 
 def send_json(request: server.Request, status: int, body: bytes) -> bytes:
@@ -90,11 +106,14 @@ def send_json(request: server.Request, status: int, body: bytes) -> bytes:
     request.setHeader(b"content-type", b"application/json")
     if isinstance(request, ApiRequest):
         request.setHeader(b"openai-processing-ms", request.processing_ms())
+        request.answered(status)
     return body
 
 
 def send_error(request: server.Request, error: ApiError) -> None:
     """Answer with the OpenAI error body and finish the request."""
+    if isinstance(request, ApiRequest):
+        request.error = error
     for name, value in error.headers.items():
         request.setHeader(name.encode(), value.encode())
     body = send_json(request, error.status, error_body(error))
@@ -122,6 +141,8 @@ class MockSite(server.Site):
         self.log_requests = log_requests
         self.channels: set[Any] = set()
         self._idle: list[defer.Deferred[None]] = []
+        # Called with each request and its status once it is answered.
+        self.record: Callable[[ApiRequest, int], None] | None = None
 
     def getContentFile(self, length: int | None) -> BoundedBody:
         return BoundedBody(self.max_body_bytes(), length)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -126,6 +126,21 @@ class _ChunkRenderer:
         self.head = head[:-1] + b',"choices":['
         self.tail = b'],"usage":null}' if plan.include_usage else b"]}"
         self.filter = CONTENT_FILTER_RESULTS if plan.content_filter else None
+        # Content chunks are most of a stream: their bytes around the piece
+        # are encoded once per stream, not once per chunk.
+        after = b'},"logprobs":null,"finish_reason":null'
+        if self.filter is not None:
+            after += b',"content_filter_results":' + orjson.dumps(self.filter)
+        self.content_tail = after + b"}" + self.tail + b"\n\n"
+        self.content_heads: dict[int, bytes] = {}
+
+    def content(self, index: int, piece: str) -> bytes:
+        """``data: {... "delta": {"content": piece} ...}``, from templates."""
+        head = self.content_heads.get(index)
+        if head is None:
+            head = b"data: " + self.head + b'{"index":%d,"delta":{"content":' % index
+            self.content_heads[index] = head
+        return head + orjson.dumps(piece) + self.content_tail
 
     def choice(
         self,
@@ -146,6 +161,7 @@ class _ChunkRenderer:
 
 
 Delta = tuple[dict[str, Any], dict[str, Any] | None]
+ROLE_DELTA: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
 
 
 def _deltas(choice: ChoicePlan) -> tuple[dict[str, Any], list[Delta]]:
@@ -185,7 +201,7 @@ def _deltas(choice: ChoicePlan) -> tuple[dict[str, Any], list[Delta]]:
         return first, [
             ({"function_call": {"arguments": f}}, None) for f in call.fragments
         ]
-    first = {"role": "assistant", "content": "", "refusal": None}
+    first = dict(ROLE_DELTA)
     logprobs = choice.logprobs
     return first, [
         (
@@ -198,6 +214,26 @@ def _deltas(choice: ChoicePlan) -> tuple[dict[str, Any], list[Delta]]:
     ]
 
 
+def _stepper(
+    render: _ChunkRenderer, choice: ChoicePlan
+) -> tuple[bytes, int, Callable[[int], bytes]]:
+    """A choice's first chunk, how many follow, and how to render step ``i``."""
+    index = choice.index
+    if not choice.tool_calls and choice.function_call is None and not choice.logprobs:
+        pieces = choice.pieces
+        return (
+            render.choice(index, dict(ROLE_DELTA)),
+            len(pieces),
+            (lambda i: render.content(index, pieces[i])),
+        )
+    first, steps = _deltas(choice)
+    return (
+        render.choice(index, first),
+        len(steps),
+        (lambda i: render.choice(index, steps[i][0], None, steps[i][1])),
+    )
+
+
 def chat_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
     """Each SSE event of the stream with the time (from start) it is due.
 
@@ -206,16 +242,15 @@ def chat_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
     render = _ChunkRenderer(plan)
     pacing = plan.pacing
     start = pacing.due(0)
-    deltas = [_deltas(choice) for choice in plan.choices]
-    for choice, (first, _) in zip(plan.choices, deltas, strict=True):
-        yield start, render.choice(choice.index, first)
-    steps = max((len(s) for _, s in deltas), default=0)
+    steppers = [_stepper(render, choice) for choice in plan.choices]
+    for first, _, _ in steppers:
+        yield start, first
+    steps = max((count for _, count, _ in steppers), default=0)
     for step in range(steps):
         due = pacing.due(step)
-        for choice, (_, choice_steps) in zip(plan.choices, deltas, strict=True):
-            if step < len(choice_steps):
-                delta, logprobs = choice_steps[step]
-                yield due, render.choice(choice.index, delta, None, logprobs)
+        for _, count, render_step in steppers:
+            if step < count:
+                yield due, render_step(step)
     end = pacing.due(max(steps - 1, 0))
     for choice in plan.choices:
         yield end, render.choice(choice.index, {}, choice.finish_reason)

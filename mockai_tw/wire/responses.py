@@ -303,7 +303,7 @@ def response_stream(plan: ResponsePlan) -> Iterator[tuple[float, bytes]]:
     ``response.created`` and ``response.in_progress`` go out at once; then the
     items, their deltas paced step by step as chat paces its chunks (a later
     item's opening takes a step, as a later tool call's does in chat).
-    Events are built lazily, in order, so sequence numbers follow the wire.
+    Events are built item by item, in wire order, so sequence numbers follow it.
     """
     event = _Events()
     snapshot = response_json(plan, done=False)

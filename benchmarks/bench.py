@@ -47,7 +47,7 @@ TOKEN = "sk-bench"
 # Port 0: the daemon logs the port it got, so there is no race for a free one.
 MOCKAI_CMD = (
     "twistd -n --pidfile= mockai --config=config.yaml"
-    " --listen tcp:port=0:interface=127.0.0.1"
+    " --listen tcp:port=0:interface=127.0.0.1:backlog=4096"
 )
 CHAT_PATH = "/v1/chat/completions"
 CHAT_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'

@@ -75,13 +75,16 @@ class HttpConfig:
     # None: follow ``mode`` (on for debug only).
     access_log: bool | None = _opt(None)
     max_body_bytes: int = _opt(8 * 1024 * 1024, ge=1024)
+    # Pending connections the kernel may queue (Twisted's default of 50
+    # makes a burst of clients wait on SYN retries).
+    backlog: int = _opt(1024, ge=1, le=65535)
 
     @property
     def endpoint(self) -> str:
         if self.listen:
             return self.listen
         host = self.host.replace(":", "\\:")
-        return f"tcp:port={self.port}:interface={host}"
+        return f"tcp:port={self.port}:interface={host}:backlog={self.backlog}"
 
     @property
     def log_requests(self) -> bool:

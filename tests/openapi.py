@@ -70,6 +70,32 @@ def _close(node: Any, in_combinator: bool = False) -> Any:
     return out
 
 
+def _all_of_parts(node: Any, found: set[str]) -> set[str]:
+    """Component names used as ``allOf`` parts: closing them would reject the
+    properties their sibling parts declare."""
+    if isinstance(node, list):
+        for value in node:
+            _all_of_parts(value, found)
+    elif isinstance(node, dict):
+        for part in node.get("allOf", []):
+            ref = part.get("$ref", "") if isinstance(part, dict) else ""
+            if ref.startswith("#/components/schemas/"):
+                found.add(ref.rsplit("/", 1)[1])
+        for value in node.values():
+            _all_of_parts(value, found)
+    return found
+
+
+def _close_components(document: dict[str, Any]) -> dict[str, Any]:
+    schemas = document["components"]["schemas"]
+    open_parts = _all_of_parts(document, set())
+    closed = {
+        name: _close(schema, in_combinator=name in open_parts)
+        for name, schema in schemas.items()
+    }
+    return {**document, "components": {**document["components"], "schemas": closed}}
+
+
 @cache
 def _registry() -> Registry:
     path = Path(os.environ.get("MOCKAI_OPENAPI", DEFAULT_SPEC))
@@ -80,7 +106,7 @@ def _registry() -> Registry:
         )
     with open(path, "rb") as f:
         document = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    document = _close(_nullable(document))
+    document = _close_components(_nullable(document))
     resource = Resource.from_contents(document, default_specification=DRAFT202012)
     return Registry().with_resource(URI, resource)
 

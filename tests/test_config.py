@@ -35,7 +35,9 @@ class ConfigTests(TestCase):
 
     def test_original_go_config_unchanged(self) -> None:
         config = load_config(self.write(ORIGINAL), {})
-        self.assertEqual(config.http.endpoint, "tcp:port=8082:interface=0.0.0.0")
+        self.assertEqual(
+            config.http.endpoint, "tcp:port=8082:interface=0.0.0.0:backlog=1024"
+        )
         self.assertEqual(config.tokens, ("sk-original",))
         self.assertEqual(config.replies, ORIGINAL_REPLIES)
         self.assertEqual(config.stream.chunking, "char")

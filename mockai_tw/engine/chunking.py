@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from mockai_tw.engine import tokenizer
 
@@ -11,6 +12,18 @@ _WORD = re.compile(rf"\s*(?:[{tokenizer._CJK}]|(?:(?![{tokenizer._CJK}])\S)+)|\s
 
 def chunk(text: str, mode: str, model: str | None = None) -> tuple[str, ...]:
     """Pieces that join back to ``text``; ``char`` is the original's one per chunk."""
+    if len(text) <= tokenizer.CACHED_TEXT:
+        # Canned replies repeat on every request: cut each once.
+        return _cached(text, mode, model)
+    return _chunk(text, mode, model)
+
+
+@lru_cache(maxsize=4096)
+def _cached(text: str, mode: str, model: str | None) -> tuple[str, ...]:
+    return _chunk(text, mode, model)
+
+
+def _chunk(text: str, mode: str, model: str | None) -> tuple[str, ...]:
     if not text:
         return ()
     if mode == "char":

@@ -12,23 +12,18 @@ items, ``incomplete`` answers, and the bounded store that makes
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from mockai_tw.engine.chat import Engine, check_schema
+from mockai_tw.engine.ids import hex_id
 from mockai_tw.engine.plan import Pacing, TokenLogprob, ToolCallPlan, Usage
 from mockai_tw.engine.timing import Override
 from mockai_tw.errors import ApiError, invalid
 from mockai_tw.request.chat import ChatRequest, Message
 from mockai_tw.request.responses import InputItem, ResponsesRequest
-
-
-def hex_id(prefix: str) -> str:
-    """An id shaped like OpenAI's Responses ids (``resp_`` + 48 hex digits)."""
-    return prefix + os.urandom(24).hex()
 
 
 @dataclass(frozen=True)

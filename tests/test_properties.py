@@ -1,4 +1,4 @@
-"""Property tests of the chat engine: cuts keep their bounds, streams rebuild replies."""
+"""Property tests of the chat engine: cuts keep their bounds, streams rebuild."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ SETTINGS = settings(
 )
 MODELS = st.sampled_from(["gpt-4o", "gpt-4", "gpt-3.5-turbo"])
 TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=200
+    alphabet=st.characters(exclude_categories=["Cs"]), min_size=0, max_size=200
 )
 SCALAR = st.sampled_from(
     [

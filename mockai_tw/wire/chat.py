@@ -14,15 +14,8 @@ from mockai_tw.engine.plan import (
     ToolCallPlan,
     Usage,
 )
-from mockai_tw.wire.sse import DONE, data_event
-
-# What the original server (and Azure) attach to every choice.
-CONTENT_FILTER_RESULTS = {
-    "hate": {"filtered": False, "severity": "safe"},
-    "self_harm": {"filtered": False, "severity": "safe"},
-    "sexual": {"filtered": False, "severity": "safe"},
-    "violence": {"filtered": False, "severity": "safe"},
-}
+from mockai_tw.wire.envelope import CONTENT_FILTER_RESULTS, Envelope
+from mockai_tw.wire.sse import DONE
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
@@ -109,11 +102,11 @@ def chat_completion(plan: ChatPlan) -> bytes:
     )
 
 
-class _ChunkRenderer:
-    """Renders chunks of one stream; the envelope is encoded once per stream."""
+class _ChunkRenderer(Envelope):
+    """Renders chunks of one chat stream."""
 
     def __init__(self, plan: ChatPlan) -> None:
-        head = orjson.dumps(
+        super().__init__(
             {
                 "id": plan.id,
                 "object": "chat.completion.chunk",
@@ -121,11 +114,10 @@ class _ChunkRenderer:
                 "model": plan.model,
                 "service_tier": plan.service_tier,
                 "system_fingerprint": plan.system_fingerprint,
-            }
+            },
+            plan.include_usage,
+            plan.content_filter,
         )
-        self.head = head[:-1] + b',"choices":['
-        self.tail = b'],"usage":null}' if plan.include_usage else b"]}"
-        self.filter = CONTENT_FILTER_RESULTS if plan.content_filter else None
         # Content chunks are most of a stream: their bytes around the piece
         # are encoded once per stream, not once per chunk.
         after = b'},"logprobs":null,"finish_reason":null'
@@ -149,15 +141,14 @@ class _ChunkRenderer:
         finish_reason: str | None = None,
         logprobs: dict[str, Any] | None = None,
     ) -> bytes:
-        choice: dict[str, Any] = {
-            "index": index,
-            "delta": delta,
-            "logprobs": logprobs,
-            "finish_reason": finish_reason,
-        }
-        if self.filter is not None:
-            choice["content_filter_results"] = self.filter
-        return data_event(self.head + orjson.dumps(choice) + self.tail)
+        return self.event(
+            {
+                "index": index,
+                "delta": delta,
+                "logprobs": logprobs,
+                "finish_reason": finish_reason,
+            }
+        )
 
 
 Delta = tuple[dict[str, Any], dict[str, Any] | None]
@@ -255,6 +246,5 @@ def chat_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
     for choice in plan.choices:
         yield end, render.choice(choice.index, {}, choice.finish_reason)
     if plan.include_usage:
-        usage = orjson.dumps(usage_json(plan.usage))
-        yield end, data_event(render.head + b'],"usage":' + usage + b"}")
+        yield end, render.usage_event(usage_json(plan.usage))
     yield end, DONE

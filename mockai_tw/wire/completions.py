@@ -13,8 +13,8 @@ import orjson
 
 from mockai_tw.engine.completions import CompletionChoice, CompletionPlan
 from mockai_tw.engine.plan import TokenLogprob, Usage
-from mockai_tw.wire.chat import CONTENT_FILTER_RESULTS
-from mockai_tw.wire.sse import DONE, data_event
+from mockai_tw.wire.envelope import CONTENT_FILTER_RESULTS, Envelope
+from mockai_tw.wire.sse import DONE
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
@@ -72,22 +72,21 @@ def completion(plan: CompletionPlan) -> bytes:
     )
 
 
-class _ChunkRenderer:
-    """Renders chunks of one stream; the envelope is encoded once per stream."""
+class _ChunkRenderer(Envelope):
+    """Renders chunks of one legacy completion stream."""
 
     def __init__(self, plan: CompletionPlan) -> None:
-        head = orjson.dumps(
+        super().__init__(
             {
                 "id": plan.id,
                 "object": "text_completion",
                 "created": plan.created,
                 "model": plan.model,
                 "system_fingerprint": plan.system_fingerprint,
-            }
+            },
+            plan.include_usage,
+            plan.content_filter,
         )
-        self.head = head[:-1] + b',"choices":['
-        self.tail = b'],"usage":null}' if plan.include_usage else b"]}"
-        self.filter = CONTENT_FILTER_RESULTS if plan.content_filter else None
 
     def choice(
         self,
@@ -96,15 +95,14 @@ class _ChunkRenderer:
         logprobs: dict[str, Any] | None = None,
         finish_reason: str | None = None,
     ) -> bytes:
-        choice: dict[str, Any] = {
-            "text": text,
-            "index": index,
-            "logprobs": logprobs,
-            "finish_reason": finish_reason,
-        }
-        if self.filter is not None:
-            choice["content_filter_results"] = self.filter
-        return data_event(self.head + orjson.dumps(choice) + self.tail)
+        return self.event(
+            {
+                "text": text,
+                "index": index,
+                "logprobs": logprobs,
+                "finish_reason": finish_reason,
+            }
+        )
 
 
 def completion_stream(plan: CompletionPlan) -> Iterator[tuple[float, bytes]]:
@@ -135,6 +133,5 @@ def completion_stream(plan: CompletionPlan) -> Iterator[tuple[float, bytes]]:
         empty = None if choice.logprobs is None else logprobs_json((), 0)
         yield end, render.choice(choice.index, "", empty, choice.finish_reason)
     if plan.include_usage:
-        usage = orjson.dumps(usage_json(plan.usage))
-        yield end, data_event(render.head + b'],"usage":' + usage + b"}")
+        yield end, render.usage_event(usage_json(plan.usage))
     yield end, DONE

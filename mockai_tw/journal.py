@@ -131,7 +131,7 @@ class Record:
             "status": self.status,
             "model": self.model(body),
             "rule": self.rule(),
-            "stream": bool(getattr(self.reply, "stream", False)),
+            "stream": isinstance(body, dict) and body.get("stream") is True,
             "reply": reply_summary(self.reply, self.fault),
             "error": error_summary(self.error),
         }

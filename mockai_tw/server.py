@@ -6,6 +6,7 @@ ticker), so a reload swaps one object and in-flight streams keep their plan.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -111,7 +112,9 @@ class MockServer:
         try:
             config = self.loader()
         except ConfigError as error:
-            log.error("mockai: config not reloaded, old config kept: {error}", error=error)
+            log.error(
+                "mockai: config not reloaded, old config kept: {error}", error=error
+            )
             raise
         if config.http.endpoint != self.config.http.endpoint:
             log.warn(
@@ -248,10 +251,8 @@ class ReloadOnHangup(Service):
 
     def _reload(self) -> None:
         # A bad file is logged by reload(); the old config keeps serving.
-        try:
+        with contextlib.suppress(ConfigError):
             self.server.reload()
-        except ConfigError:
-            pass
 
     def stopService(self) -> None:
         super().stopService()

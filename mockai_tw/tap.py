@@ -12,7 +12,7 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from mockai_tw.config import Config, ConfigError, load_config
-from mockai_tw.server import ListenService, MockServer
+from mockai_tw.server import ListenService, MockServer, ReloadOnHangup
 
 
 class Options(usage.Options):
@@ -48,10 +48,14 @@ class Options(usage.Options):
             raise SystemExit(1) from None
 
 
+def config_path(options: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """The config file the options (or ``$MOCKAI_CONFIG``) name."""
+    return str(options.get("config") or environ.get("MOCKAI_CONFIG") or "config.yaml")
+
+
 def configure(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
     """The config the options name, with environment and ``--listen`` applied."""
-    path = options.get("config") or environ.get("MOCKAI_CONFIG") or "config.yaml"
-    config = load_config(path, environ)
+    config = load_config(config_path(options, environ), environ)
     listen = options.get("listen")
     if listen:
         config = replace(config, http=replace(config.http, listen=listen))
@@ -68,13 +72,21 @@ def makeService(
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    config = options.get("loaded") or configure(
-        options, os.environ if environ is None else environ
+    env = os.environ if environ is None else environ
+    config = options.get("loaded") or configure(options, env)
+    # A reload (SIGHUP, POST /_mock/reload) reads the same file the same way;
+    # ``loader`` lets the test helper reload a config given as a dict.
+    loader = options.get("loader") or (lambda: configure(options, env))
+    path = (
+        options["config_path"]
+        if "config_path" in options
+        else config_path(options, env)
     )
-    state = MockServer(config, reactor)
+    state = MockServer(config, reactor, loader=loader, config_path=path)
     top = MultiService()
     listener = ListenService(state, config.http.endpoint, reactor)
     listener.setServiceParent(top)
+    ReloadOnHangup(state, reactor).setServiceParent(top)
     top.server = state  # type: ignore[attr-defined]
     top.listener = listener  # type: ignore[attr-defined]
     return top

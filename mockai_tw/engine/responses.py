@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mockai_tw.engine.chat import Engine, check_schema
 from mockai_tw.engine.ids import hex_id
 from mockai_tw.engine.plan import Pacing, TokenLogprob, ToolCallPlan, Usage
+from mockai_tw.engine.rules import NO_HEADERS
 from mockai_tw.engine.timing import Override
 from mockai_tw.errors import ApiError, invalid
 from mockai_tw.request.chat import ChatRequest, Message
@@ -82,6 +83,8 @@ class ResponsePlan:
     # messages, without instructions (OpenAI does not carry those over a
     # chain): what a response that follows this one continues.
     context: tuple[dict[str, Any], ...] = ()
+    # The scenario rule that answered (None: the default answer).
+    rule: str | None = None
 
     @property
     def model(self) -> str:
@@ -261,6 +264,7 @@ def plan_response(
     request: ResponsesRequest,
     now: float,
     timing: Override | None = None,
+    headers: Mapping[str, str] = NO_HEADERS,
 ) -> ResponsePlan:
     """Answer ``request`` in the context of the response it follows.
 
@@ -285,7 +289,11 @@ def plan_response(
         instructions = ({"role": "developer", "content": request.instructions},)
     try:
         chat = engine.chat(
-            _chat_request(request, instructions + conversation), now, timing
+            _chat_request(request, instructions + conversation),
+            now,
+            timing,
+            headers=headers,
+            endpoint="responses",
         )
     except ApiError as error:
         if error.param != "response_format":
@@ -316,4 +324,5 @@ def plan_response(
         delay_s=chat.delay_s,
         input_items=_listed(request.input),
         context=conversation + tuple(_output_messages(output)),
+        rule=chat.rule,
     )

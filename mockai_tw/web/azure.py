@@ -21,6 +21,8 @@ from twisted.web.resource import IResource, Resource
 
 from mockai_tw.engine.completions import plan_completion
 from mockai_tw.engine.embeddings import embeddings
+from mockai_tw.engine.rules import input_context
+from mockai_tw.journal import HeaderMap
 from mockai_tw.request.chat import parse_chat_request
 from mockai_tw.request.common import parse_body
 from mockai_tw.request.completions import parse_completion_request
@@ -158,7 +160,10 @@ class AzureChatCompletions(AzureEndpoint):
     def render_POST(self, request: server.Request) -> bytes | int:
         chat = parse_chat_request(self.body(request))
         state = self.state
-        plan = state.engine.chat(chat, state.clock.seconds())
+        plan = state.engine.chat(
+            chat, state.clock.seconds(), headers=HeaderMap(request.requestHeaders)
+        )
+        cast(ApiRequest, request).reply = plan
         if not plan.stream:
             return send_json(request, 200, azure.chat_completion(plan))
         state.stream(cast(ApiRequest, request), azure.chat_stream(plan))
@@ -169,7 +174,13 @@ class AzureCompletions(AzureEndpoint):
     def render_POST(self, request: server.Request) -> bytes | int:
         parsed = parse_completion_request(self.body(request))
         state = self.state
-        plan = plan_completion(state.engine, parsed, state.clock.seconds())
+        plan = plan_completion(
+            state.engine,
+            parsed,
+            state.clock.seconds(),
+            headers=HeaderMap(request.requestHeaders),
+        )
+        cast(ApiRequest, request).reply = plan
         if not plan.stream:
             return send_json(request, 200, azure.completion(plan))
         state.stream(cast(ApiRequest, request), azure.completion_stream(plan))
@@ -181,6 +192,14 @@ class AzureEmbeddings(AzureEndpoint):
 
     def render_POST(self, request: server.Request) -> bytes:
         parsed = parse_embeddings_request(self.body(request))
+        engine = self.state.engine
+        if engine.rules:
+            # Only an ``error`` answer applies here; it raises.
+            texts = [i for i in parsed.inputs if isinstance(i, str)]
+            context = input_context(
+                "embeddings", parsed.model, texts, HeaderMap(request.requestHeaders)
+            )
+            engine.scripted(context, self.state.clock.seconds())
         return send_json(request, 200, embeddings_body(embeddings(parsed)))
 
 

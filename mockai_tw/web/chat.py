@@ -7,6 +7,7 @@ from typing import cast
 from twisted.web import server
 
 from mockai_tw.engine.models import check_model
+from mockai_tw.journal import HeaderMap
 from mockai_tw.request.chat import parse_chat_request
 from mockai_tw.web.reply import respond, timing_override
 from mockai_tw.web.resources import ApiResource
@@ -21,7 +22,10 @@ class ChatCompletions(ApiResource):
         state = self.state
         check_model(state.config, chat.model)
         timing = timing_override(state, request)
-        plan = state.engine.chat(chat, state.clock.seconds(), timing)
+        plan = state.engine.chat(
+            chat, state.clock.seconds(), timing, HeaderMap(request.requestHeaders)
+        )
+        api_request.reply = plan
         return respond(
             state,
             request,

@@ -8,6 +8,7 @@ from twisted.web import server
 
 from mockai_tw.engine.completions import plan_completion
 from mockai_tw.engine.models import check_model
+from mockai_tw.journal import HeaderMap
 from mockai_tw.request.completions import parse_completion_request
 from mockai_tw.web.reply import respond, timing_override
 from mockai_tw.web.resources import ApiResource
@@ -22,7 +23,14 @@ class Completions(ApiResource):
         state = self.state
         check_model(state.config, parsed.model)
         timing = timing_override(state, request)
-        plan = plan_completion(state.engine, parsed, state.clock.seconds(), timing)
+        plan = plan_completion(
+            state.engine,
+            parsed,
+            state.clock.seconds(),
+            timing,
+            HeaderMap(request.requestHeaders),
+        )
+        api_request.reply = plan
         return respond(
             state,
             request,

@@ -8,6 +8,8 @@ from twisted.web import server
 
 from mockai_tw.engine.embeddings import embeddings
 from mockai_tw.engine.models import check_model
+from mockai_tw.engine.rules import input_context
+from mockai_tw.journal import HeaderMap
 from mockai_tw.request.embeddings import parse_embeddings_request
 from mockai_tw.web.reply import respond
 from mockai_tw.web.resources import ApiResource
@@ -19,6 +21,14 @@ class Embeddings(ApiResource):
     def render_POST(self, request: server.Request) -> bytes | int:
         parsed = parse_embeddings_request(cast(ApiRequest, request).body())
         check_model(self.state.config, parsed.model)
+        engine = self.state.engine
+        if engine.rules:
+            # Only an ``error`` answer applies here; it raises.
+            texts = [i for i in parsed.inputs if isinstance(i, str)]
+            context = input_context(
+                "embeddings", parsed.model, texts, HeaderMap(request.requestHeaders)
+            )
+            engine.scripted(context, self.state.clock.seconds())
         result = embeddings(parsed)
         return respond(
             self.state,

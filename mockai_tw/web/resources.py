@@ -13,7 +13,7 @@ from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
 from mockai_tw.errors import ApiError, server_error
-from mockai_tw.web.site import send_error, send_json
+from mockai_tw.web.site import ApiRequest, send_error, send_json
 
 if TYPE_CHECKING:
     from mockai_tw.server import MockServer
@@ -74,7 +74,11 @@ class ApiResource(Resource):
                     f"Invalid method for URL ({method} {_path(request)}): use {names}.",
                     code="method_not_allowed",
                 )
-            return handler(request)
+            result = handler(request)
+            if isinstance(request, ApiRequest) and not request.journaled:
+                # Not through send_json: raw bytes, or no answer (a dropped line).
+                request.answered(request.code if result != server.NOT_DONE_YET else 0)
+            return result
         except ApiError as error:
             send_error(request, error)
         except Exception:

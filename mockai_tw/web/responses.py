@@ -19,6 +19,7 @@ from mockai_tw.engine.responses import (
     not_found,
     plan_response,
 )
+from mockai_tw.journal import HeaderMap
 from mockai_tw.request.responses import parse_list_params, parse_responses_request
 from mockai_tw.web.reply import respond, timing_override
 from mockai_tw.web.resources import ApiResource
@@ -55,8 +56,14 @@ class Responses(ApiResource):
         check_model(state.config, parsed.model)
         timing = timing_override(state, request)
         plan = plan_response(
-            state.engine, self.store, parsed, state.clock.seconds(), timing
+            state.engine,
+            self.store,
+            parsed,
+            state.clock.seconds(),
+            timing,
+            HeaderMap(request.requestHeaders),
         )
+        cast(ApiRequest, request).reply = plan
         sent = respond(
             state,
             request,

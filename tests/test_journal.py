@@ -1,0 +1,219 @@
+"""The request journal: a bounded ring, filters, redaction -- pure, then live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import treq
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
+
+from mockai_tw.engine.plan import ChatPlan, ChoicePlan, ToolCallPlan, Usage
+from mockai_tw.errors import ApiError
+from mockai_tw.journal import REDACTED, HeaderMap, Journal, redacted
+from tests.support import TOKEN, start
+
+ADMIN = "adm-0123456789"
+CHAT = "/v1/chat/completions"
+
+
+def headers(**values: str) -> Headers:
+    return Headers({k.replace("_", "-"): [v] for k, v in values.items()})
+
+
+def plan(text: str = "hi", rule: str | None = None) -> ChatPlan:
+    return ChatPlan(
+        id="chatcmpl-1",
+        created=0,
+        model="gpt-4o",
+        system_fingerprint="fp",
+        choices=(ChoicePlan(0, (text,), "stop"),),
+        usage=Usage(5, 1),
+        rule=rule,
+    )
+
+
+class PureJournalTests(TestCase):
+    def test_header_map_is_lower_cased_and_redacted(self) -> None:
+        raw = headers(Authorization="Bearer sk-secret", Api_Key="k", X_Trace="t")
+        view = HeaderMap(raw)
+        self.assertEqual(view["authorization"], "Bearer sk-secret")
+        self.assertEqual(view["X-Trace"], "t")
+        self.assertNotIn("x-missing", view)
+        self.assertEqual(
+            redacted(view),
+            {"authorization": REDACTED, "api-key": REDACTED, "x-trace": "t"},
+        )
+
+    def test_ring_is_bounded_and_newest_last(self) -> None:
+        journal = Journal(size=3)
+        for i in range(5):
+            journal.record(float(i), b"POST", CHAT.encode(), headers(), b"{}", 200)
+        self.assertEqual([r["id"] for r in journal.query()], [3, 4, 5])
+        self.assertEqual([r["id"] for r in journal.query(limit=2)], [4, 5])
+        self.assertEqual([r["id"] for r in journal.query(since=4.0)], [5])
+        journal.configure(size=2, enabled=True)
+        self.assertEqual([r["id"] for r in journal.query()], [4, 5])
+        self.assertEqual(journal.clear(), 2)
+        self.assertEqual(journal.query(), [])
+
+    def test_filters_and_summary(self) -> None:
+        journal = Journal()
+        body = b'{"model": "gpt-4o", "messages": []}'
+        journal.record(
+            1.0, b"POST", CHAT.encode(), headers(), body, 200, plan("a", "r1")
+        )
+        journal.record(2.0, b"POST", CHAT.encode(), headers(), body, 200, plan("b"))
+        journal.record(
+            3.0,
+            b"POST",
+            b"/v1/embeddings?x=1",
+            headers(),
+            b'{"model": "text-embedding-3-small"}',
+            400,
+            error=ApiError(400, "bad", param="input"),
+        )
+        self.assertEqual(
+            [r["rule"] for r in journal.query(path=CHAT)], ["r1", "default"]
+        )
+        self.assertEqual([r["id"] for r in journal.query(path="/v1/*")], [1, 2, 3])
+        self.assertEqual([r["id"] for r in journal.query(model="text-*")], [3])
+        self.assertEqual([r["id"] for r in journal.query(rule="r1")], [1])
+        first = journal.query(rule="r1")[0]
+        self.assertEqual(first["reply"]["text"], "a")
+        self.assertEqual(first["reply"]["usage"]["total_tokens"], 6)
+        self.assertEqual(first["body"], {"model": "gpt-4o", "messages": []})
+        last = journal.query()[-1]
+        self.assertEqual((last["path"], last["query"]), ("/v1/embeddings", "x=1"))
+        self.assertEqual(last["error"]["param"], "input")
+        self.assertIsNone(last["reply"])
+
+    def test_tool_calls_in_the_summary(self) -> None:
+        call = ToolCallPlan("call_1", "lookup", '{"id": 1}', ('{"id": 1}',))
+        choice = ChoicePlan(0, (), "tool_calls", tool_calls=(call,))
+        calls_plan = ChatPlan("c", 0, "gpt-4o", "fp", (choice,), Usage(1, 1))
+        journal = Journal()
+        journal.record(
+            0.0, b"POST", CHAT.encode(), headers(), b"not json", 200, calls_plan
+        )
+        view = journal.query()[0]
+        self.assertEqual(
+            view["reply"]["tool_calls"], [{"name": "lookup", "arguments": '{"id": 1}'}]
+        )
+        self.assertIsNone(view["reply"]["text"])
+        self.assertEqual(view["body"], "not json")
+
+
+class LiveJournalTests(TestCase):
+    async def read(self, live: Any, query: str = "") -> list[dict[str, Any]]:
+        response, payload = await live.json(
+            "GET", "/_mock/requests" + query, token=ADMIN
+        )
+        self.assertEqual(response.code, 200, payload)
+        requests: list[dict[str, Any]] = payload["requests"]
+        return requests
+
+    async def test_every_v1_request_is_recorded_and_redacted(self) -> None:
+        live = await start(
+            self,
+            {
+                "admin_token": ADMIN,
+                "rules": [
+                    {"name": "hello", "match": {"content": "hello"}, "answer": "Hi!"}
+                ],
+            },
+        )
+        client = live.sdk()
+        await deferToThread(
+            lambda: client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hello"}]
+            )
+        )
+        stream = await live.request(
+            "POST",
+            CHAT,
+            {
+                "model": "gpt-4o-mini",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        )
+        await treq.content(stream)
+        await live.json("GET", "/v1/models", token="wrong")
+        await live.json(
+            "POST",
+            "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+            {"messages": [{"role": "user", "content": "hello"}]},
+            token=None,
+            headers={"api-key": TOKEN},
+        )
+        await live.json("GET", "/health", token=None)
+        records = await self.read(live)
+        self.assertEqual(
+            [(r["method"], r["path"], r["status"]) for r in records],
+            [
+                ("POST", CHAT, 200),
+                ("POST", CHAT, 200),
+                ("GET", "/v1/models", 401),
+                ("POST", "/openai/deployments/gpt-4o/chat/completions", 200),
+            ],
+        )
+        sdk_call, streamed, refused, azure = records
+        self.assertEqual(sdk_call["headers"]["authorization"], REDACTED)
+        self.assertEqual(azure["headers"]["api-key"], REDACTED)
+        for record in records:
+            for value in record["headers"].values():
+                self.assertNotIn(TOKEN, value)
+                self.assertNotIn("wrong", value)
+        self.assertEqual(sdk_call["rule"], "hello")
+        self.assertEqual(sdk_call["reply"]["text"], "Hi!")
+        self.assertEqual(
+            sdk_call["body"]["messages"], [{"role": "user", "content": "hello"}]
+        )
+        self.assertTrue(streamed["stream"])
+        self.assertEqual(streamed["rule"], "default")
+        self.assertEqual(streamed["model"], "gpt-4o-mini")
+        self.assertEqual(refused["error"]["code"], "invalid_api_key")
+        self.assertEqual(azure["rule"], "hello")
+        self.assertEqual(azure["query"], "api-version=2024-10-21")
+        # Filters, and clearing.
+        self.assertEqual(len(await self.read(live, "?rule=hello")), 2)
+        self.assertEqual(len(await self.read(live, "?model=gpt-4o-mini")), 1)
+        self.assertEqual(len(await self.read(live, "?path=/v1/models")), 1)
+        self.assertEqual(
+            [r["id"] for r in await self.read(live, "?limit=1")], [azure["id"]]
+        )
+        since = f"?since={streamed['time']}"
+        self.assertEqual(len(await self.read(live, since)), 3)
+        _response, payload = await live.json("DELETE", "/_mock/requests", token=ADMIN)
+        self.assertEqual(payload, {"deleted": 4})
+        self.assertEqual(await self.read(live), [])
+
+    async def test_fault_and_bad_filters(self) -> None:
+        live = await start(self, {"admin_token": ADMIN, "faults": {"header": True}})
+        response, _ = await live.json(
+            "POST",
+            CHAT,
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+            headers={"x-mock-fault": "http_503"},
+        )
+        self.assertEqual(response.code, 503)
+        (record,) = await self.read(live)
+        self.assertEqual(record["status"], 503)
+        self.assertEqual(record["reply"]["fault"], "http_503")
+        for query in ("?limit=0", "?since=yesterday", "?colour=red"):
+            response, _payload = await live.json(
+                "GET", "/_mock/requests" + query, token=ADMIN
+            )
+            self.assertEqual(response.code, 400, query)
+
+    async def test_can_be_switched_off(self) -> None:
+        live = await start(self, {"admin_token": ADMIN, "journal": {"enabled": False}})
+        await live.json(
+            "POST",
+            CHAT,
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]},
+        )
+        _response, payload = await live.json("GET", "/_mock/requests", token=ADMIN)
+        self.assertEqual((payload["enabled"], payload["requests"]), (False, []))

@@ -1,9 +1,10 @@
 """The request journal: what clients sent and what they got, in a bounded ring.
 
-Recording sits on the hot path of every ``/v1`` request, so a record only
-keeps references (the header store, the body bytes, the reply plan or error)
-and everything readable -- lower-cased headers with secrets redacted, the
-parsed body, the reply summary -- is built when someone reads the journal.
+Recording sits on the hot path of every ``/v1`` request, so a record is a
+compact tuple (raw headers, the body bytes, the reply's text, calls and
+usage) and everything readable -- lower-cased headers with secrets
+redacted, the parsed body, the JSON summary -- is built when someone reads
+the journal.
 Pure: no Twisted (header stores are duck-typed), no clock of its own.
 """
 
@@ -13,7 +14,6 @@ import fnmatch
 import itertools
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -69,147 +69,185 @@ def redacted(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-@dataclass(slots=True)
-class Record:
-    """One request as recorded: references only, summarised on read."""
-
-    id: int
-    time: float
-    method: bytes
-    uri: bytes
-    headers: Any
-    body: bytes | None
-    status: int
-    reply: Any = None
-    error: Any = None
-    fault: str | None = None
-
-    @property
-    def path(self) -> str:
-        return _text(self.uri.split(b"?", 1)[0])
-
-    def parsed_body(self) -> Any:
-        if self.body is None:
-            return None
-        if len(self.body) > MAX_BODY_BYTES:
-            return {"truncated": True, "bytes": len(self.body)}
-        try:
-            return orjson.loads(self.body)
-        except orjson.JSONDecodeError:
-            return _text(self.body)
-
-    def rule(self) -> str | None:
-        """The rule that answered: its id, ``default``, or None (no answer)."""
-        for source in (self.error, self.reply):
-            if source is None:
-                continue
-            if hasattr(source, "rule"):
-                return getattr(source, "rule", None) or (
-                    "default" if source is self.reply else None
-                )
-        return None
-
-    def model(self, body: Any) -> str | None:
-        model = getattr(self.reply, "model", None)
-        if isinstance(model, str):
-            return model
-        if isinstance(body, dict) and isinstance(body.get("model"), str):
-            return str(body["model"])
-        return None
-
-    def view(self) -> dict[str, Any]:
-        body = self.parsed_body()
-        _, _, query = self.uri.partition(b"?")
-        return {
-            "id": self.id,
-            "time": self.time,
-            "method": _text(self.method),
-            "path": self.path,
-            "query": _text(query) or None,
-            "headers": redacted(HeaderMap(self.headers)),
-            "body": body,
-            "status": self.status,
-            "model": self.model(body),
-            "rule": self.rule(),
-            "stream": isinstance(body, dict) and body.get("stream") is True,
-            "reply": reply_summary(self.reply, self.fault),
-            "error": error_summary(self.error),
-        }
+# A record is a flat tuple of bytes, strings and numbers, built with as
+# little work as possible (about 2 us): the request's own objects (header
+# store, reply plan) are not kept, so the ring pins no object graph.
+# Secrets are redacted when a record is read.
+_ID, _TIME, _METHOD, _URI, _HEADERS, _BODY, _STATUS = range(7)
+_RULE, _MODEL, _REPLY, _ERROR, _FAULT, _BODY_SIZE = range(7, 13)
 
 
-def _calls(choice: Any) -> list[dict[str, str]]:
-    calls = list(getattr(choice, "tool_calls", ()) or ())
+def compact_headers(raw: Any) -> bytes:
+    """A header store as ``name: value`` lines."""
+    return b"\n".join(
+        [
+            name + b": " + value
+            for name, values in raw.getAllRawHeaders()
+            for value in values
+        ]
+    )
+
+
+def _call(call: Any) -> list[str]:
+    return [call.name, call.arguments]
+
+
+def _choice(choice: Any) -> list[Any]:
+    calls = [_call(c) for c in getattr(choice, "tool_calls", ()) or ()]
     single = getattr(choice, "function_call", None)
     if single is not None:
-        calls.append(single)
-    return [{"name": c.name, "arguments": c.arguments} for c in calls]
+        calls.append(_call(single))
+    text = getattr(choice, "content", None) if calls else getattr(choice, "text", None)
+    return [text, calls, getattr(choice, "finish_reason", None)]
 
 
-def _choice(choice: Any) -> dict[str, Any]:
-    text = getattr(choice, "content", getattr(choice, "text", None))
-    return {
-        "index": getattr(choice, "index", 0),
-        "text": text,
-        "tool_calls": _calls(choice),
-        "finish_reason": getattr(choice, "finish_reason", None),
-    }
-
-
-def _output(item: Any) -> dict[str, Any]:
+def _output(item: Any) -> list[Any]:
     """A Responses API output item: a message or a function call."""
     call = getattr(item, "call", None)
     if call is not None:
-        return {"text": None, "tool_calls": [_call(call)], "finish_reason": None}
-    return {"text": getattr(item, "text", None), "tool_calls": []}
+        return [None, [_call(call)], None]
+    return [getattr(item, "text", None), [], None]
 
 
-def _call(call: Any) -> dict[str, str]:
-    return {"name": call.name, "arguments": call.arguments}
-
-
-def _usage(reply: Any) -> dict[str, int] | None:
-    usage = getattr(reply, "usage", None)
-    if usage is not None:
-        return {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-        }
-    prompt = getattr(reply, "prompt_tokens", None)
-    if isinstance(prompt, int):
-        return {"prompt_tokens": prompt, "total_tokens": prompt}
-    return None
-
-
-def reply_summary(reply: Any, fault: str | None = None) -> dict[str, Any] | None:
-    """Text, tool calls, usage and fault of a reply plan (any endpoint's)."""
+def compact_reply(reply: Any) -> bytes | None:
+    """Choices (text, calls, finish) and usage of any endpoint's reply plan."""
     if reply is None:
-        return None if fault is None else {"fault": fault}
-    choices: list[dict[str, Any]] = []
+        return None
+    choices: list[Any] = []
     if getattr(reply, "choices", None) is not None:
         choices = [_choice(c) for c in reply.choices]
     elif getattr(reply, "output", None) is not None:
         choices = [_output(item) for item in reply.output]
-    first = choices[0] if choices else {}
-    calls = [c for choice in choices for c in choice["tool_calls"]]
+    usage = getattr(reply, "usage", None)
+    counts: list[int] | None = None
+    if usage is not None:
+        counts = [usage.prompt_tokens, usage.completion_tokens]
+    elif isinstance(getattr(reply, "prompt_tokens", None), int):
+        counts = [reply.prompt_tokens, 0]
+    return orjson.dumps([choices, counts])
+
+
+def compact_error(error: Any) -> bytes | None:
+    if error is None:
+        return None
+    return orjson.dumps(
+        [
+            getattr(error, "status", None),
+            getattr(error, "type", None),
+            getattr(error, "code", None),
+            getattr(error, "param", None),
+            getattr(error, "message", str(error)),
+        ]
+    )
+
+
+def _rule(reply: Any, error: Any) -> str | None:
+    """The rule that answered: its id, ``default``, or None (no answer)."""
+    scripted = getattr(error, "rule", None)
+    if scripted:
+        return str(scripted)
+    if reply is not None and hasattr(reply, "rule"):
+        return reply.rule or "default"
+    return None
+
+
+def _headers(record: tuple[Any, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in record[_HEADERS].split(b"\n") if record[_HEADERS] else ():
+        name, _, value = line.partition(b": ")
+        key = _text(name).lower()
+        out[key] = f"{out[key]}, {_text(value)}" if key in out else _text(value)
+    return redacted(out)
+
+
+def _body(record: tuple[Any, ...]) -> Any:
+    body = record[_BODY]
+    if body is None:
+        if record[_BODY_SIZE]:
+            return {"truncated": True, "bytes": record[_BODY_SIZE]}
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _text(body)
+
+
+def _path(record: tuple[Any, ...]) -> str:
+    return _text(record[_URI].split(b"?", 1)[0])
+
+
+def _model(record: tuple[Any, ...], body: Any) -> str | None:
+    model = record[_MODEL]
+    if isinstance(model, str):
+        return model
+    if isinstance(body, dict) and isinstance(body.get("model"), str):
+        return str(body["model"])
+    return None
+
+
+def reply_summary(
+    reply: bytes | None, fault: str | None = None
+) -> dict[str, Any] | None:
+    """Text, tool calls, usage and fault of a compacted reply."""
+    if reply is None:
+        return None if fault is None else {"fault": fault}
+    compact_choices, counts = orjson.loads(reply)
+    choices = [
+        {
+            "index": i,
+            "text": text,
+            "tool_calls": [{"name": n, "arguments": a} for n, a in calls],
+            "finish_reason": finish,
+        }
+        for i, (text, calls, finish) in enumerate(compact_choices)
+    ]
+    usage = None
+    if counts is not None:
+        usage = {
+            "prompt_tokens": counts[0],
+            "completion_tokens": counts[1],
+            "total_tokens": counts[0] + counts[1],
+        }
     return {
-        "text": first.get("text"),
-        "tool_calls": calls if len(choices) != 1 else first["tool_calls"],
+        "text": choices[0]["text"] if choices else None,
+        "tool_calls": [c for choice in choices for c in choice["tool_calls"]],
         "choices": choices,
-        "usage": _usage(reply),
+        "usage": usage,
         "fault": fault,
     }
 
 
-def error_summary(error: Any) -> dict[str, Any] | None:
+def error_summary(error: bytes | None) -> dict[str, Any] | None:
     if error is None:
         return None
+    status, kind, code, param, message = orjson.loads(error)
     return {
-        "status": getattr(error, "status", None),
-        "type": getattr(error, "type", None),
-        "code": getattr(error, "code", None),
-        "param": getattr(error, "param", None),
-        "message": getattr(error, "message", str(error)),
+        "status": status,
+        "type": kind,
+        "code": code,
+        "param": param,
+        "message": message,
+    }
+
+
+def view(record: tuple[Any, ...]) -> dict[str, Any]:
+    """A record as ``GET /_mock/requests`` shows it."""
+    body = _body(record)
+    _, _, query = record[_URI].partition(b"?")
+    return {
+        "id": record[_ID],
+        "time": record[_TIME],
+        "method": _text(record[_METHOD]),
+        "path": _path(record),
+        "query": _text(query) or None,
+        "headers": _headers(record),
+        "body": body,
+        "status": record[_STATUS],
+        "model": _model(record, body),
+        "rule": record[_RULE],
+        "stream": isinstance(body, dict) and body.get("stream") is True,
+        "reply": reply_summary(record[_REPLY], record[_FAULT]),
+        "error": error_summary(record[_ERROR]),
     }
 
 
@@ -226,7 +264,7 @@ class Journal:
 
     def __init__(self, size: int = 1000, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.ring: deque[Record] = deque(maxlen=size)
+        self.ring: deque[tuple[Any, ...]] = deque(maxlen=size)
         self._ids = itertools.count(1)
 
     @property
@@ -254,18 +292,26 @@ class Journal:
         error: Any = None,
         fault: str | None = None,
     ) -> None:
+        """Keep a compact copy (see above); the reply plan itself is dropped."""
+        body_size = 0
+        if body is not None and len(body) > MAX_BODY_BYTES:
+            body_size, body = len(body), None
+        model = getattr(reply, "model", None)
         self.ring.append(
-            Record(
+            (
                 next(self._ids),
                 time,
                 method,
                 uri,
-                headers,
+                compact_headers(headers),
                 body,
                 status,
-                reply,
-                error,
+                _rule(reply, error),
+                model if isinstance(model, str) else None,
+                compact_reply(reply),
+                None if error is None else compact_error(error),
                 fault,
+                body_size,
             )
         )
 
@@ -290,16 +336,16 @@ class Journal:
         """
         out: list[dict[str, Any]] = []
         for record in reversed(self.ring):
-            if since is not None and record.time < since:
+            if since is not None and record[_TIME] < since:
                 continue
-            if path is not None and not _like(record.path, path):
+            if path is not None and not _like(_path(record), path):
                 continue
-            view = record.view()
-            if model is not None and not _like(view["model"], model):
+            if rule is not None and record[_RULE] != rule:
                 continue
-            if rule is not None and view["rule"] != rule:
+            shown = view(record)
+            if model is not None and not _like(shown["model"], model):
                 continue
-            out.append(view)
+            out.append(shown)
             if limit is not None and len(out) >= limit:
                 break
         out.reverse()

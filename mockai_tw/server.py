@@ -131,7 +131,7 @@ class MockServer:
         return config
 
     def record(self, request: ApiRequest, status: int) -> None:
-        """Journal an answered ``/v1`` or Azure request (references only)."""
+        """Journal an answered ``/v1`` or Azure request (a compact copy)."""
         journal = self.journal
         if not journal.enabled:
             return
@@ -139,7 +139,7 @@ class MockServer:
         if not (path.startswith(b"/v1/") or path.startswith(b"/openai/")):
             return
         journal.record(
-            self.clock.seconds(),
+            request.started,
             request.method,
             request.uri,
             request.requestHeaders,

@@ -206,7 +206,10 @@ def _global_reactor() -> Any:
 
 def _hang_up(site: Any) -> None:
     for channel in list(site.channels):
-        transport = getattr(channel, "transport", None)
+        # Site wraps each HTTPChannel (for HTTP/2 negotiation); the wrapper
+        # has no transport of its own.
+        inner = getattr(channel, "_channel", channel)
+        transport = getattr(inner, "transport", None)
         if transport is not None:
             transport.abortConnection()
 

@@ -135,7 +135,7 @@ class StartTests(TestCase):
         self.assertEqual(str(client.base_url), mock.base_url + "/")
 
     def test_threaded_mode_refuses_a_running_reactor(self) -> None:
-        if not reactor.running:  # type: ignore[attr-defined]
+        if not reactor.running:
             return
         with self.assertRaises(RuntimeError):
             reactor_thread()

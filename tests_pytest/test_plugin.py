@@ -30,9 +30,11 @@ def test_default_answer_is_a_canned_reply(mockai: MockAI) -> None:
 
 
 def test_readme_example(mockai: MockAI) -> None:
+    """The README's example, verbatim."""
     mockai.add_rule(match={"content": "refund"}, answer="Refund issued.")
     client = openai.OpenAI(base_url=mockai.base_url, api_key=mockai.api_key)
-    reply = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    ask: Any = [{"role": "user", "content": "refund please"}]
+    reply = client.chat.completions.create(model="gpt-4o", messages=ask)
     assert reply.choices[0].message.content == "Refund issued."
     client.close()
 

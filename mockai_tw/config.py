@@ -18,6 +18,7 @@ from typing import Any, Union
 
 import yaml
 
+from mockai_tw.engine.plan import FAULT_KINDS
 from mockai_tw.engine.rules import Rule, RuleError, parse_rules
 
 ENV_PREFIX = "MOCKAI_"
@@ -246,21 +247,6 @@ class RateLimitConfig:
     models: Mapping[str, ModelRateLimit] = field(
         default_factory=lambda: types.MappingProxyType({}), hash=False
     )
-
-
-FAULT_KINDS = (
-    "http_500",
-    "http_502",
-    "http_503",
-    "http_504",
-    "overloaded",
-    "stall",
-    "drop",
-    "cut_reset",
-    "cut_close",
-    "malformed",
-    "trickle",
-)
 
 
 @dataclass(frozen=True)

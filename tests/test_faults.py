@@ -208,3 +208,56 @@ class SdkFaultTests(TestCase):
         self.assertEqual(response.code, 500)
         _, health = await live.json("GET", "/health", token=None)
         self.assertEqual(health["faults"], {"http_500": 1})
+
+
+class RuleFaultTests(TestCase):
+    async def test_a_rule_deals_its_fault(self) -> None:
+        live = await start(
+            self,
+            {
+                "rules": [
+                    {"match": {"content": "boom"}, "answer": "x", "fault": "http_503"},
+                    {
+                        "match": {"content": "cut"},
+                        "answer": "one two three four five",
+                        "fault": {"kind": "cut_close", "probability": 1},
+                        "stream": {"chunking": "word"},
+                    },
+                    {
+                        "match": {"content": "never"},
+                        "answer": "fine",
+                        "fault": {"kind": "drop", "probability": 0},
+                    },
+                ]
+            },
+        )
+
+        def asking(text: str) -> dict[str, Any]:
+            return {**GOOD, "messages": [{"role": "user", "content": text}]}
+
+        response, body = await live.json("POST", CHAT, asking("boom"))
+        self.assertEqual(response.code, 503)
+        validate(body, "ErrorResponse")
+        response = await live.request("POST", CHAT, {**asking("cut"), "stream": True})
+        data = await treq.content(response)
+        self.assertNotIn(b"[DONE]", data)
+        response, body = await live.json("POST", CHAT, asking("never"))
+        self.assertEqual(body["choices"][0]["message"]["content"], "fine")
+        self.assertEqual(live.server.faults.counts, {"http_503": 1, "cut_close": 1})
+
+    def test_rule_fault_is_validated(self) -> None:
+        from mockai_tw.config import ConfigError
+
+        for fault, path in (
+            ("explode", "rules[0].fault"),
+            ({"kind": "drop", "probability": 2}, "rules[0].fault.probability"),
+            ({"kind": "drop", "odds": 1}, "rules[0].fault.odds"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                parse_config(
+                    {"access_token": "t", "rules": [{"answer": "x", "fault": fault}]},
+                    {},
+                )
+            self.assertTrue(
+                str(caught.exception).startswith(path), str(caught.exception)
+            )

@@ -142,6 +142,14 @@ class Engine:
             raise scripted_error(hit)
         return hit
 
+    def scripted_fault(self, hit: Hit | None) -> str | None:
+        """The fault a matched rule deals this request, if any (by its odds)."""
+        if hit is None or hit.fault is None:
+            return None
+        if hit.fault_probability < 1 and self.rng.random() >= hit.fault_probability:
+            return None
+        return hit.fault
+
     def scripted_timing(
         self, hit: Hit | None, timing: Override | None
     ) -> Override | None:
@@ -375,4 +383,5 @@ class Engine:
             pacing=pacing,
             delay_s=self.timing.non_stream_delay(pacing, steps),
             rule=hit.rule if hit is not None else None,
+            fault=self.scripted_fault(hit),
         )

@@ -56,6 +56,7 @@ class CompletionPlan:
     content_filter: bool = False
     # The scenario rule that answered (None: the default answer).
     rule: str | None = None
+    fault: str | None = None
 
 
 def prompt_tokens(prompt: Prompt, model: str) -> int:
@@ -153,4 +154,5 @@ def plan_completion(
         pacing=pacing,
         delay_s=engine.timing.non_stream_delay(pacing, steps),
         rule=first_hit.rule if first_hit is not None else None,
+        fault=engine.scripted_fault(first_hit),
     )

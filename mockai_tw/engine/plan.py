@@ -119,6 +119,8 @@ class ChatPlan:
     delay_s: float = 0.0
     # The scenario rule that answered (None: the default answer).
     rule: str | None = None
+    # A fault the matched rule deals this request.
+    fault: str | None = None
 
 
 class Action:
@@ -134,3 +136,18 @@ class Action:
 #: Abort the connection (TCP reset), or finish the response as it stands.
 RESET = Action("reset")
 CLOSE = Action("close")
+
+#: The faults a reply can be dealt (engine/faults.py acts them out).
+FAULT_KINDS = (
+    "http_500",
+    "http_502",
+    "http_503",
+    "http_504",
+    "overloaded",
+    "stall",
+    "drop",
+    "cut_reset",
+    "cut_close",
+    "malformed",
+    "trickle",
+)

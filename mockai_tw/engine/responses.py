@@ -85,6 +85,7 @@ class ResponsePlan:
     context: tuple[dict[str, Any], ...] = ()
     # The scenario rule that answered (None: the default answer).
     rule: str | None = None
+    fault: str | None = None
 
     @property
     def model(self) -> str:
@@ -325,4 +326,5 @@ def plan_response(
         input_items=_listed(request.input),
         context=conversation + tuple(_output_messages(output)),
         rule=chat.rule,
+        fault=chat.fault,
     )

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from mockai_tw.engine import schema_gen, tokenizer
+from mockai_tw.engine.plan import FAULT_KINDS
 from mockai_tw.errors import ApiError
 from mockai_tw.request.chat import ChatRequest, FunctionDef
 from mockai_tw.request.completions import CompletionRequest, Prompt
@@ -1039,6 +1040,9 @@ class Rule:
     chunking: str | None = None
     interval_ms: float | None = None
     ttft_ms: float | None = None
+    # A fault the rule's answers get (see config FAULT_KINDS), and how often.
+    fault: str | None = None
+    fault_probability: float = 1.0
     # The rule as written, for listing.
     source: Mapping[str, Any] = field(default_factory=lambda: NO_HEADERS)
 
@@ -1057,7 +1061,7 @@ def _only_errors(answer: Answer) -> bool:
     return isinstance(answer, ErrorAnswer)
 
 
-_RULE_KEYS = ("name", "match", "answer", "times", "ttl_s", "stream")
+_RULE_KEYS = ("name", "match", "answer", "times", "ttl_s", "stream", "fault")
 
 
 def parse_rule(raw: Any, path: str, base_dir: str | None = None) -> Rule:
@@ -1111,6 +1115,7 @@ def parse_rule(raw: Any, path: str, base_dir: str | None = None) -> Rule:
             )
         if "ttft_ms" in stream:
             ttft_ms = _number(stream["ttft_ms"], at("stream.ttft_ms"), 0, 3_600_000)
+    fault, fault_probability = _fault(spec.get("fault"), at("fault"))
     return Rule(
         name=name,
         match=conditions,
@@ -1120,8 +1125,26 @@ def parse_rule(raw: Any, path: str, base_dir: str | None = None) -> Rule:
         chunking=chunking,
         interval_ms=interval_ms,
         ttft_ms=ttft_ms,
+        fault=fault,
+        fault_probability=fault_probability,
         source=MappingProxyType(dict(spec)),
     )
+
+
+def _fault(raw: Any, path: str) -> tuple[str | None, float]:
+    """``fault: cut_reset`` or ``fault: {kind: stall, probability: 0.5}``."""
+    if raw is None:
+        return None, 1.0
+    spec = {"kind": raw} if isinstance(raw, str) else _mapping(raw, path)
+    _known(spec, path, ("kind", "probability"))
+    kind = spec.get("kind")
+    if kind not in FAULT_KINDS:
+        where = path if isinstance(raw, str) else f"{path}.kind"
+        raise RuleError(where, f"must be one of {', '.join(FAULT_KINDS)}; got {kind!r}")
+    probability = 1.0
+    if spec.get("probability") is not None:
+        probability = _number(spec["probability"], f"{path}.probability", 0, 1)
+    return kind, probability
 
 
 def parse_rules(
@@ -1184,6 +1207,8 @@ class Hit:
     chunking: str | None = None
     interval_ms: float | None = None
     ttft_ms: float | None = None
+    fault: str | None = None
+    fault_probability: float = 1.0
 
 
 class RuleBook:
@@ -1296,6 +1321,8 @@ class RuleBook:
                     chunking=rule.chunking,
                     interval_ms=rule.interval_ms,
                     ttft_ms=rule.ttft_ms,
+                    fault=rule.fault,
+                    fault_probability=rule.fault_probability,
                 )
         self._expire(now)
         return None

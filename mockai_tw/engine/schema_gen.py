@@ -1183,6 +1183,11 @@ class _Generator:
             for i, branch in enumerate(branches)
             if not any(self.schema.unsat(s, p) for s, p in branch)
         ] or list(range(len(branches)))
+        numeric = [i for i in viable if _is_numeric(branches[i])]
+        if numeric and not any(counts.get(i, 0) for i in numeric):
+            # A bare string beside a number is how pydantic spells Decimal:
+            # the number is what its validator accepts, so try it first.
+            viable = [i for i in viable if not _is_bare_string(branches[i])] or viable
         fewest = min(counts.get(i, 0) for i in viable)
         pool = [i for i in viable if counts.get(i, 0) == fewest]
         if self.minimal(ctx):
@@ -1549,6 +1554,23 @@ class _Generator:
             if found is not None:
                 return key, found
         return None
+
+
+_ANNOTATIONS = frozenset({"type", "title", "description", "examples", "default"})
+
+
+def _only(branch: list[_Item]) -> Mapping[str, Any]:
+    schema = branch[0][0] if len(branch) == 1 else None
+    return schema if isinstance(schema, Mapping) else {}
+
+
+def _is_numeric(branch: list[_Item]) -> bool:
+    return _only(branch).get("type") in ("number", "integer")
+
+
+def _is_bare_string(branch: list[_Item]) -> bool:
+    schema = _only(branch)
+    return schema.get("type") == "string" and _ANNOTATIONS.issuperset(schema)
 
 
 def _is_null(branch: list[_Item]) -> bool:

@@ -35,4 +35,5 @@ class ChatCompletions(ApiResource):
             body=lambda: chat_completion(plan),
             events=(lambda: chat_stream(plan)) if plan.stream else None,
             delay_s=plan.delay_s,
+            fault=plan.fault,
         )

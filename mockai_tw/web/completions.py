@@ -44,4 +44,5 @@ class Completions(ApiResource):
             body=lambda: completion(plan),
             events=(lambda: completion_stream(plan)) if plan.stream else None,
             delay_s=plan.delay_s,
+            fault=plan.fault,
         )

@@ -59,9 +59,12 @@ def timing_override(state: MockServer, request: server.Request) -> Override | No
     return Override(values["ttft"], values["itl"])
 
 
-def _fault(state: MockServer, request: ApiRequest, model: str) -> Fault | None:
+def _fault(
+    state: MockServer, request: ApiRequest, model: str, scripted: str | None
+) -> Fault | None:
+    """A header's fault (where allowed), else a rule's, else one by chance."""
     asked = _header(request, b"x-mock-fault") if state.config.faults.header else None
-    fault = state.faults.decide(model, asked)
+    fault = state.faults.decide(model, asked or scripted)
     request.fault = fault.kind if fault is not None else None
     return fault
 
@@ -75,6 +78,7 @@ def respond(
     body: Callable[[], bytes],
     events: Callable[[], Iterator[tuple[float, bytes]]] | None = None,
     delay_s: float = 0.0,
+    fault: str | None = None,
 ) -> bytes | int:
     """Send a reply: JSON ``body`` (after ``delay_s``), or ``events`` when streamed."""
     api_request: ApiRequest = request  # type: ignore[assignment]
@@ -85,21 +89,21 @@ def respond(
         request.setHeader(name.encode(), value.encode())
     if decision.error is not None:
         raise decision.error
-    fault = _fault(state, api_request, model)
-    if fault is not None:
-        error = fault.error
+    dealt = _fault(state, api_request, model, fault)
+    if dealt is not None:
+        error = dealt.error
         if error is not None:
             raise error
-        if fault.kind == "drop":
+        if dealt.kind == "drop":
             request.transport.abortConnection()  # type: ignore[union-attr]
             return server.NOT_DONE_YET
     if events is not None:
-        state.stream(api_request, break_events(events(), fault))
+        state.stream(api_request, break_events(events(), dealt))
         return server.NOT_DONE_YET
     data = body()
-    if fault is None and delay_s <= 0:
+    if dealt is None and delay_s <= 0:
         return send_json(request, 200, data)
     send_json(request, 200, data)
     request.setHeader(b"content-length", b"%d" % len(data))
-    state.stream(api_request, break_body(data, delay_s, fault), content_type=None)
+    state.stream(api_request, break_body(data, delay_s, dealt), content_type=None)
     return server.NOT_DONE_YET

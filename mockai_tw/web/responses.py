@@ -73,6 +73,7 @@ class Responses(ApiResource):
             body=lambda: response_body(plan),
             events=(lambda: response_stream(plan)) if parsed.stream else None,
             delay_s=plan.delay_s,
+            fault=plan.fault,
         )
         self.store.keep(plan)
         return sent

@@ -20,6 +20,7 @@ import yaml
 
 from mockai_tw.engine.plan import FAULT_KINDS
 from mockai_tw.engine.rules import Rule, RuleError, parse_rules
+from mockai_tw.errors import describe
 
 ENV_PREFIX = "MOCKAI_"
 
@@ -333,20 +334,7 @@ _TYPE_NAMES = {
 }
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+_describe = describe
 
 
 def _convert(value: Any, tp: Any, path: str, bounds: Mapping[str, Any]) -> Any:

@@ -19,19 +19,13 @@ from twisted.web.iweb import IResponse
 
 from mockai_tw.server import ListenService, MockServer
 from mockai_tw.tap import makeService
+from mockai_tw.testing import merged
 
 TOKEN = "sk-test-0123456789"
 T = TypeVar("T")
 
 
-def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+merge = merged
 
 
 def write_config(case: TestCase, config: Mapping[str, Any]) -> str:

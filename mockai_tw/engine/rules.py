@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from mockai_tw.engine import schema_gen, tokenizer
 from mockai_tw.engine.plan import FAULT_KINDS
-from mockai_tw.errors import ApiError
+from mockai_tw.errors import ApiError, describe
 from mockai_tw.request.chat import ChatRequest, FunctionDef
 from mockai_tw.request.completions import CompletionRequest, Prompt
 
@@ -72,20 +72,7 @@ class RuleError(ValueError):
         self.message = message
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+_kind = describe
 
 
 def _mapping(value: Any, path: str) -> Mapping[str, Any]:

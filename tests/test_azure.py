@@ -357,3 +357,23 @@ class WireTests(AzureTestCase):
             self.assertAzureHeaders(response)
         response, payload = await azure_json(live, "POST", CHAT, raw=b"not json")
         self.assertEqual((response.code, payload["error"]["param"]), (400, None))
+
+
+class SharedMechanismTests(AzureTestCase):
+    async def test_rate_limits_and_faults_apply_under_deployments(self) -> None:
+        live = await start(
+            self,
+            {
+                "rate_limits": {"enabled": True, "requests_per_minute": 1},
+                "faults": {"header": True},
+            },
+        )
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        headers = {**KEY, "x-mock-fault": "http_503"}
+        response, payload = await azure_json(live, "POST", CHAT, body, headers=headers)
+        self.assertEqual(response.code, 503, payload)
+        self.assertEqual(response.headers.getRawHeaders("retry-after"), ["1"])
+        response, payload = await azure_json(live, "POST", CHAT, body)
+        self.assertEqual(response.code, 429, payload)
+        self.assertEqual(payload["error"]["code"], "rate_limit_exceeded")
+        self.assertAzureHeaders(response)

@@ -292,8 +292,8 @@ def _response_format(value: Any) -> ResponseFormat:
     )
 
 
-def parse_chat_request(data: bytes) -> ChatRequest:
-    body = parse_body(data)
+def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatRequest:
+    body = parse_body(data, default_model)
     fields = Fields(body)
     model = fields.string("model")
     if not model:

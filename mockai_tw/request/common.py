@@ -45,8 +45,11 @@ def json_kind(value: Any) -> str:
     return type(value).__name__
 
 
-def parse_body(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, or the 400 OpenAI sends."""
+def parse_body(body: bytes, default_model: str | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, or the 400 OpenAI sends.
+
+    ``default_model`` fills an absent ``model`` (Azure names it in the path).
+    """
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -58,6 +61,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
             param=None,
             code="invalid_type",
         )
+    if default_model is not None and value.get("model") in (None, ""):
+        value["model"] = default_model
     return value
 
 

@@ -115,8 +115,10 @@ def _prompts(value: Any) -> tuple[Prompt, ...]:
     raise wrong_type("prompt", _PROMPT_TYPES, value)
 
 
-def parse_completion_request(data: bytes) -> CompletionRequest:
-    body = parse_body(data)
+def parse_completion_request(
+    data: bytes, default_model: str | None = None
+) -> CompletionRequest:
+    body = parse_body(data, default_model)
     fields = Fields(body)
     model = fields.string("model")
     if not model:

@@ -102,8 +102,10 @@ def _inputs(value: Any) -> tuple[EmbeddingInput, ...]:
     return tuple(out)
 
 
-def parse_embeddings_request(data: bytes) -> EmbeddingsRequest:
-    body = parse_body(data)
+def parse_embeddings_request(
+    data: bytes, default_model: str | None = None
+) -> EmbeddingsRequest:
+    body = parse_body(data, default_model)
     fields = Fields(body)
     model = fields.string("model")
     if not model:

@@ -11,26 +11,18 @@ annotations are the Azure renderers' business (``wire/azure.py``).
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
-
-import orjson
 
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
-from mockai_tw.engine.completions import plan_completion
-from mockai_tw.engine.embeddings import embeddings
-from mockai_tw.engine.rules import input_context
-from mockai_tw.journal import HeaderMap
-from mockai_tw.request.chat import parse_chat_request
-from mockai_tw.request.common import parse_body
-from mockai_tw.request.completions import parse_completion_request
-from mockai_tw.request.embeddings import parse_embeddings_request
+from mockai_tw.web.chat import ChatCompletions
+from mockai_tw.web.completions import Completions
+from mockai_tw.web.embeddings import Embeddings
 from mockai_tw.web.resources import ApiResource, Branch, check_token
-from mockai_tw.web.site import ApiRequest, send_json
+from mockai_tw.web.site import send_json
 from mockai_tw.wire import azure
-from mockai_tw.wire.embeddings import embeddings_body
 
 if TYPE_CHECKING:
     from mockai_tw.server import MockServer
@@ -138,69 +130,29 @@ class Deployment(AzureBranch):
         self.putChild(b"embeddings", AzureEmbeddings(server_state, name))
 
 
-def with_model(data: bytes, deployment: str) -> bytes:
-    """Azure names the model by the deployment; a body's own ``model`` still wins."""
-    body = parse_body(data)
-    if body.get("model") in (None, ""):
-        body["model"] = deployment
-        return orjson.dumps(body)
-    return data
-
-
 class AzureEndpoint(ApiResource):
+    """A ``/v1`` handler under a deployment: same engine, rate limits, faults
+    and timing; the deployment stands for the model."""
+
+    default_model: str | None = None
+
     def __init__(self, server_state: MockServer, deployment: str) -> None:
         super().__init__(server_state)
-        self.deployment = deployment
-
-    def body(self, request: server.Request) -> bytes:
-        return with_model(cast(ApiRequest, request).body(), self.deployment)
+        self.default_model = deployment
 
 
-class AzureChatCompletions(AzureEndpoint):
-    def render_POST(self, request: server.Request) -> bytes | int:
-        chat = parse_chat_request(self.body(request))
-        state = self.state
-        plan = state.engine.chat(
-            chat, state.clock.seconds(), headers=HeaderMap(request.requestHeaders)
-        )
-        cast(ApiRequest, request).reply = plan
-        if not plan.stream:
-            return send_json(request, 200, azure.chat_completion(plan))
-        state.stream(cast(ApiRequest, request), azure.chat_stream(plan))
-        return server.NOT_DONE_YET
+class AzureChatCompletions(AzureEndpoint, ChatCompletions):
+    render_body = staticmethod(azure.chat_completion)
+    render_stream = staticmethod(azure.chat_stream)
 
 
-class AzureCompletions(AzureEndpoint):
-    def render_POST(self, request: server.Request) -> bytes | int:
-        parsed = parse_completion_request(self.body(request))
-        state = self.state
-        plan = plan_completion(
-            state.engine,
-            parsed,
-            state.clock.seconds(),
-            headers=HeaderMap(request.requestHeaders),
-        )
-        cast(ApiRequest, request).reply = plan
-        if not plan.stream:
-            return send_json(request, 200, azure.completion(plan))
-        state.stream(cast(ApiRequest, request), azure.completion_stream(plan))
-        return server.NOT_DONE_YET
+class AzureCompletions(AzureEndpoint, Completions):
+    render_body = staticmethod(azure.completion)
+    render_stream = staticmethod(azure.completion_stream)
 
 
-class AzureEmbeddings(AzureEndpoint):
+class AzureEmbeddings(AzureEndpoint, Embeddings):
     """Embeddings carry no content-filter annotations on Azure: OpenAI's body."""
-
-    def render_POST(self, request: server.Request) -> bytes:
-        parsed = parse_embeddings_request(self.body(request))
-        engine = self.state.engine
-        if engine.rules:
-            # Only an ``error`` answer applies here; it raises.
-            texts = [i for i in parsed.inputs if isinstance(i, str)]
-            context = input_context(
-                "embeddings", parsed.model, texts, HeaderMap(request.requestHeaders)
-            )
-            engine.scripted(context, self.state.clock.seconds())
-        return send_json(request, 200, embeddings_body(embeddings(parsed)))
 
 
 def azure_tree(server_state: MockServer) -> AzureRoot:

@@ -16,9 +16,14 @@ from mockai_tw.wire.chat import chat_completion, chat_stream
 
 
 class ChatCompletions(ApiResource):
+    # Azure's flavour swaps these, and names the model in its path.
+    render_body = staticmethod(chat_completion)
+    render_stream = staticmethod(chat_stream)
+    default_model: str | None = None
+
     def render_POST(self, request: server.Request) -> bytes | int:
         api_request = cast(ApiRequest, request)
-        chat = parse_chat_request(api_request.body())
+        chat = parse_chat_request(api_request.body(), self.default_model)
         state = self.state
         check_model(state.config, chat.model)
         timing = timing_override(state, request)
@@ -32,8 +37,8 @@ class ChatCompletions(ApiResource):
             model=chat.model,
             tokens=plan.usage.prompt_tokens
             + (chat.max_tokens or plan.usage.completion_tokens),
-            body=lambda: chat_completion(plan),
-            events=(lambda: chat_stream(plan)) if plan.stream else None,
+            body=lambda: self.render_body(plan),
+            events=(lambda: self.render_stream(plan)) if plan.stream else None,
             delay_s=plan.delay_s,
             fault=plan.fault,
         )

@@ -17,9 +17,14 @@ from mockai_tw.wire.completions import completion, completion_stream
 
 
 class Completions(ApiResource):
+    # Azure's flavour swaps these, and names the model in its path.
+    render_body = staticmethod(completion)
+    render_stream = staticmethod(completion_stream)
+    default_model: str | None = None
+
     def render_POST(self, request: server.Request) -> bytes | int:
         api_request = cast(ApiRequest, request)
-        parsed = parse_completion_request(api_request.body())
+        parsed = parse_completion_request(api_request.body(), self.default_model)
         state = self.state
         check_model(state.config, parsed.model)
         timing = timing_override(state, request)
@@ -41,8 +46,8 @@ class Completions(ApiResource):
                 if parsed.max_tokens
                 else plan.usage.completion_tokens
             ),
-            body=lambda: completion(plan),
-            events=(lambda: completion_stream(plan)) if plan.stream else None,
+            body=lambda: self.render_body(plan),
+            events=(lambda: self.render_stream(plan)) if plan.stream else None,
             delay_s=plan.delay_s,
             fault=plan.fault,
         )

@@ -18,8 +18,12 @@ from mockai_tw.wire.embeddings import embeddings_body
 
 
 class Embeddings(ApiResource):
+    # Azure names the model in its path.
+    default_model: str | None = None
+
     def render_POST(self, request: server.Request) -> bytes | int:
-        parsed = parse_embeddings_request(cast(ApiRequest, request).body())
+        body = cast(ApiRequest, request).body()
+        parsed = parse_embeddings_request(body, self.default_model)
         check_model(self.state.config, parsed.model)
         engine = self.state.engine
         if engine.rules:

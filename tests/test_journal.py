@@ -11,7 +11,7 @@ from twisted.web.http_headers import Headers
 
 from mockai_tw.engine.plan import ChatPlan, ChoicePlan, ToolCallPlan, Usage
 from mockai_tw.errors import ApiError
-from mockai_tw.journal import REDACTED, HeaderMap, Journal, redacted
+from mockai_tw.journal import MAX_BODY_BYTES, REDACTED, HeaderMap, Journal, redacted
 from tests.support import TOKEN, start
 
 ADMIN = "adm-0123456789"
@@ -88,6 +88,43 @@ class PureJournalTests(TestCase):
         self.assertEqual((last["path"], last["query"]), ("/v1/embeddings", "x=1"))
         self.assertEqual(last["error"]["param"], "input")
         self.assertIsNone(last["reply"])
+
+    def test_a_record_is_one_bytes_and_reads_back_whole(self) -> None:
+        raw = Headers({"X-Trace": ["a", "b"], "Authorization": ["Bearer sk-x"]})
+        journal = Journal()
+        journal.record(
+            7.5,
+            b"POST",
+            b"/v1/chat/completions?q=1",
+            raw,
+            b'{"model": "gpt-4o"}',
+            200,
+            plan("h\u00e9llo\nworld", "r\u00e9gle"),
+            fault="trickle",
+        )
+        journal.record(8.0, b"POST", CHAT.encode(), Headers(), None, 404)
+        self.assertEqual([type(r) for r in journal.ring], [bytes, bytes])
+        first, second = journal.query()
+        self.assertEqual(
+            first["headers"], {"x-trace": "a, b", "authorization": REDACTED}
+        )
+        self.assertEqual((first["time"], first["status"]), (7.5, 200))
+        self.assertEqual((first["rule"], first["model"]), ("r\u00e9gle", "gpt-4o"))
+        self.assertEqual(first["reply"]["text"], "h\u00e9llo\nworld")
+        self.assertEqual(first["reply"]["fault"], "trickle")
+        self.assertEqual(first["query"], "q=1")
+        self.assertEqual(
+            (second["headers"], second["body"], second["rule"], second["reply"]),
+            ({}, None, None, None),
+        )
+
+    def test_huge_bodies_are_kept_as_their_size(self) -> None:
+        journal = Journal()
+        big = b"x" * (MAX_BODY_BYTES + 1)
+        journal.record(0.0, b"POST", CHAT.encode(), headers(), big, 413)
+        (record,) = journal.query()
+        self.assertEqual(record["body"], {"truncated": True, "bytes": len(big)})
+        self.assertLess(len(journal.ring[0]), 1024)
 
     def test_tool_calls_in_the_summary(self) -> None:
         call = ToolCallPlan("call_1", "lookup", '{"id": 1}', ('{"id": 1}',))

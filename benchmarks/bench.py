@@ -3,9 +3,10 @@
 Starts the real daemon (``twistd -n mockai``) and ``bare_server.py`` as
 subprocesses, each pinned to one core, and drives them from the other core:
 
-* rps: ``POST /v1/chat/completions`` (non-stream) with ``wrk``; runs alternate
-  between mockai and the bare server so machine noise hits both alike, and the
-  headline is the ratio of their medians measured in the same run.
+* rps: ``POST /v1/chat/completions`` (non-stream) with ``wrk``; runs rotate
+  between mockai, mockai with its request journal off, and the bare server so
+  machine noise hits all alike, and the headlines are ratios of medians
+  measured in the same run (mockai / bare, journal on / off).
 * stream: N concurrent keep-alive connections each running streams back to
   back (asyncio raw sockets, SSE ``data:`` lines timed on arrival); reports
   time to first chunk, inter-chunk gaps and each stream's chunks/s against the
@@ -50,6 +51,8 @@ MOCKAI_CMD = (
     " --listen tcp:port=0:interface=127.0.0.1:backlog=4096"
 )
 CHAT_PATH = "/v1/chat/completions"
+# The rps scenario's servers, in the report's order.
+RPS_SERVERS = ("mockai", "nojournal", "bare")
 CHAT_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
 STREAM_BODY = (
     b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}'
@@ -116,7 +119,12 @@ class Server:
 
 
 def start_server(
-    name: str, argv: list[str], workdir: Path, pin: str | None, servers: list[Server]
+    name: str,
+    argv: list[str],
+    workdir: Path,
+    pin: str | None,
+    servers: list[Server],
+    env: dict[str, str] | None = None,
 ) -> Server:
     """Start ``argv`` (pinned to core ``pin``) and wait for "listening on HOST:PORT"."""
     if pin is not None:
@@ -130,6 +138,7 @@ def start_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
+            env=None if env is None else {**os.environ, **env},
         )
     server = Server(name, proc, log_path)
     servers.append(server)
@@ -213,15 +222,18 @@ def run_wrk(server: Server, lua: Path, seconds: int, connections: int) -> WrkRes
 
 
 def rps_scenario(
-    mockai: Server, bare: Server, workdir: Path, args: argparse.Namespace
+    servers: Sequence[Server], workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
+    """Rotate wrk runs over ``servers`` (mockai, nojournal, bare)."""
     lua = workdir / "post.lua"
     lua.write_text(WRK_LUA)
-    for server in (mockai, bare):  # warm-up, discarded
+    for server in servers:  # warm-up, discarded
         run_wrk(server, lua, 1, args.connections)
-    results: dict[str, list[WrkResult]] = {"mockai": [], "bare": []}
+    results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
     for i in range(args.runs):
-        for server in (mockai, bare) if i % 2 == 0 else (bare, mockai):
+        # Each round starts with the next server, so none is always first.
+        shift = i % len(servers)
+        for server in [*servers[shift:], *servers[:shift]]:
             r = run_wrk(server, lua, args.seconds, args.connections)
             results[server.name].append(r)
             log(
@@ -236,6 +248,7 @@ def rps_scenario(
         summary[f"{name}_cpu"] = median([r.cpu for r in rs])
         summary[f"{name}_errors"] = sum(r.errors for r in rs)
     summary["ratio"] = summary["mockai_rps"] / summary["bare_rps"]
+    summary["journal_ratio"] = summary["mockai_rps"] / summary["nojournal_rps"]
     return summary
 
 
@@ -525,12 +538,18 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             "| server | req/s (median) | server CPU | errors |",
             "|---|---:|---:|---:|",
         ]
-        for name in ("mockai", "bare"):
+        for name in RPS_SERVERS:
             lines.append(
                 f"| {name} | {rps[name + '_rps']:,.0f} | {rps[name + '_cpu']:.0%} "
                 f"| {rps[name + '_errors']} |"
             )
-        lines += ["", f"mockai / bare twisted.web: {rps['ratio']:.2f}", ""]
+        lines += [
+            "",
+            f"mockai / bare twisted.web: {rps['ratio']:.2f}",
+            f"journal on / off: {rps['journal_ratio']:.3f}"
+            f" (the journal costs {1 - rps['journal_ratio']:.1%})",
+            "",
+        ]
     streams = results.get("stream")
     if streams:
         ideal = 1000 / args.interval_ms
@@ -690,8 +709,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 if http_post(bare.port, CHAT_BODY) != (200, body):
                     raise RuntimeError("the bare server does not answer as expected")
+                # The same daemon with its request journal switched off.
+                nojournal = start_server(
+                    "nojournal",
+                    MOCKAI_CMD.split(),
+                    workdir,
+                    server_core,
+                    servers,
+                    env={"MOCKAI_JOURNAL__ENABLED": "false"},
+                )
                 log("rps scenario")
-                results["rps"] = rps_scenario(mockai, bare, workdir, args)
+                results["rps"] = rps_scenario([mockai, nojournal, bare], workdir, args)
             if args.scenario != "rps":
                 log("stream scenario")
                 results["stream"] = stream_scenario(mockai, restart, args)

@@ -289,6 +289,9 @@ class JournalConfig:
     enabled: bool = _opt(True)
     # How many requests the ring keeps (the oldest go first).
     size: int = _opt(1000, ge=1, le=1_000_000)
+    # And how many bytes at most, so large bodies cannot exhaust a container's
+    # memory (1,000 records of 1 MiB would be 1 GiB).
+    max_bytes: int = _opt(32 * 1024 * 1024, ge=64 * 1024)
 
 
 @dataclass(frozen=True)

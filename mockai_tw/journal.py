@@ -27,8 +27,8 @@ REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset(
     {"authorization", "api-key", "proxy-authorization", "x-api-key", "cookie"}
 )
-# Bodies larger than this are kept as their size only (the ring holds
-# ``size`` of them, and a load test may send megabytes each).
+# Bodies larger than this (or than a quarter of ``max_bytes``) are kept as
+# their size only: one would push out hundreds of ordinary records.
 MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -292,22 +292,34 @@ def _like(value: str | None, pattern: str) -> bool:
 
 
 class Journal:
-    """The newest ``size`` requests; ``record`` is O(1) and keeps one object."""
+    """The newest ``size`` requests within ``max_bytes``; one ``bytes`` each.
 
-    def __init__(self, size: int = 1000, enabled: bool = True) -> None:
+    ``record`` is amortised O(1): the ring drops its oldest records until both bounds
+    hold again (the newest record always stays).
+    """
+
+    def __init__(
+        self, size: int = 1000, enabled: bool = True, max_bytes: int = 32 << 20
+    ) -> None:
         self.enabled = enabled
-        self.ring: deque[bytes] = deque(maxlen=size)
+        self.size = size
+        self.max_bytes = max_bytes
+        # Bytes held by the records in the ring.
+        self.bytes = 0
+        self.ring: deque[bytes] = deque()
         self._ids = itertools.count(1)
 
-    @property
-    def size(self) -> int:
-        return self.ring.maxlen or 0
-
-    def configure(self, size: int, enabled: bool) -> None:
+    def configure(self, size: int, enabled: bool, max_bytes: int = 32 << 20) -> None:
         """Resize (keeping the newest) and switch on or off, as a reload asks."""
         self.enabled = enabled
-        if size != self.size:
-            self.ring = deque(self.ring, maxlen=size)
+        self.size = size
+        self.max_bytes = max_bytes
+        self._trim()
+
+    def _trim(self) -> None:
+        ring = self.ring
+        while len(ring) > 1 and (len(ring) > self.size or self.bytes > self.max_bytes):
+            self.bytes -= len(ring.popleft())
 
     def __len__(self) -> int:
         return len(self.ring)
@@ -328,7 +340,7 @@ class Journal:
         body_size = 0
         if body is None:
             body = b""
-        elif len(body) > MAX_BODY_BYTES:
+        elif len(body) > MAX_BODY_BYTES or len(body) > self.max_bytes // 4:
             body_size, body = len(body), b""
         headers_ = compact_headers(headers)
         rule = _rule(reply, error)
@@ -353,27 +365,20 @@ class Journal:
             len(error_),
             len(fault_),
         )
-        self.ring.append(
-            b"".join(
-                (
-                    head,
-                    method,
-                    uri,
-                    headers_,
-                    body,
-                    rule_,
-                    model_,
-                    reply_,
-                    error_,
-                    fault_,
-                )
-            )
+        packed = b"".join(
+            (head, method, uri, headers_, body, rule_, model_, reply_, error_, fault_)
         )
+        ring = self.ring
+        ring.append(packed)
+        self.bytes += len(packed)
+        if len(ring) > self.size or self.bytes > self.max_bytes:
+            self._trim()
 
     def clear(self) -> int:
         """Forget everything; returns how many records there were."""
         count = len(self.ring)
         self.ring.clear()
+        self.bytes = 0
         return count
 
     def query(

@@ -57,7 +57,9 @@ class MockServer:
         self.config_path = config_path
         # Rules added at run time and the journal outlive a reload.
         self.rules = RuleBook()
-        self.journal = Journal(config.journal.size, config.journal.enabled)
+        self.journal = Journal(
+            config.journal.size, config.journal.enabled, config.journal.max_bytes
+        )
         self.apply(config)
         self.site = MockSite(
             self.resource(),
@@ -74,7 +76,9 @@ class MockServer:
         if config.rules is not getattr(self, "file_rules", None):
             self.file_rules = config.rules
             self.rules.load(config.rules, self.clock.seconds())
-        self.journal.configure(config.journal.size, config.journal.enabled)
+        self.journal.configure(
+            config.journal.size, config.journal.enabled, config.journal.max_bytes
+        )
         self.engine = Engine(config, rules=self.rules)
         self.ticker.tick_s = config.stream.tick_ms / 1000.0
         # Budgets and fault counts survive a reload that leaves them alone.

@@ -126,6 +126,24 @@ class PureJournalTests(TestCase):
         self.assertEqual(record["body"], {"truncated": True, "bytes": len(big)})
         self.assertLess(len(journal.ring[0]), 1024)
 
+    def test_bytes_are_bounded_too(self) -> None:
+        journal = Journal(size=1000, max_bytes=64 * 1024)
+        body = b'{"input": "' + b"x" * 10_000 + b'"}'
+        for i in range(20):
+            journal.record(float(i), b"POST", CHAT.encode(), headers(), body, 200)
+        # Six 10 kB records fit in 64 kB: the newest six are kept, newest last.
+        self.assertEqual([r["id"] for r in journal.query()], list(range(15, 21)))
+        self.assertEqual(journal.bytes, sum(len(r) for r in journal.ring))
+        self.assertLessEqual(journal.bytes, journal.max_bytes)
+        # A body over a quarter of the budget is kept as its size only.
+        journal.record(20.0, b"POST", CHAT.encode(), headers(), b"y" * 20_000, 200)
+        self.assertEqual(journal.query(limit=1)[0]["body"]["bytes"], 20_000)
+        # Shrinking the budget on reload drops the oldest at once.
+        journal.configure(size=1000, enabled=True, max_bytes=15_000)
+        self.assertEqual([r["id"] for r in journal.query()], [20, 21])
+        journal.clear()
+        self.assertEqual((len(journal), journal.bytes), (0, 0))
+
     def test_tool_calls_in_the_summary(self) -> None:
         call = ToolCallPlan("call_1", "lookup", '{"id": 1}', ('{"id": 1}',))
         choice = ChoicePlan(0, (), "tool_calls", tool_calls=(call,))

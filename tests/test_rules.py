@@ -206,6 +206,10 @@ class ParseTests(TestCase):
         with self.assertRaises(ConfigError) as caught:
             parse_config({"access_token": "t", "journal": {"size": 0}}, {})
         self.assertEqual(str(caught.exception), "journal.size: must be >= 1")
+        self.assertEqual(config.journal.max_bytes, 32 * 1024 * 1024)
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"access_token": "t", "journal": {"max_bytes": 1000}}, {})
+        self.assertEqual(str(caught.exception), "journal.max_bytes: must be >= 65536")
 
 
 class MatchTests(TestCase):

@@ -164,7 +164,13 @@ def read_journal(
 ) -> dict[str, Any]:
     journal = state.journal
     records = journal.query(path=path, model=model, rule=rule, since=since, limit=limit)
-    return {"enabled": journal.enabled, "size": journal.size, "requests": records}
+    return {
+        "enabled": journal.enabled,
+        "size": journal.size,
+        "max_bytes": journal.max_bytes,
+        "bytes": journal.bytes,
+        "requests": records,
+    }
 
 
 def clear_journal(state: MockServer) -> dict[str, Any]:

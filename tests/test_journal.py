@@ -241,6 +241,8 @@ class LiveJournalTests(TestCase):
         )
         since = f"?since={streamed['time']}"
         self.assertEqual(len(await self.read(live, since)), 3)
+        _response, payload = await live.json("GET", "/_mock/requests", token=ADMIN)
+        self.assertGreater(payload["bytes"], 0)
         _response, payload = await live.json("DELETE", "/_mock/requests", token=ADMIN)
         self.assertEqual(payload, {"deleted": 4})
         self.assertEqual(await self.read(live), [])
@@ -272,3 +274,4 @@ class LiveJournalTests(TestCase):
         )
         _response, payload = await live.json("GET", "/_mock/requests", token=ADMIN)
         self.assertEqual((payload["enabled"], payload["requests"]), (False, []))
+        self.assertEqual((payload["bytes"], payload["max_bytes"]), (0, 32 << 20))

@@ -4,8 +4,9 @@ Recording sits on the hot path of every ``/v1`` request.  What it costs is
 mostly memory, not code: each object a record keeps alive is one more the
 allocator cannot reuse while it is hot, and one more cold free when the ring
 wraps (keeping the request's own objects cost 9% of throughput, a tuple of
-compact copies 5-7%).  So a record is one ``bytes``: a fixed head, then the
-raw method, URI, headers and body and compact reply, error and fault.
+compact copies 4-7%; see benchmarks/README.md).  So a record is one
+``bytes``: a fixed head, then the raw method, URI, headers and body and
+compact reply, error and fault.
 Everything readable -- lower-cased headers with secrets redacted, the parsed
 body, the JSON summary -- is built when someone reads the journal.
 Pure: no Twisted (header stores are duck-typed), no clock of its own.
@@ -309,7 +310,7 @@ class Journal:
         self.ring: deque[bytes] = deque()
         self._ids = itertools.count(1)
 
-    def configure(self, size: int, enabled: bool, max_bytes: int = 32 << 20) -> None:
+    def configure(self, size: int, enabled: bool, max_bytes: int) -> None:
         """Resize (keeping the newest) and switch on or off, as a reload asks."""
         self.enabled = enabled
         self.size = size

@@ -57,9 +57,7 @@ class MockServer:
         self.config_path = config_path
         # Rules added at run time and the journal outlive a reload.
         self.rules = RuleBook()
-        self.journal = Journal(
-            config.journal.size, config.journal.enabled, config.journal.max_bytes
-        )
+        self.journal = Journal()  # sized by apply()
         self.apply(config)
         self.site = MockSite(
             self.resource(),

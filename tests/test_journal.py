@@ -53,7 +53,7 @@ class PureJournalTests(TestCase):
         self.assertEqual([r["id"] for r in journal.query()], [3, 4, 5])
         self.assertEqual([r["id"] for r in journal.query(limit=2)], [4, 5])
         self.assertEqual([r["id"] for r in journal.query(since=4.0)], [5])
-        journal.configure(size=2, enabled=True)
+        journal.configure(size=2, enabled=True, max_bytes=journal.max_bytes)
         self.assertEqual([r["id"] for r in journal.query()], [4, 5])
         self.assertEqual(journal.clear(), 2)
         self.assertEqual(journal.query(), [])

@@ -18,7 +18,7 @@ from typing import Any, Union
 
 import yaml
 
-from mockai_tw.engine.plan import FAULT_KINDS
+from mockai_tw.fault_kinds import FAULT_KINDS
 from mockai_tw.engine.rules import Rule, RuleError, parse_rules
 from mockai_tw.errors import describe
 
@@ -80,6 +80,13 @@ class HttpConfig:
     # Pending connections the kernel may queue (Twisted's default of 50
     # makes a burst of clients wait on SYN retries).
     backlog: int = _opt(1024, ge=1, le=65535)
+    # A whole request (headers and body) must arrive within this many seconds,
+    # however slowly it trickles; past it the connection is closed.
+    request_timeout_s: float = _opt(30.0, gt=0, le=3600)
+    # A kept-alive connection with no request in flight is closed after this.
+    idle_timeout_s: float = _opt(60.0, gt=0, le=86_400)
+    # Open connections past this are closed as soon as they are accepted.
+    max_connections: int = _opt(10_000, ge=1, le=1_000_000)
 
     @property
     def endpoint(self) -> str:

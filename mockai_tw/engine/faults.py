@@ -13,9 +13,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mockai_tw.config import FAULT_KINDS, FaultConfig
+from mockai_tw.config import FaultConfig
 from mockai_tw.engine.plan import CLOSE, RESET
 from mockai_tw.errors import ApiError
+from mockai_tw.fault_kinds import FAULT_KINDS
 
 _HTTP: Mapping[str, tuple[int, str, str, str | None]] = {
     "http_500": (

@@ -136,18 +136,3 @@ class Action:
 #: Abort the connection (TCP reset), or finish the response as it stands.
 RESET = Action("reset")
 CLOSE = Action("close")
-
-#: The faults a reply can be dealt (engine/faults.py acts them out).
-FAULT_KINDS = (
-    "http_500",
-    "http_502",
-    "http_503",
-    "http_504",
-    "overloaded",
-    "stall",
-    "drop",
-    "cut_reset",
-    "cut_close",
-    "malformed",
-    "trickle",
-)

@@ -18,9 +18,9 @@ from typing import Any, Union
 
 import yaml
 
-from mockai_tw.fault_kinds import FAULT_KINDS
 from mockai_tw.engine.rules import Rule, RuleError, parse_rules
 from mockai_tw.errors import describe
+from mockai_tw.fault_kinds import FAULT_KINDS
 
 ENV_PREFIX = "MOCKAI_"
 

@@ -23,8 +23,8 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from mockai_tw.engine import schema_gen, tokenizer
-from mockai_tw.fault_kinds import FAULT_KINDS
 from mockai_tw.errors import ApiError, describe
+from mockai_tw.fault_kinds import FAULT_KINDS
 from mockai_tw.request.chat import ChatRequest, FunctionDef
 from mockai_tw.request.completions import CompletionRequest, Prompt
 

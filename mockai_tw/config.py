@@ -1,28 +1,26 @@
-"""YAML configuration -> validated, frozen config objects.
+"""The config schema: plain data -> validated, frozen config objects.
 
 Every error names the key path (``stream.interval_ms: must be >= 0``) so the
-daemon can stop with one clear line.  The dataclasses below are the schema:
-field types drive conversion and ``metadata`` carries the bounds.  Nothing
-here knows about Twisted or HTTP.
+daemon can stop with one clear line, and never prints a secret's value.  The
+dataclasses below are the schema: field types drive conversion and
+``metadata`` carries the bounds.  A leaf: it knows nothing of files, the
+environment, the rule parser (``config_load.py`` joins them), Twisted or HTTP.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
-import yaml
-
-from mockai_tw.engine.rules import Rule, RuleError, parse_rules
 from mockai_tw.errors import describe
 from mockai_tw.fault_kinds import FAULT_KINDS
 
-ENV_PREFIX = "MOCKAI_"
+if TYPE_CHECKING:
+    from mockai_tw.engine.rules import Rule
 
 #: The original Go server's three canned replies.
 ORIGINAL_REPLIES = (
@@ -59,11 +57,43 @@ class ConfigError(Exception):
         self.message = message
 
 
+#: Secret keys that the suffix rule below would miss.
+_SECRET_KEYS = frozenset({"access_tokens"})
+_SECRET_SUFFIXES = ("_token", "_key", "password")
+
+
+def is_secret(key: str) -> bool:
+    """Whether a key holds a secret, whose value no message may show."""
+    key = key.lower()
+    return key in _SECRET_KEYS or key.endswith(_SECRET_SUFFIXES)
+
+
+def kind_of(value: Any) -> str:
+    """What a value is, without showing it ("a number"): for secrets."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return type(value).__name__
+
+
 def _opt(default: Any, **bounds: Any) -> Any:
     """A dataclass field whose ``metadata`` holds validation bounds."""
     if isinstance(default, (list, dict)):
         raise TypeError("use tuples for defaults")
     return field(default=default, metadata=bounds)
+
+
+#: The ``http`` keys that say where the server listens: only a restart moves it.
+ADDRESS_KEYS = ("host", "port", "listen", "backlog")
 
 
 @dataclass(frozen=True)
@@ -325,13 +355,28 @@ class Config:
     # The bearer token of the /_mock/ control API; unset: no control API.
     admin_token: str | None = _opt(None, nonempty=True)
     journal: JournalConfig = _opt(JournalConfig())
-    # Scenario rules, first match wins (engine/rules.py parses them).
+    # Scenario rules, first match wins: the loader has engine.rules parse them.
     rules: tuple[Rule, ...] = _opt(())
 
     @property
     def tokens(self) -> tuple[str, ...]:
         first = (self.access_token,) if self.access_token else ()
         return first + tuple(t for t in self.access_tokens if t != self.access_token)
+
+    def listening_as(self, running: HttpConfig) -> Config:
+        """This config with ``running``'s listening address (``ADDRESS_KEYS``):
+        a reload keeps where the server listens, only a restart moves it."""
+        kept = {key: getattr(running, key) for key in ADDRESS_KEYS}
+        return dataclasses.replace(self, http=dataclasses.replace(self.http, **kept))
+
+    def problem(self) -> tuple[str, str] | None:
+        if not self.tokens and not self.accept_any_token:
+            return (
+                "access_token",
+                "required: set access_token (or access_tokens,"
+                " or accept_any_token: true)",
+            )
+        return None
 
 
 # --- conversion -----------------------------------------------------------
@@ -342,26 +387,37 @@ _TYPE_NAMES = {
     float: "a number",
     bool: "a boolean (true/false)",
 }
+# Names the annotations use for type checkers only (``rules`` is filled by the
+# rule parser, never converted here).
+_CHECKER_ONLY_NAMES = {"Rule": Any}
 
 
-_describe = describe
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls, localns=_CHECKER_ONLY_NAMES)
 
 
-def _convert(value: Any, tp: Any, path: str, bounds: Mapping[str, Any]) -> Any:
+def _shown(value: Any, secret: bool) -> str:
+    return kind_of(value) if secret else describe(value)
+
+
+def _convert(
+    value: Any, tp: Any, path: str, bounds: Mapping[str, Any], secret: bool
+) -> Any:
+    """``value`` as type ``tp``; ``secret``: no message may show the value."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(value, args[0], path, bounds)
+        return _convert(value, args[0], path, bounds, secret)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(path, f"must be a mapping, got {_describe(value)}")
-        return _build(tp, value, path)  # type: ignore[arg-type]
+            raise ConfigError(path, f"must be a mapping, got {_shown(value, secret)}")
+        return _build(tp, value, path, secret)  # type: ignore[arg-type]
     if origin in (dict, Mapping):
         (key_tp, value_tp) = typing.get_args(tp)
         if not isinstance(value, dict):
-            raise ConfigError(path, f"must be a mapping, got {_describe(value)}")
+            raise ConfigError(path, f"must be a mapping, got {_shown(value, secret)}")
         known = bounds.get("keys")
         item_bounds = {k: v for k, v in bounds.items() if k != "keys"}
         out = {}
@@ -373,16 +429,18 @@ def _convert(value: Any, tp: Any, path: str, bounds: Mapping[str, Any]) -> Any:
                 )
             if not isinstance(key, key_tp):
                 raise ConfigError(where, f"keys must be {_TYPE_NAMES[key_tp]}")
-            out[key] = _convert(item, value_tp, where, item_bounds)
+            hidden = secret or is_secret(key)
+            out[key] = _convert(item, value_tp, where, item_bounds, hidden)
         return types.MappingProxyType(out)
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if isinstance(value, str) and item_tp is str:
             value = [value]
         if not isinstance(value, list):
-            raise ConfigError(path, f"must be a list, got {_describe(value)}")
+            raise ConfigError(path, f"must be a list, got {_shown(value, secret)}")
         items = tuple(
-            _convert(v, item_tp, f"{path}[{i}]", {}) for i, v in enumerate(value)
+            _convert(v, item_tp, f"{path}[{i}]", {}, secret)
+            for i, v in enumerate(value)
         )
         if len(items) < bounds.get("min_items", 0):
             raise ConfigError(path, f"must have at least {bounds['min_items']} item")
@@ -394,26 +452,27 @@ def _convert(value: Any, tp: Any, path: str, bounds: Mapping[str, Any]) -> Any:
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(
-                path, f"must be {_TYPE_NAMES[bool]}, got {_describe(value)}"
+                path, f"must be {_TYPE_NAMES[bool]}, got {_shown(value, secret)}"
             )
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(path, f"must be an integer, got {_describe(value)}")
+            raise ConfigError(path, f"must be an integer, got {_shown(value, secret)}")
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(path, f"must be a number, got {_describe(value)}")
+            raise ConfigError(path, f"must be a number, got {_shown(value, secret)}")
         value = float(value)
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(path, "must be a finite number")
     elif tp is str:
         if not isinstance(value, str):
-            raise ConfigError(path, f"must be a string, got {_describe(value)}")
+            raise ConfigError(path, f"must be a string, got {_shown(value, secret)}")
         if bounds.get("nonempty") and not value.strip():
             raise ConfigError(path, "must not be empty")
         if "choices" in bounds and value not in bounds["choices"]:
             allowed = ", ".join(bounds["choices"])
-            raise ConfigError(path, f"must be one of {allowed}; got {value!r}")
+            shown = "something else" if secret else repr(value)
+            raise ConfigError(path, f"must be one of {allowed}; got {shown}")
         return value
     else:  # pragma: no cover - a schema mistake, not a user mistake
         raise TypeError(f"unsupported config type {tp!r}")
@@ -427,8 +486,10 @@ def _convert(value: Any, tp: Any, path: str, bounds: Mapping[str, Any]) -> Any:
     return value
 
 
-def _build(cls: type[Any], raw: Mapping[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
+def _build(
+    cls: type[Any], raw: Mapping[str, Any], prefix: str, secret: bool = False
+) -> Any:
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
@@ -436,7 +497,8 @@ def _build(cls: type[Any], raw: Mapping[str, Any], prefix: str) -> Any:
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise ConfigError(path, f"unknown key (known keys: {known})")
-        kwargs[key] = _convert(value, hints[key], path, fields[key].metadata)
+        hidden = secret or is_secret(key)
+        kwargs[key] = _convert(value, hints[key], path, fields[key].metadata, hidden)
     built = cls(**kwargs)
     # Cross-field checks: ``problem()`` names the key and what is wrong.
     problem = getattr(built, "problem", None)
@@ -447,13 +509,26 @@ def _build(cls: type[Any], raw: Mapping[str, Any], prefix: str) -> Any:
     return built
 
 
-def _field_type(path: list[str]) -> Any:
+def build_config(raw: Mapping[str, Any]) -> Config:
+    """A validated ``Config`` from plain data (a parsed YAML mapping).
+
+    Everything but ``rules``, which the rule parser owns: the loader passes
+    them there and sets ``Config.rules`` from what it returns.
+    """
+    if "rules" in raw:
+        raise TypeError("build_config takes no rules; the loader parses them")
+    config: Config = _build(Config, raw, "")
+    return config
+
+
+def setting_type(path: list[str]) -> Any:
+    """The type of the setting at ``path`` (``["http", "port"]``), or None."""
     cls: Any = Config
     tp: Any = Config
     for i, part in enumerate(path):
         if not dataclasses.is_dataclass(cls):
             return None
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         if part not in hints:
             return None
         tp = hints[part]
@@ -464,88 +539,3 @@ def _field_type(path: list[str]) -> Any:
             rest = path[i + 1 :]
             return typing.get_args(tp)[1] if len(rest) == 1 else None if rest else tp
     return tp
-
-
-def _env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
-    """Apply ``MOCKAI_SECTION__KEY=value`` variables on top of the file."""
-    for name, text in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name == "MOCKAI_CONFIG":
-            continue
-        key = name[len(ENV_PREFIX) :].lower()
-        parts = ["http", "listen"] if key == "listen" else key.split("__")
-        tp = _field_type(parts)
-        if tp is None:
-            raise ConfigError(name, f"unknown setting {'.'.join(parts)}")
-        value: Any = text
-        if tp not in (str, str | None):
-            if typing.get_origin(tp) is tuple:
-                value = [v.strip() for v in text.split(",") if v.strip()]
-            else:
-                try:
-                    value = yaml.safe_load(text)
-                except yaml.YAMLError:
-                    value = text
-        target = raw
-        for part in parts[:-1]:
-            sub = target.get(part)
-            if not isinstance(sub, dict):
-                sub = target[part] = {}
-            target = sub
-        target[parts[-1]] = value
-
-
-def parse_config(
-    raw: Any,
-    environ: Mapping[str, str] | None = None,
-    source: str = "",
-    base_dir: str | None = None,
-) -> Config:
-    """Validate an already-parsed YAML document (``None`` is an empty file).
-
-    ``base_dir`` is where the rules' ``file:`` fixtures live (the config
-    file's directory; default: the directory of ``source``, else the cwd).
-    """
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            source, f"the top level must be a mapping, got {_describe(raw)}"
-        )
-    raw = dict(raw)
-    _env_overrides(raw, os.environ if environ is None else environ)
-    # Rules are not plain settings: their own parser validates them.
-    raw_rules = raw.pop("rules", None)
-    config: Config = _build(Config, raw, "")
-    if base_dir is None and source:
-        base_dir = os.path.dirname(os.path.abspath(source))
-    try:
-        rules = parse_rules(raw_rules, "rules", base_dir)
-    except RuleError as error:
-        raise ConfigError(error.path, error.message) from None
-    if rules:
-        config = dataclasses.replace(config, rules=rules)
-    if not config.tokens and not config.accept_any_token:
-        raise ConfigError(
-            "access_token",
-            "required: set access_token (or access_tokens, or accept_any_token: true)",
-        )
-    return config
-
-
-def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
-    """Read and validate ``path``; raises ConfigError with a one-line message."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(path, f"cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(path, "is not UTF-8 text") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(e, "problem", None) or "syntax error"
-        raise ConfigError(path, f"not valid YAML{where}: {problem}") from None
-    return parse_config(raw, environ, source=path)

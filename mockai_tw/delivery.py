@@ -5,7 +5,9 @@ are skipped silently and the token rate drops); one LoopingCall that, on
 each tick, writes what every due stream owes holds the rate.  Events carry
 the time they are due, so a late tick writes everything owed in one write
 instead of drifting.  Each stream is a push producer: a client that stops
-reading stops the feed, and a client that leaves is dropped at once.
+reading stops the feed, and a client that leaves is dropped at once.  A
+stream whose events fail is ended with an error event and dropped alone:
+the shared loop, and every other stream, go on.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from typing import Any, Protocol
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from mockai_tw.engine.plan import RESET, Action
+from mockai_tw.fault_kinds import RESET, Action
+from mockai_tw.hooks import Hooks
+
+log = Logger()
 
 # How much one write may carry before the stream checks for backpressure.
 MAX_BATCH_BYTES = 64 * 1024
@@ -47,8 +53,15 @@ class Stream:
         events: Iterator[Event],
         start: float,
         transport: Any = None,
+        hooks: Hooks | None = None,
+        failed: Callable[[], bytes] | None = None,
     ) -> None:
         self.request: Writable | None = request
+        # The request as hooks name it, kept after the stream closes.
+        self.origin: Any = request
+        self.hooks = hooks
+        # The bytes that end this stream when its events fail (an error event).
+        self.failed = failed
         # For faults that end the connection (abortConnection, loseConnection).
         self.transport = transport
         self.events: Iterator[Event] | None = events
@@ -88,12 +101,14 @@ class Stream:
                 batch.append(event[1])
                 size += len(event[1])
                 self.pending = None
-                event = self._peek()
+                try:
+                    event = self._peek()
+                except Exception:
+                    # What was due still goes out before the stream fails.
+                    self._write(batch, size)
+                    raise
             if batch:
-                assert self.request is not None
-                self.events_written += len(batch)
-                self.bytes_written += size
-                self.request.write(b"".join(batch))
+                self._write(batch, size)
             if event is None:
                 self._complete()
                 return None
@@ -103,6 +118,15 @@ class Stream:
                 self._act(event[1])
                 return None
         return None
+
+    def _write(self, batch: list[bytes], size: int) -> None:
+        assert self.request is not None
+        self.events_written += len(batch)
+        self.bytes_written += size
+        self.request.write(b"".join(batch))
+        hooks = self.hooks
+        if hooks is not None and hooks.listeners["chunk"]:
+            hooks.emit("chunk", self.origin, size)
 
     def _act(self, action: Action) -> None:
         """End the connection as a fault says: reset, or close after what was sent."""
@@ -134,6 +158,18 @@ class Stream:
         if self.ticker is not None:
             self.ticker.discard(self, why)
 
+    def fail(self) -> None:
+        """Its events raised: end it with an error event, alone."""
+        request = self.request
+        if request is None or self.closed:
+            return
+        try:
+            if self.failed is not None:
+                request.write(self.failed())
+        finally:
+            self._complete()
+            self.close_reason = "failed"
+
     def connectionLost(self, reason: Failure) -> None:
         """The client went away: forget everything, write nothing more."""
         self._close("disconnected")
@@ -143,14 +179,15 @@ class Stream:
     def pauseProducing(self) -> None:
         if not self.closed and not self.paused:
             self.paused = True
-            if self.ticker is not None:
-                self.ticker.notify("paused", self)
+            if self.hooks is not None:
+                self.hooks.emit("paused", self.origin)
 
     def resumeProducing(self) -> None:
         if self.paused and not self.closed:
             self.paused = False
+            if self.hooks is not None:
+                self.hooks.emit("resumed", self.origin)
             if self.ticker is not None:
-                self.ticker.notify("resumed", self)
                 self.ticker.wake(self)
 
     def stopProducing(self) -> None:
@@ -167,46 +204,62 @@ class Ticker:
         self._heap: list[tuple[float, int, Stream]] = []
         self._order = itertools.count()
         self._loop: LoopingCall | None = None
-        self.observers: list[Callable[[str, Stream], None]] = []
 
     @property
     def running(self) -> bool:
         return self._loop is not None and self._loop.running
 
-    def notify(self, what: str, stream: Stream) -> None:
-        for observer in self.observers:
-            observer(what, stream)
-
     def add(self, stream: Stream) -> None:
         """Start a stream: what is due now is written before this returns."""
         stream.ticker = self
         self.streams.add(stream)
-        self.notify("opened", stream)
         self.wake(stream)
 
     def wake(self, stream: Stream) -> None:
         if stream.queued or stream.closed:
             return
-        due = stream.pump(self.clock.seconds())
+        due = self._pump(stream, self.clock.seconds())
         if due is not None and not stream.paused:
             self._push(due, stream)
+
+    def _pump(self, stream: Stream, now: float) -> float | None:
+        """One stream's turn; its failure is its own."""
+        try:
+            return stream.pump(now)
+        except Exception:
+            log.failure("mockai: a stream's events failed; it ends with an error")
+            try:
+                stream.fail()
+            except Exception:
+                log.failure("mockai: ending a failed stream failed")
+                stream.stopProducing()
+            return None
 
     def _push(self, due: float, stream: Stream) -> None:
         stream.queued = True
         heapq.heappush(self._heap, (due, next(self._order), stream))
+        self._start()
+
+    def _died(self, failure: Failure, loop: LoopingCall) -> None:
+        # Not reached while _pump guards each stream; if it is, the next
+        # stream starts a new loop instead of waiting on a dead one.
+        log.failure("mockai: the stream ticker stopped", failure)
+        if self._loop is loop:
+            self._loop = None
+            if self._heap:
+                self._start()
+
+    def _start(self) -> None:
         if self._loop is None:
-            self._loop = LoopingCall(self._tick)
-            self._loop.clock = self.clock
-            self._loop.start(self.tick_s, now=False)
+            loop = self._loop = LoopingCall(self._tick)
+            loop.clock = self.clock
+            loop.start(self.tick_s, now=False).addErrback(self._died, loop)
 
     def discard(self, stream: Stream, why: str) -> None:
-        known = stream in self.streams
         self.streams.discard(stream)
         if not self.streams:
             self._heap.clear()
             self._stop()
-        if known:
-            self.notify("closed", stream)
 
     def _stop(self) -> None:
         loop, self._loop = self._loop, None
@@ -221,7 +274,7 @@ class Ticker:
             stream.queued = False
             if stream.closed or stream.paused:
                 continue
-            due = stream.pump(now)
+            due = self._pump(stream, now)
             if due is not None and not stream.paused:
                 stream.queued = True
                 heapq.heappush(heap, (due, next(self._order), stream))

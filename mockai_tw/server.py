@@ -9,35 +9,40 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mockai_tw import __version__
 from mockai_tw.config import Config, ConfigError
-from mockai_tw.delivery import Event, Stream, Ticker
+from mockai_tw.delivery import Ticker
 from mockai_tw.engine.chat import Engine
 from mockai_tw.engine.faults import FaultInjector
 from mockai_tw.engine.ratelimit import RateLimiter
+from mockai_tw.engine.responses import ResponseStore
 from mockai_tw.engine.rules import RuleBook
+from mockai_tw.hooks import Hooks
 from mockai_tw.journal import Journal
+from mockai_tw.web import endpoints
 from mockai_tw.web.azure import azure_tree
-from mockai_tw.web.chat import ChatCompletions
-from mockai_tw.web.completions import Completions
+from mockai_tw.web.connections import listen
 from mockai_tw.web.control import control_tree
-from mockai_tw.web.embeddings import Embeddings
 from mockai_tw.web.models import Models
-from mockai_tw.web.moderations import Moderations
+from mockai_tw.web.pipeline import EndpointResource
 from mockai_tw.web.resources import V1, ApiResource, Branch, Health
 from mockai_tw.web.responses import Responses
 from mockai_tw.web.site import ApiRequest, MockSite
 
 log = Logger()
+
+
+def _hook_failed(event: str, failure: BaseException) -> None:
+    log.failure("mockai: a {event} listener failed", Failure(failure), event=event)
 
 
 class MockServer:
@@ -52,20 +57,25 @@ class MockServer:
         self.version = __version__
         self.started = clock.seconds()
         self.ticker = Ticker(clock, config.stream.tick_ms / 1000.0)
+        self.hooks = Hooks(on_failure=_hook_failed)
         # How to read the config again (SIGHUP, POST /_mock/reload).
         self.loader = loader
         self.config_path = config_path
         # Rules added at run time and the journal outlive a reload.
         self.rules = RuleBook()
         self.journal = Journal()  # sized by apply()
+        # Kept responses (previous_response_id); resized by apply().
+        self.responses = ResponseStore(config.responses.store_size)
         self.apply(config)
+        self.hooks.on("first_byte", self.record)
         self.site = MockSite(
             self.resource(),
             clock,
             max_body_bytes=lambda: self.config.http.max_body_bytes,
             log_requests=lambda: self.config.http.log_requests,
+            limits=lambda: self.config.http,
         )
-        self.site.record = self.record
+        self.site.hooks = self.hooks
 
     def apply(self, config: Config) -> None:
         """Make ``config`` the one new requests see."""
@@ -78,6 +88,8 @@ class MockServer:
             config.journal.size, config.journal.enabled, config.journal.max_bytes
         )
         self.engine = Engine(config, rules=self.rules)
+        if self.responses.size != config.responses.store_size:
+            self.responses.resize(config.responses.store_size)
         self.ticker.tick_s = config.stream.tick_ms / 1000.0
         # Budgets and fault counts survive a reload that leaves them alone.
         limiter = getattr(self, "limiter", None)
@@ -90,18 +102,19 @@ class MockServer:
                 self.faults.counts = faults.counts
 
     def resource(self) -> ApiResource:
+        """The tree: one pipeline resource per endpoint description."""
         root = Branch(self)
         root.putChild(b"health", Health(self))
         v1 = V1(self)
         root.putChild(b"v1", v1)
         chat = Branch(self)
         v1.putChild(b"chat", chat)
-        chat.putChild(b"completions", ChatCompletions(self))
-        v1.putChild(b"models", Models(self))
-        v1.putChild(b"embeddings", Embeddings(self))
-        v1.putChild(b"moderations", Moderations(self))
-        v1.putChild(b"completions", Completions(self))
+        chat.putChild(b"completions", EndpointResource(self, endpoints.CHAT))
+        v1.putChild(b"completions", EndpointResource(self, endpoints.COMPLETIONS))
+        v1.putChild(b"embeddings", EndpointResource(self, endpoints.EMBEDDINGS))
+        v1.putChild(b"moderations", EndpointResource(self, endpoints.MODERATIONS))
         v1.putChild(b"responses", Responses(self))
+        v1.putChild(b"models", Models(self))
         root.putChild(b"openai", azure_tree(self))
         root.putChild(b"_mock", control_tree(self))
         return root
@@ -113,17 +126,32 @@ class MockServer:
             raise ConfigError("", "this server has no config file to reload")
         try:
             config = self.loader()
-        except ConfigError as error:
+        except Exception as error:
+            # The loader turns every bad file into a ConfigError; anything
+            # else is a bug behind it -- still one line, still the old config.
+            refused = (
+                error
+                if isinstance(error, ConfigError)
+                else ConfigError(
+                    self.config_path or "",
+                    "cannot load: "
+                    + " ".join(f"{type(error).__name__}: {error}".split()),
+                )
+            )
             log.error(
-                "mockai: config not reloaded, old config kept: {error}", error=error
+                "mockai: config not reloaded, old config kept: {error}", error=refused
             )
-            raise
-        if config.http.endpoint != self.config.http.endpoint:
+            raise refused from None
+        # The rest applies now; where the server listens changes at a restart.
+        running = self.config.http
+        if config.http.endpoint != running.endpoint:
             log.warn(
-                "mockai: http.* changes take effect at the next start"
-                " (still listening on {endpoint})",
-                endpoint=self.config.http.endpoint,
+                "mockai: a new listening address (http.host, http.port,"
+                " http.listen, http.backlog) needs a restart;"
+                " still listening on {endpoint}",
+                endpoint=running.endpoint,
             )
+        config = config.listening_as(running)
         self.apply(config)
         log.info(
             "mockai: config reloaded from {path} ({rules} rules)",
@@ -133,7 +161,10 @@ class MockServer:
         return config
 
     def record(self, request: ApiRequest, status: int) -> None:
-        """Journal an answered ``/v1`` or Azure request (a compact copy)."""
+        """Journal an answered ``/v1`` or Azure request (a compact copy).
+
+        Subscribed to the pipeline's ``first_byte``: the status is decided.
+        """
         journal = self.journal
         if not journal.enabled:
             return
@@ -152,31 +183,6 @@ class MockServer:
             request.fault,
         )
 
-    def stream(
-        self,
-        request: ApiRequest,
-        events: Iterator[Event],
-        content_type: bytes | None = b"text/event-stream; charset=utf-8",
-    ) -> None:
-        """Start a paced response (SSE unless told otherwise); delivery takes it."""
-        request.setResponseCode(200)
-        request.answered(200)
-        if content_type is not None:
-            request.setHeader(b"content-type", content_type)
-        if content_type is not None and content_type.startswith(b"text/event-stream"):
-            request.setHeader(b"cache-control", b"no-cache")
-            request.setHeader(b"x-accel-buffering", b"no")
-        request.setHeader(b"openai-processing-ms", request.processing_ms())
-        transport = request.transport
-        no_delay = getattr(transport, "setTcpNoDelay", None)
-        if no_delay is not None:
-            # Small paced writes must leave now, not wait on Nagle for an ACK.
-            no_delay(True)
-        stream = Stream(request, events, self.clock.seconds(), transport)
-        request.registerProducer(stream, True)
-        request.notifyFinish().addErrback(stream.connectionLost)
-        self.ticker.add(stream)
-
 
 class ListenService(Service):
     """Listens on one endpoint description; ``listening`` fires with the port."""
@@ -190,7 +196,7 @@ class ListenService(Service):
 
     def startService(self) -> None:
         super().startService()
-        d = serverFromString(self.reactor, self.endpoint).listen(self.server.site)
+        d = listen(self.reactor, self.endpoint, self.server.site)
         d.addCallbacks(self._listening, self._failed)
 
     def _listening(self, port: IListeningPort) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
-from mockai_tw.config import Config, ConfigError, load_config
+from mockai_tw.config import Config, ConfigError
+from mockai_tw.config_load import load_config
 from mockai_tw.server import ListenService, MockServer, ReloadOnHangup
 
 

@@ -28,7 +28,8 @@ from typing import Any, TypeVar, cast
 from twisted.internet import defer
 from twisted.internet.threads import blockingCallFromThread
 
-from mockai_tw.config import Config, load_config, parse_config
+from mockai_tw.config import Config
+from mockai_tw.config_load import load_config, parse_config
 from mockai_tw.server import MockServer
 from mockai_tw.tap import makeService
 from mockai_tw.web import control

@@ -131,6 +131,30 @@ class DaemonTests(TestCase):
         )
         self.assertNotIn(b"Traceback", protocol.out + protocol.err)
 
+    async def test_unloadable_configs_stop_with_one_line(self) -> None:
+        deep = SEED_CONFIG + "rules: " + "[" * 5000 + "]" * 5000 + "\n"
+        cases: list[tuple[str | bytes, str]] = [
+            (deep, "nested deeper than 64 levels (line 6, column 71)"),
+            ("- access_token: sk-seed-token\n", "the top level must be a mapping"),
+            (SEED_CONFIG.encode() + b"replies: [caf\xe9]\n", "is not UTF-8 text"),
+            (
+                SEED_CONFIG + "admin_token: 98765432109876543210\n",
+                "admin_token: must be a string, got a number",
+            ),
+        ]
+        for text, expected in cases:
+            path = os.path.join(self.workdir, "config.yaml")
+            with open(path, "wb") as f:
+                f.write(text.encode() if isinstance(text, str) else text)
+            protocol = self.spawn("-n", "--pidfile=", "mockai", f"--config={path}")
+            self.assertEqual(await protocol.ended, 1, expected)
+            err = protocol.err.decode().strip()
+            self.assertEqual(len(err.splitlines()), 1, err[:300])
+            self.assertTrue(err.startswith("mockai: "), err[:300])
+            self.assertIn(expected, err)
+            self.assertNotIn("98765432", err)
+            self.assertNotIn(b"Traceback", protocol.out + protocol.err)
+
     async def test_missing_config_names_the_file(self) -> None:
         protocol = self.spawn(
             "-n", "--pidfile=", "mockai", "--config=/nonexistent.yaml"

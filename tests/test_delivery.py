@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from twisted.internet import reactor
@@ -114,6 +115,57 @@ class TickerTests(TestCase):
         self.clock.pump([0.005] * 10)
         self.assertTrue(request.finished)
 
+    def test_one_failing_stream_stops_no_other(self) -> None:
+        # Seen: a generator that raised killed the shared LoopingCall, and
+        # every open and later stream hung.
+        def failing() -> Iterator[tuple[float, bytes]]:
+            yield 0.0, b"f0;"
+            yield 0.01, b"f1;"
+            raise ValueError("a renderer broke")
+
+        healthy, healthy_request = self.open(paced(5, 0.01))
+        broken_request = FakeRequest(self.clock)
+        broken = Stream(
+            broken_request,
+            failing(),
+            self.clock.seconds(),
+            failed=lambda: b'data: {"error": {}}\n\n',
+        )
+        self.ticker.add(broken)
+        self.clock.pump([0.005] * 4)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(
+            [d for _, d in broken_request.writes],
+            [b"f0;", b"f1;", b'data: {"error": {}}\n\n'],
+        )
+        self.assertTrue(broken_request.finished)
+        self.assertEqual(broken.close_reason, "failed")
+        self.assertNotIn(broken, self.ticker.streams)
+        self.assertTrue(self.ticker.running)
+        later, later_request = self.open(paced(5, 0.01))
+        self.clock.pump([0.005] * 40)
+        for request in (healthy_request, later_request):
+            self.assertEqual(
+                b"".join(d for _, d in request.writes), b"e0;e1;e2;e3;e4;"
+            )
+            self.assertTrue(request.finished)
+        self.assertEqual(self.ticker.streams, set())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stream_failing_at_its_first_event_ends_alone(self) -> None:
+        def failing() -> Iterator[tuple[float, bytes]]:
+            raise ValueError("nothing to say")
+            yield 0.0, b""  # pragma: no cover - makes this a generator
+
+        request = FakeRequest(self.clock)
+        stream = Stream(request, failing(), 0.0, failed=lambda: b"end;")
+        self.ticker.add(stream)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(request.writes, [(0.0, b"end;")])
+        self.assertTrue(request.finished)
+        self.assertEqual(self.ticker.streams, set())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_disconnect_forgets_the_stream(self) -> None:
         stream, request = self.open(paced(100, 0.01))
         self.clock.pump([0.005] * 4)
@@ -164,16 +216,21 @@ async def connect(live: Live, body: dict[str, Any]) -> SlowReader:
     return await connectProtocol(endpoint, SlowReader(chat_request(body)))
 
 
+# The pipeline's event for what a test waits on (hooks name requests).
+HOOKS = {"opened": "first_byte", "paused": "paused", "closed": "disconnected"}
+
+
 def when(live: Live, what: str) -> Deferred[Stream]:
-    """Fires the next time the ticker reports ``what`` for a stream."""
+    """Fires the next time the pipeline reports ``what`` for a stream."""
     d: Deferred[Stream] = Deferred()
+    event = HOOKS[what]
 
-    def observe(event: str, stream: Stream) -> None:
-        if event == what and not d.called:
-            live.server.ticker.observers.remove(observe)
-            d.callback(stream)
+    def observe(request: Any, *rest: Any) -> None:
+        if request.stream is not None and not d.called:
+            live.server.hooks.off(event, observe)
+            d.callback(request.stream)
 
-    live.server.ticker.observers.append(observe)
+    live.server.hooks.on(event, observe)
     return d
 
 
@@ -213,16 +270,17 @@ class LiveStreamTests(TestCase):
         ticker = live.server.ticker
         buffered: list[int] = []
 
-        def on_pause(event: str, stream: Stream) -> None:
+        def on_pause(origin: Any) -> None:
             # What the server holds in user space each time it stops producing.
-            if event == "paused" and stream.request is not None:
+            stream = origin.stream
+            if stream.request is not None:
                 transport: Any = stream.request.channel.transport  # type: ignore[attr-defined]
                 held = len(transport.dataBuffer) + sum(
                     map(len, transport._tempDataBuffer)
                 )
                 buffered.append(held)
 
-        ticker.observers.append(on_pause)
+        live.server.hooks.on("paused", on_pause)
         paused = when(live, "paused")
         client = await connect(live, BODY)
         transport: Any = client.transport

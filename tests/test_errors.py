@@ -253,11 +253,12 @@ class ErrorTests(TestCase):
 
         engine.chat = broken  # type: ignore[method-assign,assignment]
         response, payload = await live.json("POST", CHAT, GOOD)
+        # First, so that the logged error is flushed whatever fails after.
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(response.code, 500)
         validate(payload, "ErrorResponse")
         self.assertEqual(payload["error"]["type"], "server_error")
         self.assertNotIn("engine bug", payload["error"]["message"])
-        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
         def refuse(*args: Any) -> Any:
             raise ApiError(

@@ -11,7 +11,7 @@ import openai
 import treq
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from mockai_tw.config import parse_config
+from mockai_tw.config_load import parse_config
 from mockai_tw.engine.faults import FaultInjector, break_body, break_events
 from mockai_tw.engine.plan import CLOSE, RESET
 from mockai_tw.errors import ApiError

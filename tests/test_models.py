@@ -8,7 +8,8 @@ import openai
 
 from twisted.trial.unittest import TestCase
 
-from mockai_tw.config import DEFAULT_MODELS, ConfigError, parse_config
+from mockai_tw.config import DEFAULT_MODELS, ConfigError
+from mockai_tw.config_load import parse_config
 from mockai_tw.engine.models import check_model, describe
 from mockai_tw.errors import ApiError
 from tests.openapi import validate

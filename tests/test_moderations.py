@@ -10,9 +10,8 @@ from mockai_tw.config import (
     DEFAULT_MODERATION_WORDS,
     MODERATION_CATEGORIES,
     ConfigError,
-    load_config,
-    parse_config,
 )
+from mockai_tw.config_load import load_config, parse_config
 from mockai_tw.engine.moderations import classify
 from mockai_tw.request.moderations import ModerationInput
 from tests.openapi import ROOT, validate

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from mockai_tw.config import parse_config
+from mockai_tw.config_load import parse_config
 from mockai_tw.engine import tokenizer
 from mockai_tw.engine.chat import Engine, apply_limits
 from mockai_tw.request.chat import parse_chat_request

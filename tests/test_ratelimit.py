@@ -9,7 +9,7 @@ import openai
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from mockai_tw.config import parse_config
+from mockai_tw.config_load import parse_config
 from mockai_tw.engine.ratelimit import RateLimiter, duration
 from tests.openapi import validate
 from tests.support import start

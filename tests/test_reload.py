@@ -18,6 +18,7 @@ import treq
 from twisted.internet import reactor, task
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.client import HTTPConnectionPool
 from zope.interface import provider
 
 from mockai_tw.tap import makeService
@@ -181,3 +182,140 @@ class ReloadTests(TestCase):
         self.assertIsNot(signal.getsignal(signal.SIGHUP), before)
         await service.stopService()
         self.assertIs(signal.getsignal(signal.SIGHUP), before)
+
+
+DEEP = "access_token: t\nx: " + "[" * 5000 + "]" * 5000 + "\n"
+
+
+async def settled(log: Captured, before: int) -> list[str]:
+    """The lines logged since ``before``, once a reload's line is in (but
+    not the test client's own: its connection pool logs its factories)."""
+    await until(lambda: any("not reloaded" in line for line in log.lines[before:]))
+    await task.deferLater(reactor, 0.05, lambda: None)
+    client = ("Starting factory _HTTP11ClientFactory", "Stopping factory _HTTP11Cl")
+    return [line for line in log.lines[before:] if not line.startswith(client)]
+
+
+class RefusedReloadTests(TestCase):
+    async def test_any_unreadable_file_is_one_line(self) -> None:
+        live = await start(self, config("old rules"))
+        log = Captured(self)
+        path = live.server.config_path
+        assert path is not None
+        bad: list[tuple[str, str | bytes | None, str]] = [
+            ("deep", DEEP, "nested deeper than 64 levels (line 2, column "),
+            ("a list", "- 1\n", "the top level must be a mapping, got a list"),
+            ("latin-1", b"access_token: caf\xe9\n", "is not UTF-8 text"),
+            ("syntax", "access_token: [\n", "not valid YAML (line"),
+            ("secret", "access_token: 98765432109876543210\n", "access_token:"),
+            ("missing", None, "cannot read: No such file or directory"),
+        ]
+        for name, text, expected in bad:
+            if text is None:
+                os.remove(path)
+            else:
+                with open(path, "wb") as f:
+                    f.write(text.encode() if isinstance(text, str) else text)
+            before = len(log.lines)
+            response, payload = await live.json("POST", "/_mock/reload", token=ADMIN)
+            self.assertEqual(response.code, 400, (name, payload))
+            self.assertEqual(payload["error"]["code"], "invalid_config", name)
+            self.assertIn(expected, payload["error"]["message"], name)
+            self.assertNotIn("98765432", payload["error"]["message"], name)
+            lines = await settled(log, before)
+            self.assertEqual(len(lines), 1, (name, lines[:3]))
+            self.assertTrue(
+                lines[0].startswith("mockai: config not reloaded, old config kept: "),
+                lines[0],
+            )
+            self.assertEqual(await text_of(live), "old rules", name)
+            if hasattr(signal, "SIGHUP"):
+                before = len(log.lines)
+                os.kill(os.getpid(), signal.SIGHUP)
+                lines = await settled(log, before)
+                self.assertEqual(len(lines), 1, (name, lines[:3]))
+                self.assertIn(expected, lines[0], name)
+                self.assertNotIn("98765432", lines[0], name)
+                self.assertEqual(await text_of(live), "old rules", name)
+
+    async def test_a_loader_bug_is_still_one_line(self) -> None:
+        live = await start(self, config("old rules"))
+        log = Captured(self)
+
+        def broken() -> Any:
+            raise RuntimeError("loader bug\nsecond line")
+
+        live.server.loader = broken
+        before = len(log.lines)
+        response, payload = await live.json("POST", "/_mock/reload", token=ADMIN)
+        self.assertEqual(response.code, 400, payload)
+        self.assertIn("RuntimeError: loader bug", payload["error"]["message"])
+        lines = await settled(log, before)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertNotIn("\n", lines[0])
+        self.assertEqual(await text_of(live), "old rules")
+
+
+class AddressReloadTests(TestCase):
+    async def test_address_change_needs_a_restart(self) -> None:
+        first = {
+            "access_token": TOKEN,
+            "admin_token": ADMIN,
+            "http": {"host": "127.0.0.1", "port": 0},
+            "replies": ["old reply"],
+        }
+        path = write_config(self, first)
+        service: Any = makeService({"config": path}, reactor, {})
+        service.startService()
+        self.addCleanup(service.stopService)
+        port = await service.listener.listening
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        live = Live(service.server, service.listener, port.getHost().port, pool)
+        self.addCleanup(live.server.site.quiet)
+        self.addCleanup(pool.closeCachedConnections)
+        log = Captured(self)
+
+        moved = {
+            **first,
+            "http": {
+                "host": "0.0.0.0",
+                "port": live.port + 1,
+                "backlog": 7,
+                "max_body_bytes": 4096,
+            },
+            "replies": ["new reply"],
+        }
+        rewrite(live, moved)
+        before = len(log.lines)
+        response, payload = await live.json("POST", "/_mock/reload", token=ADMIN)
+        self.assertEqual(response.code, 200, payload)
+        warnings = [line for line in log.lines[before:] if "restart" in line]
+        self.assertEqual(
+            warnings,
+            [
+                "mockai: a new listening address (http.host, http.port,"
+                " http.listen, http.backlog) needs a restart; still listening on"
+                " tcp:port=0:interface=127.0.0.1:backlog=1024"
+            ],
+        )
+        # The rest is applied; the config shows where the server really listens.
+        self.assertEqual(await text_of(live), "new reply")
+        _, shown = await live.json("GET", "/_mock/config", token=ADMIN)
+        http = shown["config"]["http"]
+        self.assertEqual(
+            (http["host"], http["port"], http["listen"], http["backlog"]),
+            ("127.0.0.1", 0, None, 1024),
+        )
+        self.assertEqual(http["max_body_bytes"], 4096)
+        self.assertEqual(
+            live.server.config.http.endpoint,
+            "tcp:port=0:interface=127.0.0.1:backlog=1024",
+        )
+
+        # A reload that leaves the address alone says nothing about it.
+        rewrite(live, {**first, "replies": ["third reply"]})
+        before = len(log.lines)
+        response, payload = await live.json("POST", "/_mock/reload", token=ADMIN)
+        self.assertEqual(response.code, 200, payload)
+        self.assertFalse([line for line in log.lines[before:] if "restart" in line])
+        self.assertEqual(await text_of(live), "third reply")

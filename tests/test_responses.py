@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
 import jsonschema
 import openai
@@ -16,12 +16,12 @@ from referencing.jsonschema import DRAFT202012
 import treq
 from twisted.trial.unittest import TestCase
 
-from mockai_tw.config import ConfigError, parse_config
+from mockai_tw.config import ConfigError
+from mockai_tw.config_load import parse_config
 from mockai_tw.engine import tokenizer
 from mockai_tw.engine.chat import Engine
 from mockai_tw.engine.responses import CallOutput, ResponseStore, plan_response
 from mockai_tw.request.responses import parse_responses_request
-from mockai_tw.web.responses import Responses
 from mockai_tw.wire.responses import response_stream
 from tests import openapi
 from tests.support import TOKEN, Live, start
@@ -160,11 +160,6 @@ async def stream(live: Live, body: dict[str, Any]) -> list[dict[str, Any]]:
         validate(payload, "ResponseStreamEvent")
         out.append(payload)
     return out
-
-
-def responses_resource(live: Live) -> Responses:
-    root: Any = live.server.site.resource
-    return cast(Responses, root.children[b"v1"].children[b"responses"])
 
 
 def message_text(response: dict[str, Any]) -> str:
@@ -863,9 +858,9 @@ class DeliveryTests(TestCase):
             headers={"x-mock-fault": "http_503"},
         )
         self.assertEqual(response.code, 503, body)
-        self.assertEqual(len(responses_resource(live).store), 0)
+        self.assertEqual(len(live.server.responses), 0)
         await create(live, {"input": "hi"})
-        self.assertEqual(len(responses_resource(live).store), 1)
+        self.assertEqual(len(live.server.responses), 1)
 
 
 class EngineTests(TestCase):

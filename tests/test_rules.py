@@ -23,10 +23,12 @@ import treq
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from mockai_tw.config import ORIGINAL_REPLIES, ConfigError, load_config, parse_config
+from mockai_tw.config import ORIGINAL_REPLIES, ConfigError
+from mockai_tw.config_load import load_config, parse_config
 from mockai_tw.engine import tokenizer
 from mockai_tw.engine.rules import (
     TEMPLATE_FIELDS,
+    Claim,
     RequestContext,
     RuleBook,
     RuleError,
@@ -440,6 +442,130 @@ class AnswerTests(TestCase):
         self.assertEqual([e.id for e in book.entries()], ["rule-0"])
 
 
+class ClaimTests(TestCase):
+    """Match without consuming, then commit: a refused request moves nothing."""
+
+    def test_uncommitted_claim_changes_nothing(self) -> None:
+        book = RuleBook(parse_rules([{"name": "once", "answer": "a", "times": 1}]))
+        claim = Claim()
+        hit = book.match(ctx(), 0, claim)
+        assert hit is not None
+        self.assertEqual((hit.rule, hit.count), ("once", 1))
+        self.assertEqual(claim.hits, (hit,))
+        entry = book.get("once")
+        assert entry is not None
+        self.assertEqual((entry.left, entry.hits), (1, 0))
+        self.assertEqual(entry.view(0)["times_left"], 1)
+        # Refused, so never committed: the next request still gets the rule.
+        again = book.match(ctx(), 0)
+        self.assertEqual(again.rule if again else None, "once")
+        self.assertIsNone(book.get("once"))
+
+    def test_commit_consumes_and_twice_is_a_no_op(self) -> None:
+        book = RuleBook(
+            parse_rules(
+                [
+                    {"name": "once", "answer": "a", "times": 1},
+                    {"name": "twice", "answer": "b", "times": 2},
+                ]
+            )
+        )
+        claim = Claim()
+        book.match(ctx(), 0, claim)
+        book.commit(claim, 0)
+        self.assertIsNone(book.get("once"))
+        self.assertEqual(claim.pending, ())
+        book.commit(claim, 0)
+        twice = book.get("twice")
+        assert twice is not None
+        self.assertEqual((twice.left, twice.hits), (2, 0))
+        self.assertEqual([e.id for e in book.entries()], ["twice"])
+
+    def test_one_claim_uses_up_times_in_order(self) -> None:
+        book = RuleBook(
+            parse_rules(
+                [
+                    {"name": "once", "answer": "a", "times": 1},
+                    {"name": "twice", "answer": "b", "times": 2},
+                    {"name": "always", "answer": "c"},
+                ]
+            )
+        )
+        claim = Claim()
+        hits = [book.match(ctx(), 0, claim) for _ in range(5)]
+        self.assertEqual(
+            [(h.rule, h.count) if h else None for h in hits],
+            [("once", 1), ("twice", 1), ("twice", 2), ("always", 1), ("always", 2)],
+        )
+        self.assertEqual(claim.hits, tuple(hits))
+        self.assertEqual([e.hits for e in book.entries()], [0, 0, 0])
+        book.commit(claim, 0)
+        self.assertEqual([(e.id, e.hits) for e in book.entries()], [("always", 2)])
+
+    def test_sequence_steps_within_a_claim(self) -> None:
+        book = RuleBook(parse_rules([{"answer": {"sequence": ["a", "b", "c"]}}]))
+        claim = Claim()
+        got = []
+        for _ in range(2):
+            hit = book.match(ctx(), 0, claim)
+            assert hit is not None
+            got.append((render(hit, random.Random(), Gens()).text, hit.count))
+        self.assertEqual(got, [("a", 1), ("b", 2)])
+        book.commit(claim, 0)
+        hit = book.match(ctx(), 0)
+        assert hit is not None
+        self.assertEqual(
+            (render(hit, random.Random(), Gens()).text, hit.count), ("c", 3)
+        )
+
+    def test_replaced_removed_or_reloaded_entries_are_skipped(self) -> None:
+        book = RuleBook(parse_rules([{"name": "file", "answer": "f", "times": 3}]))
+        book.add(parse_rule({"name": "n", "answer": "a", "times": 1}, "rule"), 0)
+        book.add(parse_rule({"name": "gone", "answer": "g"}, "rule"), 0, "first")
+        claim = Claim()
+        for text in ("x", "y", "z"):
+            book.match(ctx(text), 0, claim)
+        self.assertEqual([h.rule for h in claim.hits], ["gone", "gone", "gone"])
+        book.delete("gone")
+        for _ in range(4):
+            book.match(ctx(), 0, claim)
+        self.assertEqual(
+            [h.rule for h in claim.hits[3:]], ["file", "file", "file", "n"]
+        )
+        new = book.replace("n", parse_rule({"answer": "b", "times": 1}, "rule"), 0)
+        book.load(parse_rules([{"name": "file", "answer": "f2", "times": 3}]), 0)
+        book.commit(claim, 0)
+        self.assertIs(book.get("n"), new)
+        self.assertEqual(
+            [(e.id, e.hits, e.left) for e in book.entries()],
+            [("file", 0, 3), ("n", 0, 1)],
+        )
+
+    def test_ttl_expiry_is_unaffected(self) -> None:
+        book = RuleBook()
+        book.add(parse_rule({"name": "late", "answer": "a", "ttl_s": 10}, "rule"), 0)
+        claim = Claim()
+        hit = book.match(ctx(), 5, claim)
+        self.assertEqual(hit.rule if hit else None, "late")
+        late = book.get("late")
+        assert late is not None
+        self.assertEqual(late.expires, 10)
+        self.assertIsNone(book.match(ctx(), 10, claim))
+        self.assertEqual(len(claim.hits), 1)
+        # Committed after it expired: nothing moves, it stays expired.
+        book.commit(claim, 10)
+        self.assertEqual(late.hits, 0)
+        self.assertIsNone(book.match(ctx(), 10))
+        self.assertEqual(book.entries(10), [])
+
+    def test_no_claim_is_claim_then_commit(self) -> None:
+        book = RuleBook(parse_rules([{"name": "once", "answer": "a", "times": 1}]))
+        hit = book.match(ctx(), 0)
+        self.assertEqual((hit.rule, hit.count) if hit else None, ("once", 1))
+        self.assertIsNone(book.get("once"))
+        self.assertIsNone(book.match(ctx(), 0))
+
+
 # --- properties ----------------------------------------------------------------
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "o3-mini")
@@ -495,6 +621,41 @@ class PropertyTests(TestCase):
         book.add(parse_rule({"answer": "top"}, "rule"), 0.0, "first")
         top = book.match(request, 0.0)
         self.assertEqual(top.rule if top else None, "added-1")
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(condition, st.one_of(st.none(), st.integers(1, 3))),
+            max_size=5,
+        ),
+        st.lists(context, max_size=6),
+    )
+    def test_one_claim_matches_like_its_requests_one_by_one(
+        self,
+        specs: list[tuple[dict[str, Any], int | None]],
+        requests: list[RequestContext],
+    ) -> None:
+        rules = parse_rules(
+            [
+                {"match": m, "answer": {"sequence": ["a", "b", "c"]}, "times": t}
+                for m, t in specs
+            ]
+        )
+        one_by_one, claimed = RuleBook(rules), RuleBook(rules)
+        expected = [one_by_one.match(r, 0.0) for r in requests]
+        claim = Claim()
+        got = [claimed.match(r, 0.0, claim) for r in requests]
+        self.assertEqual(got, expected)
+        self.assertEqual(claim.hits, tuple(h for h in got if h is not None))
+        self.assertEqual(
+            [e.view(i) for i, e in enumerate(claimed.entries())],
+            [e.view(i) for i, e in enumerate(RuleBook(rules).entries())],
+        )
+        claimed.commit(claim, 0.0)
+        self.assertEqual(
+            [e.view(i) for i, e in enumerate(claimed.entries())],
+            [e.view(i) for i, e in enumerate(one_by_one.entries())],
+        )
 
     @settings(max_examples=200, deadline=None)
     @given(

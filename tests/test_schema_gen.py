@@ -14,12 +14,13 @@ import re
 import subprocess
 import sys
 import urllib.parse
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
 from ipaddress import IPv4Network, IPv6Interface
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, TypeVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,8 +40,17 @@ from pydantic import (
 
 from twisted.trial.unittest import SynchronousTestCase
 
+import mockai_tw
 from mockai_tw.engine import schema_gen
-from mockai_tw.engine.schema_gen import SchemaError, check_schema, generate
+from mockai_tw.engine.schema_gen import (
+    MAX_SCHEMA_DEPTH,
+    SchemaError,
+    check_schema,
+    generate,
+    schema_depth,
+)
+
+T = TypeVar("T")
 
 SETTINGS = settings(
     max_examples=200,
@@ -756,7 +766,7 @@ class DeterminismTests(SynchronousTestCase):
             "print(json.dumps([generate(schema, random.Random(s)) for s in range(5)]))"
         )
         schema = json.dumps(strict_schema(Order))
-        here = str(Path(schema_gen.__file__).resolve().parents[2])
+        here = str(Path(mockai_tw.__file__).resolve().parents[1])
         path = os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])
         outputs = set()
         for hash_seed in ("1", "2", "3"):
@@ -1025,6 +1035,246 @@ class ErrorTests(SynchronousTestCase):
         for _ in range(2):
             self.assertRaises(SchemaError, check_schema, schema)
             self.assertRaises(SchemaError, generate, schema, random.Random(0))
+
+
+# -- nesting depth: bounded, measured without recursion ----------------------
+
+# One schema level around ``s``, per keyword that holds subschemas.
+WRAPPERS: dict[str, Callable[[Any], Any]] = {
+    "properties": lambda s: {
+        "type": "object",
+        "properties": {"a": s},
+        "required": ["a"],
+    },
+    "items": lambda s: {"type": "array", "items": s, "minItems": 1},
+    "prefixItems": lambda s: {"type": "array", "prefixItems": [s], "minItems": 1},
+    "additionalProperties": lambda s: {
+        "type": "object",
+        "additionalProperties": s,
+        "minProperties": 1,
+    },
+    "anyOf": lambda s: {"anyOf": [s]},
+    "allOf": lambda s: {"allOf": [s]},
+    "oneOf": lambda s: {"oneOf": [s]},
+    "mixed": lambda s: {"anyOf": [{"type": "null"}, {"allOf": [s]}]},
+}
+# Keywords generation does not descend the same way: only checked.
+CHECK_ONLY: dict[str, Callable[[Any], Any]] = {
+    "$defs": lambda s: {"$defs": {"a": s}},
+    "not": lambda s: {"not": s},
+    "dependentSchemas": lambda s: {"dependentSchemas": {"a": s}},
+    "patternProperties": lambda s: {"patternProperties": {"^a": s}},
+}
+
+
+def chain(wrap: Callable[[Any], Any], levels: int) -> Any:
+    """A schema ``levels`` deep: a string schema wrapped ``levels - 1`` times."""
+    schema: Any = {"type": "string"}
+    for _ in range(levels - 1):
+        schema = wrap(schema)
+    return schema
+
+
+def nested_list(levels: int) -> list[Any]:
+    """``[[[...]]]``, ``levels`` arrays deep (built without recursion)."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def json_depth(value: Any) -> int:
+    """How many objects and arrays deep a JSON value nests."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def on_a_deep_stack(frames: int, f: Callable[..., T], *args: Any) -> T:
+    """``f(*args)`` below ``frames`` more frames, as the server's stack would be."""
+    if frames == 0:
+        return f(*args)
+    return on_a_deep_stack(frames - 1, f, *args)
+
+
+def rng(seed: int = 0) -> random.Random:
+    return random.Random(seed)
+
+
+# The server calls check_schema about 50 frames deep; allow twice that.
+SERVER_STACK = 100
+
+
+class DepthTests(SynchronousTestCase):
+    def assert_too_deep(self, schema: Any, levels: int) -> None:
+        for call in (check_schema, lambda s: generate(s, rng())):
+            with self.assertRaises(SchemaError) as caught:
+                call(schema)
+            message = str(caught.exception)
+            self.assertIs(type(caught.exception), SchemaError)
+            self.assertIn(f"nested {levels} levels deep", message)
+            self.assertIn(f"the limit is {MAX_SCHEMA_DEPTH}", message)
+            self.assertNotIn("\n", message)
+
+    def test_the_bound(self) -> None:
+        # well above the 10 levels of OpenAI's strict mode, well inside the stack
+        self.assertEqual(MAX_SCHEMA_DEPTH, 64)
+
+    def test_depth_counts_schemas_and_values(self) -> None:
+        self.assertEqual(schema_depth(True), 0)
+        self.assertEqual(schema_depth({}), 1)
+        self.assertEqual(schema_depth({"type": "string"}), 1)
+        for wrap in (*WRAPPERS.values(), *CHECK_ONLY.values()):
+            self.assertEqual(schema_depth(chain(wrap, 5)), 5)
+        # the properties map and the anyOf list are no level of their own ...
+        self.assertEqual(schema_depth({"properties": {"properties": {}}}), 2)
+        self.assertEqual(schema_depth({"anyOf": [{"anyOf": []}]}), 2)
+        # ... but every object and array inside a value is
+        self.assertEqual(schema_depth({"const": nested_list(3)}), 4)
+        self.assertEqual(schema_depth({"enum": [{"a": [1]}]}), 4)
+        self.assertEqual(schema_depth({"x-vendor": {"properties": {"a": {}}}}), 4)
+        self.assertEqual(schema_depth({"anyOf": {"a": {}}}), 3)  # not a list
+        self.assertEqual(schema_depth(nested_list(7)), 7)
+
+    def test_too_deep_is_a_schema_error(self) -> None:
+        for wrap in (*WRAPPERS.values(), *CHECK_ONLY.values()):
+            for levels in (MAX_SCHEMA_DEPTH + 1, 100, 2_000):
+                self.assert_too_deep(chain(wrap, levels), levels)
+        self.assert_too_deep(chain(WRAPPERS["properties"], 100_000), 100_000)
+
+    def test_deep_values_are_too_deep(self) -> None:
+        for levels in (MAX_SCHEMA_DEPTH + 1, 5_000):
+            data = nested_list(levels - 1)
+            for schema in ({"const": data}, {"enum": [data[0]]}, {"default": data}):
+                self.assert_too_deep(schema, levels)
+            self.assert_too_deep({"x-vendor": data}, levels)
+            self.assert_too_deep(nested_list(levels), levels)
+
+    def test_at_the_bound_check_and_generate_work(self) -> None:
+        for kind, wrap in WRAPPERS.items():
+            schema = chain(wrap, MAX_SCHEMA_DEPTH)
+            self.assertEqual(schema_depth(schema), MAX_SCHEMA_DEPTH)
+            for seed in range(2):
+                schema_gen._VERDICTS.clear()
+                on_a_deep_stack(SERVER_STACK, check_schema, schema)
+                schema_gen._VERDICTS.clear()
+                instance = on_a_deep_stack(SERVER_STACK, generate, schema, rng(seed))
+                assert_valid(schema, instance)
+                if kind in ("properties", "items", "prefixItems"):
+                    self.assertEqual(json_depth(instance), MAX_SCHEMA_DEPTH - 1)
+        for wrap in CHECK_ONLY.values():
+            schema_gen._VERDICTS.clear()
+            on_a_deep_stack(SERVER_STACK, check_schema, chain(wrap, MAX_SCHEMA_DEPTH))
+        data = nested_list(MAX_SCHEMA_DEPTH - 1)
+        for schema in ({"const": data, "default": data}, {"enum": [data[0]]}):
+            schema_gen._VERDICTS.clear()
+            instance = on_a_deep_stack(SERVER_STACK, generate, schema, rng())
+            assert_valid(schema, instance)
+
+    def test_recursion_errors_become_schema_errors(self) -> None:
+        """Long $ref chains pass the depth bound; following them must not 500."""
+        n = 20_000
+        refs: dict[str, Any] = {
+            f"d{i}": {"$ref": f"#/$defs/d{i + 1}"} for i in range(n)
+        }
+        refs[f"d{n}"] = {"type": "string"}
+        negated: dict[str, Any] = {
+            f"d{i}": {"not": {"$ref": f"#/$defs/d{i + 1}"}} for i in range(n)
+        }
+        negated[f"d{n}"] = {"type": "string"}
+        for defs in (refs, negated):
+            schema = {"$defs": defs, "$ref": "#/$defs/d0"}
+            self.assertLessEqual(schema_depth(schema), 3)
+            for _ in range(2):  # the same answer once the verdict is remembered
+                with self.assertRaises(SchemaError) as caught:
+                    check_schema(schema)
+                    generate(schema, rng())
+                self.assertIs(type(caught.exception), SchemaError)
+                self.assertIn("too deeply", str(caught.exception))
+
+
+# -- tools without parameters; undeclared properties --------------------------
+
+
+class UndeclaredPropertyTests(SynchronousTestCase):
+    def test_no_properties_no_arguments(self) -> None:
+        """LangChain's magic_function_no_args: a model answers {}."""
+        for schema in (
+            {"type": "object", "properties": {}},
+            {"type": "object"},
+            {"type": "object", "properties": {}, "required": []},
+            {"type": "object", "properties": {}, "additionalProperties": True},
+            {"type": "object", "additionalProperties": {"type": "string"}},
+            {"type": "object", "propertyNames": {"pattern": "^[a-z]+$"}},
+            {"type": "object", "unevaluatedProperties": {"type": "integer"}},
+        ):
+            for seed in range(60):
+                self.assertEqual(generate(schema, rng(seed)), {}, (schema, seed))
+
+    def test_only_declared_properties(self) -> None:
+        schema = {
+            "type": "object",
+            "properties": {
+                "a": {"type": "integer"},
+                "inner": {"type": "object", "properties": {}},
+                "free": {"type": "object"},
+                "b": {"type": "object", "properties": {"c": {"type": "string"}}},
+            },
+            "required": ["inner", "free"],
+        }
+        for seed in range(60):
+            value = generate(schema, rng(seed))
+            self.assertLessEqual(set(value), {"a", "inner", "free", "b"})
+            self.assertEqual(value["inner"], {})
+            self.assertEqual(value["free"], {})
+            self.assertLessEqual(set(value.get("b", {})), {"c"})
+        required_only = {"type": "object", "required": ["x"]}
+        for seed in range(20):
+            self.assertEqual(set(generate(required_only, rng(seed))), {"x"})
+
+    def test_min_properties_beyond_the_declared_ones(self) -> None:
+        schema = {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}},
+            "minProperties": 3,
+        }
+        for seed in range(30):
+            value = generate(schema, rng(seed))
+            assert_valid(schema, value)
+            self.assertGreaterEqual(len(value), 3)
+            self.assertIn("a", value)  # the declared ones first
+        self.assertEqual(
+            len(generate({"type": "object", "minProperties": 2}, rng())), 2
+        )
+
+    def test_pattern_properties_name_their_keys(self) -> None:
+        """A patternProperties map declares its keys by pattern, and only those."""
+        for extra in ({}, {"additionalProperties": True}, {"minProperties": 1}):
+            schema = {
+                "type": "object",
+                "patternProperties": {"^S_[a-z]+$": {"type": "string"}},
+                **extra,
+            }
+            sizes = set()
+            for seed in range(60):
+                value = generate(schema, rng(seed))
+                assert_valid(schema, value)
+                for key in value:
+                    self.assertRegex(key, "^S_[a-z]+$")
+                sizes.add(len(value))
+            self.assertTrue(sizes - {0}, schema)  # a map gets some entries
+        declared = {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}},
+            "patternProperties": {"^S_": {"type": "string"}},
+        }
+        for seed in range(30):
+            self.assertLessEqual(set(generate(declared, rng(seed))), {"a"})
 
 
 def expected_message(schema: Any) -> str:

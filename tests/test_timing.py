@@ -9,7 +9,8 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from mockai_tw.config import Latency, parse_config
+from mockai_tw.config import Latency
+from mockai_tw.config_load import parse_config
 from mockai_tw.delivery import Stream, Ticker
 from mockai_tw.engine.chat import Engine
 from mockai_tw.engine.timing import Override, TimingModel, sample_ms

@@ -31,6 +31,7 @@ from mockai_tw.engine.rules import (
     ErrorAnswer,
     Hit,
     RequestContext,
+    Claim,
     RuleBook,
     chat_context,
     render,
@@ -114,6 +115,13 @@ def synthetic_logprobs(
     return tuple(out)
 
 
+class Unmatched:
+    """The rules were not asked yet (the engine asks them itself)."""
+
+
+UNMATCHED = Unmatched()
+
+
 class Engine:
     """Holds the config and the reply picker's random state."""
 
@@ -129,26 +137,24 @@ class Engine:
         # The server passes its book so run-time rules outlive a reload.
         self.rules = rules if rules is not None else RuleBook(config.rules)
 
-    def scripted(self, context: RequestContext, now: float) -> Hit | None:
+    def match(
+        self, context: RequestContext, now: float, claim: Claim | None = None
+    ) -> Hit | None:
         """The rule that answers this request, or None for the default answer.
 
-        The one hook every endpoint calls, once per request (per prompt for
-        legacy completions); an ``error`` answer raises its ApiError here.
+        With a ``claim`` no counter moves until the caller commits it, so a
+        request refused after matching (rate limit, fault) consumes nothing.
         """
         if not self.rules:
             return None
-        hit = self.rules.match(context, now)
+        return self.rules.match(context, now, claim)
+
+    def scripted(self, context: RequestContext, now: float) -> Hit | None:
+        """Match and commit at once; an ``error`` answer raises its ApiError."""
+        hit = self.match(context, now)
         if hit is not None and isinstance(hit.answer, ErrorAnswer):
             raise scripted_error(hit)
         return hit
-
-    def scripted_fault(self, hit: Hit | None) -> str | None:
-        """The fault a matched rule deals this request, if any (by its odds)."""
-        if hit is None or hit.fault is None:
-            return None
-        if hit.fault_probability < 1 and self.rng.random() >= hit.fault_probability:
-            return None
-        return hit.fault
 
     def scripted_timing(
         self, hit: Hit | None, timing: Override | None
@@ -349,12 +355,19 @@ class Engine:
         timing: Override | None = None,
         headers: Mapping[str, str] = NO_HEADERS,
         endpoint: str = "chat",
+        hit: Hit | None | Unmatched = UNMATCHED,
     ) -> ChatPlan:
-        """``headers`` (lower-cased names) and ``endpoint`` are for the rules."""
-        self.check(request)
-        hit = None
-        if self.rules:
-            hit = self.scripted(chat_context(request, headers, endpoint), now)
+        """``headers`` (lower-cased names) and ``endpoint`` are for the rules.
+
+        The pipeline passes the ``hit`` it matched (and checked) already;
+        called without one, the engine checks and matches itself.
+        """
+        if isinstance(hit, Unmatched):
+            self.check(request)
+            hit = None
+            if self.rules:
+                hit = self.scripted(chat_context(request, headers, endpoint), now)
+        if hit is not None:
             timing = self.scripted_timing(hit, timing)
         rng = self.picker(request.seed, request.model, request.last_user_text)
         choices = []
@@ -383,5 +396,4 @@ class Engine:
             pacing=pacing,
             delay_s=self.timing.non_stream_delay(pacing, steps),
             rule=hit.rule if hit is not None else None,
-            fault=self.scripted_fault(hit),
         )

@@ -8,15 +8,21 @@ particular to ``text_completion`` lives here: several prompts, ``echo``,
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mockai_tw.engine import tokenizer
-from mockai_tw.engine.chat import Engine, apply_limits, synthetic_logprobs
+from mockai_tw.engine.chat import (
+    UNMATCHED,
+    Engine,
+    Unmatched,
+    apply_limits,
+    synthetic_logprobs,
+)
 from mockai_tw.engine.chunking import chunk
 from mockai_tw.engine.ids import new_id
 from mockai_tw.engine.plan import Pacing, TokenLogprob, Usage
-from mockai_tw.engine.rules import NO_HEADERS, Hit, prompt_context, render
+from mockai_tw.engine.rules import NO_HEADERS, Claim, Hit, prompt_context, render
 from mockai_tw.engine.timing import Override
 from mockai_tw.request.completions import CompletionRequest, Prompt
 
@@ -56,7 +62,6 @@ class CompletionPlan:
     content_filter: bool = False
     # The scenario rule that answered (None: the default answer).
     rule: str | None = None
-    fault: str | None = None
 
 
 def prompt_tokens(prompt: Prompt, model: str) -> int:
@@ -95,12 +100,21 @@ def plan_completion(
     now: float,
     timing: Override | None = None,
     headers: Mapping[str, str] = NO_HEADERS,
+    hits: Sequence[Hit | None] | Unmatched = UNMATCHED,
 ) -> CompletionPlan:
     """``best_of`` candidates per prompt are generated (and billed); ``n`` returned.
 
     Choice ``i`` of prompt ``p`` gets index ``p * n + i``, as OpenAI numbers them.
-    Rules are asked once per prompt (``headers`` have lower-cased names).
+    Rules are asked once per prompt (``headers`` have lower-cased names); the
+    pipeline passes the ``hits`` it matched already, one per prompt.
     """
+    if isinstance(hits, Unmatched):
+        hits = [
+            engine.scripted(prompt_context(request, prompt, headers), now)
+            if engine.rules
+            else None
+            for prompt in request.prompts
+        ]
     choices = []
     completion_tokens = 0
     first_hit: Hit | None = None
@@ -109,10 +123,8 @@ def plan_completion(
         rng = engine.picker(request.seed, request.model, key)
         # Its own stream of numbers, so asking for logprobs never changes a reply.
         scores = engine.picker(request.seed, "logprobs", request.model, key)
-        hit = None
-        if engine.rules:
-            hit = engine.scripted(prompt_context(request, prompt, headers), now)
-            first_hit = first_hit or hit
+        hit = hits[p]
+        first_hit = first_hit or hit
         for i in range(request.candidates):
             reply = (
                 engine.reply_text(rng)
@@ -154,5 +166,20 @@ def plan_completion(
         pacing=pacing,
         delay_s=engine.timing.non_stream_delay(pacing, steps),
         rule=first_hit.rule if first_hit is not None else None,
-        fault=engine.scripted_fault(first_hit),
+    )
+
+
+def match_completion(
+    engine: Engine,
+    request: CompletionRequest,
+    headers: Mapping[str, str],
+    now: float,
+    claim: Claim,
+) -> tuple[Hit | None, ...]:
+    """The rule for each prompt, claimed but not committed."""
+    if not engine.rules:
+        return (None,) * len(request.prompts)
+    return tuple(
+        engine.match(prompt_context(request, prompt, headers), now, claim)
+        for prompt in request.prompts
     )

@@ -1,59 +1,59 @@
-"""Faults: which request gets one, and how a reply's events are broken by it.
+"""Faults: which request gets one, decided in one place.
 
-Pure: the decision draws from a seeded ``random.Random``, and breaking a
-reply is a transformation of its ``(due, bytes)`` events; delivery only acts
-out the two things bytes cannot say (reset the connection, close it early).
+Pure: the odds are drawn from a seeded ``random.Random``.  What a kind does
+(answer before headers, break a body, break a stream) is the table in
+``mockai_tw.fault_kinds``; this module only chooses the kind.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import random
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from mockai_tw.config import FaultConfig
-from mockai_tw.engine.plan import CLOSE, RESET
 from mockai_tw.errors import ApiError
-from mockai_tw.fault_kinds import FAULT_KINDS
-
-_HTTP: Mapping[str, tuple[int, str, str, str | None]] = {
-    "http_500": (
-        500,
-        "server_error",
-        "The server had an error while processing your request. Sorry about that!",
-        None,
-    ),
-    "http_502": (502, "server_error", "Bad gateway.", None),
-    "http_503": (
-        503,
-        "server_error",
-        "The engine is currently overloaded, please try again later.",
-        "1",
-    ),
-    "http_504": (504, "server_error", "Gateway timeout.", None),
-    "overloaded": (529, "overloaded_error", "Overloaded. Please try again later.", "1"),
-}
+from mockai_tw.fault_kinds import (
+    FAULT_KINDS,
+    KINDS,
+    Event,
+    Settings,
+    break_stream,
+)
+from mockai_tw.fault_kinds import break_body as _break_body
+from mockai_tw.globs import for_model
 
 
 @dataclass(frozen=True)
 class Fault:
     kind: str
-    stall_s: float = 0.0
-    cut_after: int = 0
-    trickle_bytes: int = 8
-    trickle_interval_s: float = 0.05
+    settings: Settings = field(default_factory=Settings)
+
+    @property
+    def before_headers(self) -> bool:
+        return KINDS[self.kind].before_headers
+
+    @property
+    def drop(self) -> bool:
+        return KINDS[self.kind].drop
 
     @property
     def error(self) -> ApiError | None:
         """The HTTP error this fault answers with, if it is one."""
-        spec = _HTTP.get(self.kind)
-        if spec is None:
+        answer = KINDS[self.kind].answer
+        if answer is None:
             return None
-        status, kind, message, retry_after = spec
-        headers = {"retry-after": retry_after} if retry_after else {}
-        return ApiError(status, message, type=kind, headers=headers)
+        headers = {"retry-after": answer.retry_after} if answer.retry_after else {}
+        return ApiError(
+            answer.status, answer.message, type=answer.type, headers=headers
+        )
+
+
+def unknown_fault(name: str) -> ApiError:
+    known = ", ".join(FAULT_KINDS)
+    return ApiError(
+        400, f"Unknown fault {name!r} in x-mock-fault; known: {known}.", param=None
+    )
 
 
 class FaultInjector:
@@ -63,14 +63,17 @@ class FaultInjector:
         self.config = config
         self.rng = random.Random(config.seed)
         self.counts: dict[str, int] = {}
+        self.settings = Settings(
+            stall_s=config.stall_s,
+            cut_after=config.cut_after,
+            trickle_bytes=config.trickle_bytes,
+            trickle_interval_s=config.trickle_interval_ms / 1000.0,
+        )
 
-    def _settings(self, model: str) -> tuple[float, Mapping[str, float]]:
+    def _odds(self, model: str) -> tuple[float, Mapping[str, float]]:
         config = self.config
         probability, kinds = config.probability, config.kinds
-        entry = config.models.get(model) or next(
-            (v for k, v in config.models.items() if fnmatch.fnmatchcase(model, k)),
-            None,
-        )
+        entry = for_model(config.models, model)
         if entry is not None:
             if entry.probability is not None:
                 probability = entry.probability
@@ -79,28 +82,31 @@ class FaultInjector:
         return probability, kinds
 
     def make(self, kind: str) -> Fault:
-        config = self.config
         self.counts[kind] = self.counts.get(kind, 0) + 1
-        return Fault(
-            kind,
-            stall_s=config.stall_s,
-            cut_after=config.cut_after,
-            trickle_bytes=config.trickle_bytes,
-            trickle_interval_s=config.trickle_interval_ms / 1000.0,
-        )
+        return Fault(kind, self.settings)
 
-    def decide(self, model: str, requested: str | None = None) -> Fault | None:
-        """The fault for this request: the one asked for, or one drawn by chance."""
+    def decide(
+        self,
+        model: str,
+        requested: str | None = None,
+        scripted: str | None = None,
+        scripted_odds: float = 1.0,
+    ) -> Fault | None:
+        """The fault for this request, the one place that chooses it.
+
+        A header's request (``requested``, already allowed by the config)
+        wins; then a rule's (``scripted``, dealt with ``scripted_odds``);
+        then one drawn by the configured odds.
+        """
         if requested:
-            if requested not in FAULT_KINDS:
-                known = ", ".join(FAULT_KINDS)
-                raise ApiError(
-                    400,
-                    f"Unknown fault {requested!r} in x-mock-fault; known: {known}.",
-                    param=None,
-                )
+            if requested not in KINDS:
+                raise unknown_fault(requested)
             return self.make(requested)
-        probability, kinds = self._settings(model)
+        if scripted:
+            if scripted_odds >= 1 or self.rng.random() < scripted_odds:
+                return self.make(scripted)
+            return None
+        probability, kinds = self._odds(model)
         if probability <= 0 or self.rng.random() >= probability:
             return None
         names = list(kinds) or list(FAULT_KINDS)
@@ -110,68 +116,15 @@ class FaultInjector:
         return self.make(self.rng.choices(names, weights)[0])
 
 
-def _malformed(event: bytes) -> bytes:
-    """The event's data line cut mid-JSON: invalid, but still framed."""
-    head, _, payload = event.partition(b"data: ")
-    body = payload.rstrip(b"\n")
-    return head + b"data: " + body[: max(1, len(body) // 2)] + b"\n\n"
-
-
-def _dribble(
-    data: bytes, due: float, fault: Fault, offset: float
-) -> Iterator[tuple[float, bytes]]:
-    for i, start in enumerate(range(0, len(data), fault.trickle_bytes)):
-        yield (
-            due + offset + i * fault.trickle_interval_s,
-            data[start : start + fault.trickle_bytes],
-        )
-
-
-def break_events(
-    events: Iterator[tuple[float, bytes]], fault: Fault | None
-) -> Iterator[Any]:
+def break_events(events: Iterator[Event], fault: Fault | None) -> Iterator[Event]:
     """The reply's events as ``fault`` delivers them (unchanged when None)."""
-    if fault is None or fault.kind not in (
-        "cut_reset",
-        "cut_close",
-        "malformed",
-        "trickle",
-        "stall",
-    ):
-        yield from events
-        return
-    if fault.kind == "stall":
-        if fault.stall_s == 0:
-            yield float("inf"), RESET  # silence until the client gives up
-            return
-        for due, data in events:
-            yield due + fault.stall_s, data
-        return
-    offset = 0.0
-    for sent, (due, data) in enumerate(events):
-        if fault.kind == "trickle":
-            pieces = list(_dribble(data, due, fault, offset))
-            offset = pieces[-1][0] - due if pieces else offset
-            yield from pieces
-            continue
-        if sent < fault.cut_after:
-            yield due, data
-            continue
-        if fault.kind == "malformed":
-            yield due, _malformed(data)
-            yield from ((d, b) for d, b in events)
-            return
-        yield due, RESET if fault.kind == "cut_reset" else CLOSE
-        return
+    if fault is None:
+        return events
+    return break_stream(events, fault.kind, fault.settings)
 
 
-def break_body(body: bytes, delay_s: float, fault: Fault | None) -> Iterator[Any]:
+def break_body(body: bytes, delay_s: float, fault: Fault | None) -> Iterator[Event]:
     """A non-streamed body as ``fault`` delivers it, after ``delay_s``."""
-    if fault is not None and fault.kind in ("cut_reset", "cut_close"):
-        # Headers promise the whole body; half of it arrives.
-        yield delay_s, body[: len(body) // 2]
-        yield delay_s, RESET if fault.kind == "cut_reset" else CLOSE
-        return
-    if fault is not None and fault.kind == "malformed":
-        body = body[: max(1, len(body) // 2)] + b" " * (len(body) - len(body) // 2)
-    yield from break_events(iter([(delay_s, body)]), fault)
+    if fault is None:
+        return iter([(delay_s, body)])
+    return _break_body(body, delay_s, fault.kind, fault.settings)

@@ -9,6 +9,11 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# Delivery's actions live with the fault kinds that use them (a leaf).
+from mockai_tw.fault_kinds import CLOSE as CLOSE
+from mockai_tw.fault_kinds import RESET as RESET
+from mockai_tw.fault_kinds import Action as Action
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -119,20 +124,3 @@ class ChatPlan:
     delay_s: float = 0.0
     # The scenario rule that answered (None: the default answer).
     rule: str | None = None
-    # A fault the matched rule deals this request.
-    fault: str | None = None
-
-
-class Action:
-    """A stream event that is not bytes: what delivery does at that point."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"Action({self.name})"
-
-
-#: Abort the connection (TCP reset), or finish the response as it stands.
-RESET = Action("reset")
-CLOSE = Action("close")

@@ -9,6 +9,7 @@ prompt tokens plus ``max_tokens`` reserved up front); its answer carries the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mockai_tw.config import RateLimitConfig
@@ -84,27 +85,39 @@ class RateLimiter:
         bucket.refill(now)
         return bucket
 
-    def admit(self, key: str, model: str, tokens: int, now: float) -> Decision:
-        """Charge one request of ``tokens`` to ``key``, or refuse it with a 429."""
+    def admit(
+        self, key: str, model: str, tokens: int | Callable[[], int], now: float
+    ) -> Decision:
+        """Charge one request of ``tokens`` to ``key``, or refuse it with a 429.
+
+        ``tokens`` may be a thunk: it is called only when a token budget
+        applies and the request budget admitted the request, so a reply
+        generated to count its tokens is never generated for nothing.
+        """
         if not self.config.enabled:
             return Decision({})
         requests = self._bucket(key, model, "requests", now)
         budget = self._bucket(key, model, "tokens", now)
         error = None
-        for kind, bucket, amount, unit in (
-            ("requests", requests, 1, "requests per min (RPM)"),
-            ("tokens", budget, tokens, "tokens per min (TPM)"),
-        ):
-            if bucket is None:
-                continue
-            wait = bucket.wait(amount)
+        if requests is not None:
+            wait = requests.wait(1)
             if wait > 0:
-                error = self._refusal(kind, unit, bucket, amount, wait, model)
-                break
+                error = self._refusal(
+                    "requests", "requests per min (RPM)", requests, 1, wait, model
+                )
+        amount = 0
+        if error is None and budget is not None:
+            amount = tokens() if callable(tokens) else tokens
+            wait = budget.wait(amount)
+            if wait > 0:
+                error = self._refusal(
+                    "tokens", "tokens per min (TPM)", budget, amount, wait, model
+                )
         if error is None:
-            for bucket, amount in ((requests, 1), (budget, tokens)):
-                if bucket is not None:
-                    bucket.available -= amount
+            if requests is not None:
+                requests.available -= 1
+            if budget is not None:
+                budget.available -= amount
         headers: dict[str, str] = {}
         for kind, bucket in (("requests", requests), ("tokens", budget)):
             if bucket is not None:

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mockai_tw.engine.chat import Engine, check_schema
+from mockai_tw.engine.chat import UNMATCHED, Engine, Unmatched, check_schema
 from mockai_tw.engine.ids import hex_id
 from mockai_tw.engine.plan import Pacing, TokenLogprob, ToolCallPlan, Usage
-from mockai_tw.engine.rules import NO_HEADERS
+from mockai_tw.engine.rules import NO_HEADERS, Claim, Hit, chat_context
 from mockai_tw.engine.timing import Override
 from mockai_tw.errors import ApiError, invalid
 from mockai_tw.request.chat import ChatRequest, Message
@@ -85,7 +85,6 @@ class ResponsePlan:
     context: tuple[dict[str, Any], ...] = ()
     # The scenario rule that answered (None: the default answer).
     rule: str | None = None
-    fault: str | None = None
 
     @property
     def model(self) -> str:
@@ -259,19 +258,17 @@ def _listed(items: tuple[InputItem, ...]) -> tuple[ListedItem, ...]:
     return tuple(out)
 
 
-def plan_response(
-    engine: Engine,
-    store: ResponseStore,
-    request: ResponsesRequest,
-    now: float,
-    timing: Override | None = None,
-    headers: Mapping[str, str] = NO_HEADERS,
-) -> ResponsePlan:
-    """Answer ``request`` in the context of the response it follows.
+@dataclass(frozen=True)
+class Prepared:
+    """A Responses request in its conversation, as the chat engine sees it."""
 
-    The caller keeps the plan (``ResponseStore.keep``) once it is sent, so a
-    refused request (rate limit, fault) leaves nothing behind.
-    """
+    request: ResponsesRequest
+    chat: ChatRequest
+    conversation: tuple[dict[str, Any], ...]
+
+
+def prepare_response(store: ResponseStore, request: ResponsesRequest) -> Prepared:
+    """Find the response it follows and check it: every 400/404 comes here."""
     history: tuple[dict[str, Any], ...] = ()
     if request.previous_response_id is not None:
         previous = store.get(request.previous_response_id)
@@ -288,13 +285,58 @@ def plan_response(
     instructions: tuple[dict[str, Any], ...] = ()
     if request.instructions:
         instructions = ({"role": "developer", "content": request.instructions},)
+    chat = _chat_request(request, instructions + conversation)
+    return Prepared(request, chat, conversation)
+
+
+def match_response(
+    engine: Engine,
+    prepared: Prepared,
+    headers: Mapping[str, str],
+    now: float,
+    claim: Claim,
+) -> Hit | None:
+    """The rule that answers, claimed but not committed."""
+    if not engine.rules:
+        return None
+    return engine.match(chat_context(prepared.chat, headers, "responses"), now, claim)
+
+
+def plan_response(
+    engine: Engine,
+    store: ResponseStore,
+    request: ResponsesRequest,
+    now: float,
+    timing: Override | None = None,
+    headers: Mapping[str, str] = NO_HEADERS,
+) -> ResponsePlan:
+    """Answer ``request`` in the context of the response it follows.
+
+    The caller keeps the plan (``ResponseStore.keep``) once it is sent, so a
+    refused request (rate limit, fault) leaves nothing behind.
+    """
+    prepared = prepare_response(store, request)
+    return plan_prepared(engine, prepared, now, timing, headers)
+
+
+def plan_prepared(
+    engine: Engine,
+    prepared: Prepared,
+    now: float,
+    timing: Override | None = None,
+    headers: Mapping[str, str] = NO_HEADERS,
+    hit: Hit | None | Unmatched = UNMATCHED,
+) -> ResponsePlan:
+    """The answer to a prepared request (``hit``: as the pipeline matched it)."""
+    request, conversation = prepared.request, prepared.conversation
     try:
         chat = engine.chat(
-            _chat_request(request, instructions + conversation),
+            prepared.chat,
             now,
             timing,
             headers=headers,
             endpoint="responses",
+            hit=hit,
         )
     except ApiError as error:
         if error.param != "response_format":
@@ -326,5 +368,4 @@ def plan_response(
         input_items=_listed(request.input),
         context=conversation + tuple(_output_messages(output)),
         rule=chat.rule,
-        fault=chat.fault,
     )

@@ -7,13 +7,13 @@ way latency is reported (median and p99), not by its parameters.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import random
 from dataclasses import dataclass
 
 from mockai_tw.config import Config, Latency
 from mockai_tw.engine.plan import Pacing
+from mockai_tw.globs import for_model
 
 # The standard normal's 99th percentile: p99 = median * exp(Z99 * sigma).
 Z99 = 2.3263478740408408
@@ -64,12 +64,7 @@ class TimingModel:
             return found
         timing = self.timing
         ttft, itl = timing.ttft, timing.itl or self.default_itl
-        entry = timing.models.get(model)
-        if entry is None:
-            entry = next(
-                (v for k, v in timing.models.items() if fnmatch.fnmatchcase(model, k)),
-                None,
-            )
+        entry = for_model(timing.models, model)
         if entry is not None:
             ttft = entry.ttft or ttft
             itl = entry.itl or itl

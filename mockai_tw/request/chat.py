@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from mockai_tw.errors import invalid
-from mockai_tw.request.common import Fields, missing, parse_body, wrong_type
+from mockai_tw.request.common import (
+    INT64_MAX,
+    INT64_MIN,
+    Fields,
+    Source,
+    check_integer,
+    missing,
+    parse_body,
+    wrong_type,
+)
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 _ROLE_LIST = "'system', 'assistant', 'user', 'function', 'tool', and 'developer'"
@@ -253,6 +262,20 @@ def _choice(
     return "function", name
 
 
+def logit_bias(fields: Fields) -> dict[str, Any] | None:
+    """``logit_bias``: token ids to a bias from -100 to 100."""
+    value = fields.obj("logit_bias")
+    for token, bias in (value or {}).items():
+        check_integer(
+            bias,
+            fields.name(f"logit_bias.{token}"),
+            low=-100,
+            high=100,
+            literal=fields.literal("logit_bias", token),
+        )
+    return value
+
+
 def _response_format(value: Any) -> ResponseFormat:
     if value is None:
         return ResponseFormat()
@@ -294,7 +317,7 @@ def _response_format(value: Any) -> ResponseFormat:
 
 def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatRequest:
     body = parse_body(data, default_model)
-    fields = Fields(body)
+    fields = Fields(body, source=Source(data))
     model = fields.string("model")
     if not model:
         raise invalid("you must provide a model parameter", param="model")
@@ -344,7 +367,7 @@ def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatReq
             "Invalid value for 'logprobs': must be true when 'top_logprobs' is set.",
             param="logprobs",
         )
-    fields.obj("logit_bias")
+    logit_bias(fields)
     fields.boolean("store")
     fields.string("service_tier")
     return ChatRequest(
@@ -355,7 +378,7 @@ def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatReq
         n=fields.integer("n", low=1, high=128) or 1,
         max_tokens=max_tokens if max_tokens is not None else legacy_max,
         stop=_stop(body.get("stop")),
-        seed=fields.integer("seed"),
+        seed=fields.integer("seed", low=INT64_MIN, high=INT64_MAX),
         user=fields.string("user"),
         temperature=fields.number("temperature"),
         top_p=fields.number("top_p"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -20,7 +21,7 @@ _JSON_HINT = (
 _KIND = {
     "string": "a string",
     "integer": "an integer",
-    "number": "a number",
+    "number": "a decimal number",
     "boolean": "a boolean",
     "object": "an object",
     "array": "an array",
@@ -43,6 +44,51 @@ def json_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
+
+
+# Where OpenAI's reference gives no bound, a count is an int32 and a seed an
+# int64, as the real service stores them.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# orjson reads an integer literal outside [-2**63, 2**64) as a float.
+_ORJSON_INTS = 2**63
+
+
+class _IntegerLiteral(str):
+    """An integer literal's text, as the standard library's reader hands it on."""
+
+
+class Source:
+    """The body as sent, for the integers orjson cannot hold.
+
+    Parsed by orjson, ``18446744073709551616`` and ``1.8446744073709552e19``
+    are the same float; OpenAI answers the first with a range error and the
+    second with a type error.  Only such an out-of-range value needs to know
+    which it was, so only then is the body read again, by the standard
+    library, keeping each integer literal's text.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._exact: Any = None
+        self._read = False
+
+    def integer_literal(self, path: Sequence[str | int]) -> str | None:
+        """The text at ``path`` if the body has an integer literal there."""
+        if not self._read:
+            self._read = True
+            try:
+                self._exact = json.loads(self.data, parse_int=_IntegerLiteral)
+            except (ValueError, RecursionError):
+                self._exact = None
+        node = self._exact
+        for step in path:
+            try:
+                node = node[step]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return node if isinstance(node, _IntegerLiteral) else None
 
 
 def parse_body(body: bytes, default_model: str | None = None) -> dict[str, Any]:
@@ -76,6 +122,53 @@ def wrong_type(param: str, expected: str, value: Any) -> ApiError:
     )
 
 
+def check_integer(
+    value: Any,
+    param: str,
+    *,
+    low: int = INT32_MIN,
+    high: int = INT32_MAX,
+    literal: Callable[[], str | None] | None = None,
+) -> int:
+    """``value`` as an int within ``[low, high]``, or the 400 OpenAI sends.
+
+    The one integer check of every request model.  A whole number written
+    as a float (``16.0``) is taken when it is in range; any other float is a
+    type error, as OpenAI words it ("expected an integer").  ``literal``
+    finds the value's text in the body as sent (see ``Source``), so that an
+    integer too large for orjson is still reported as the integer it was.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise wrong_type(param, "an integer", value)
+    if isinstance(value, float):
+        text = None
+        if literal is not None and abs(value) >= _ORJSON_INTS:
+            text = literal()
+        if text is None:
+            if value.is_integer() and low <= value <= high:
+                return int(value)
+            raise wrong_type(param, "an integer", value)
+        # An integer orjson could not hold: beyond int64, so beyond any bound.
+        shown, below = text, text.startswith("-")
+    elif low <= value <= high:
+        return value
+    else:
+        shown, below = str(value), value < low
+    if below:
+        raise invalid(
+            f"Invalid '{param}': integer below minimum value. Expected a value"
+            f" >= {low}, but got {shown} instead.",
+            param=param,
+            code="integer_below_min_value",
+        )
+    raise invalid(
+        f"Invalid '{param}': integer above maximum value. Expected a value"
+        f" <= {high}, but got {shown} instead.",
+        param=param,
+        code="integer_above_max_value",
+    )
+
+
 def missing(param: str) -> ApiError:
     return invalid(
         f"Missing required parameter: '{param}'.",
@@ -89,11 +182,23 @@ def out_of_range(param: str, message: str) -> ApiError:
 
 
 class Fields:
-    """Typed reads from one JSON object, each failing with the param's name."""
+    """Typed reads from one JSON object, each failing with the param's name.
 
-    def __init__(self, body: Mapping[str, Any], prefix: str = "") -> None:
+    ``source`` and ``path`` say where the object is in the body as sent, for
+    the integers orjson cannot hold (see ``check_integer``).
+    """
+
+    def __init__(
+        self,
+        body: Mapping[str, Any],
+        prefix: str = "",
+        source: Source | None = None,
+        path: tuple[str | int, ...] = (),
+    ) -> None:
         self.body = body
         self.prefix = prefix
+        self.source = source
+        self.path = path
 
     def name(self, key: str) -> str:
         return f"{self.prefix}{key}"
@@ -117,18 +222,22 @@ class Fields:
         return value
 
     def integer(
-        self, key: str, *, low: int | None = None, high: int | None = None
+        self, key: str, *, low: int = INT32_MIN, high: int = INT32_MAX
     ) -> int | None:
         value = self.body.get(key)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise wrong_type(self.name(key), "an integer", value)
-        self._bounds(key, value, low, high)
-        return value
+        return check_integer(
+            value, self.name(key), low=low, high=high, literal=self.literal(key)
+        )
+
+    def literal(self, *steps: str | int) -> Callable[[], str | None] | None:
+        """Finds the integer literal at ``steps`` below this object, if known."""
+        source = self.source
+        if source is None:
+            return None
+        path = (*self.path, *steps)
+        return lambda: source.integer_literal(path)
 
     def number(
         self, key: str, *, low: float | None = None, high: float | None = None

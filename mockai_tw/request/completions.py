@@ -7,7 +7,18 @@ from typing import Any
 
 from mockai_tw.errors import invalid
 from mockai_tw.request.chat import _stop as parse_stop
-from mockai_tw.request.common import Fields, missing, parse_body, wrong_type
+from mockai_tw.request.chat import logit_bias
+from mockai_tw.request.common import (
+    INT32_MAX,
+    INT64_MAX,
+    INT64_MIN,
+    Fields,
+    Source,
+    check_integer,
+    missing,
+    parse_body,
+    wrong_type,
+)
 
 # OpenAI's default for the legacy endpoint (chat has none): short replies get cut.
 DEFAULT_MAX_TOKENS = 16
@@ -55,7 +66,10 @@ class CompletionRequest:
         return max(self.n, self.best_of or 0)
 
 
-def _token_ids(value: list[Any], param: str) -> tuple[int, ...]:
+def _token_ids(
+    value: list[Any], param: str, body: Fields, *where: str | int
+) -> tuple[int, ...]:
+    """A token array, ``where`` in ``body`` (for literals orjson cannot hold)."""
     if not value:
         raise invalid(
             f"Invalid '{param}': empty array. Expected an array with minimum length 1,"
@@ -63,19 +77,15 @@ def _token_ids(value: list[Any], param: str) -> tuple[int, ...]:
             param=param,
             code="empty_array",
         )
+    tokens = list(value)
     for i, token in enumerate(value):
-        if isinstance(token, bool) or not isinstance(token, int):
-            raise wrong_type(f"{param}[{i}]", "an integer", token)
-        if token < 0:
-            raise invalid(
-                f"Invalid '{param}[{i}]': token ids are non-negative, got {token}.",
-                param=f"{param}[{i}]",
-                code="invalid_value",
-            )
-    return tuple(value)
+        if type(token) is not int or not 0 <= token <= INT32_MAX:
+            literal = body.literal(*where, i)
+            tokens[i] = check_integer(token, f"{param}[{i}]", low=0, literal=literal)
+    return tuple(tokens)
 
 
-def _prompts(value: Any) -> tuple[Prompt, ...]:
+def _prompts(value: Any, fields: Fields) -> tuple[Prompt, ...]:
     """The four shapes OpenAI accepts, each prompt on its own."""
     if value is None:
         raise missing("prompt")
@@ -92,7 +102,7 @@ def _prompts(value: Any) -> tuple[Prompt, ...]:
         )
     first = value[0]
     if isinstance(first, int) and not isinstance(first, bool):
-        return (Prompt("", _token_ids(value, "prompt")),)
+        return (Prompt("", _token_ids(value, "prompt", fields, "prompt")),)
     if len(value) > MAX_PROMPTS:
         raise invalid(
             f"Invalid 'prompt': array too long. Expected an array with maximum length"
@@ -110,7 +120,8 @@ def _prompts(value: Any) -> tuple[Prompt, ...]:
         for i, item in enumerate(value):
             if not isinstance(item, list):
                 raise wrong_type(f"prompt[{i}]", "an array of integers", item)
-            out.append(Prompt("", _token_ids(item, f"prompt[{i}]")))
+            ids = _token_ids(item, f"prompt[{i}]", fields, "prompt", i)
+            out.append(Prompt("", ids))
         return tuple(out)
     raise wrong_type("prompt", _PROMPT_TYPES, value)
 
@@ -119,11 +130,11 @@ def parse_completion_request(
     data: bytes, default_model: str | None = None
 ) -> CompletionRequest:
     body = parse_body(data, default_model)
-    fields = Fields(body)
+    fields = Fields(body, source=Source(data))
     model = fields.string("model")
     if not model:
         raise invalid("you must provide a model parameter", param="model")
-    prompts = _prompts(body.get("prompt"))
+    prompts = _prompts(body.get("prompt"), fields)
     stream = fields.boolean("stream")
     options = fields.obj("stream_options")
     if options is not None and not stream:
@@ -155,7 +166,7 @@ def parse_completion_request(
         ("frequency_penalty", -2, 2),
     ):
         fields.number(key, low=low, high=high)
-    fields.obj("logit_bias")
+    logit_bias(fields)
     return CompletionRequest(
         model=model,
         prompts=prompts,
@@ -168,7 +179,7 @@ def parse_completion_request(
         echo=fields.boolean("echo"),
         suffix=fields.string("suffix"),
         logprobs=fields.integer("logprobs", low=0, high=5),
-        seed=fields.integer("seed"),
+        seed=fields.integer("seed", low=INT64_MIN, high=INT64_MAX),
         temperature=fields.number("temperature", low=0, high=2),
         top_p=fields.number("top_p", low=0, high=1),
         user=fields.string("user"),

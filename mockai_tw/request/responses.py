@@ -8,6 +8,7 @@ checks) is read with the chat request's own helpers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,11 @@ from mockai_tw.request.chat import (
     _function,
 )
 from mockai_tw.request.common import (
+    INT64_MAX,
+    INT64_MIN,
     Fields,
+    Source,
+    check_integer,
     missing,
     out_of_range,
     parse_body,
@@ -71,6 +76,8 @@ _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _SUMMARIES = ("auto", "concise", "detailed")
 _TIERS = ("auto", "default", "flex", "scale", "priority")
 _METADATA_PAIRS = 16
+# A query-string integer: digits (a bound on them keeps ``int()`` cheap).
+_INTEGER = re.compile(r"-?[0-9]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -379,7 +386,7 @@ def _include(body: dict[str, Any]) -> tuple[str, ...]:
 
 def parse_responses_request(data: bytes) -> ResponsesRequest:
     body = parse_body(data)
-    fields = Fields(body)
+    fields = Fields(body, source=Source(data))
     model = fields.string("model", required=True)
     if not model:
         raise missing("model")
@@ -437,7 +444,7 @@ def parse_responses_request(data: bytes) -> ResponsesRequest:
         top_p=fields.number("top_p", low=0, high=1),
         top_logprobs=fields.integer("top_logprobs", low=0, high=20),
         user=fields.string("user"),
-        seed=fields.integer("seed"),
+        seed=fields.integer("seed", low=INT64_MIN, high=INT64_MAX),
         truncation=truncation,
         reasoning_effort=effort,
         reasoning_summary=summary,
@@ -468,12 +475,9 @@ def parse_list_params(args: Mapping[bytes, list[bytes]]) -> ListParams:
     limit_text = one("limit")
     limit = 20
     if limit_text is not None:
-        try:
-            limit = int(limit_text)
-        except ValueError:
-            raise wrong_type("limit", "an integer", limit_text) from None
-        if not 1 <= limit <= 100:
-            raise out_of_range("limit", f"{limit} is not between 1 and 100.")
+        if not _INTEGER.fullmatch(limit_text):
+            raise wrong_type("limit", "an integer", limit_text)
+        limit = check_integer(int(limit_text), "limit", low=1, high=100)
     order = one("order") or "desc"
     _enum(order, "order", ("asc", "desc"))
     return ListParams(limit, order, one("after"))

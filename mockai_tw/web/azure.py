@@ -17,15 +17,14 @@ from urllib.parse import unquote
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
-from mockai_tw.web.chat import ChatCompletions
-from mockai_tw.web.completions import Completions
-from mockai_tw.web.embeddings import Embeddings
-from mockai_tw.web.resources import ApiResource, Branch, check_token
+from mockai_tw.web.endpoints import AZURE_CHAT, AZURE_COMPLETIONS, AZURE_EMBEDDINGS
+from mockai_tw.web.pipeline import EndpointResource
+from mockai_tw.web.resources import Branch, check_token
 from mockai_tw.web.site import send_json
 from mockai_tw.wire import azure
 
 if TYPE_CHECKING:
-    from mockai_tw.server import MockServer
+    from mockai_tw.web.face import Face
 
 APIM_REQUEST_ID = b"apim-request-id"
 
@@ -121,42 +120,20 @@ class Deployments(AzureBranch):
 
 
 class Deployment(AzureBranch):
-    def __init__(self, server_state: MockServer, name: str) -> None:
-        super().__init__(server_state)
-        chat = AzureBranch(server_state)
-        chat.putChild(b"completions", AzureChatCompletions(server_state, name))
+    """The ``/v1`` endpoints under a deployment: same pipeline, rate limits,
+    faults and timing; the deployment stands for the model."""
+
+    def __init__(self, face: Face, name: str) -> None:
+        super().__init__(face)
+        chat = AzureBranch(face)
+        chat.putChild(b"completions", EndpointResource(face, AZURE_CHAT, name))
         self.putChild(b"chat", chat)
-        self.putChild(b"completions", AzureCompletions(server_state, name))
-        self.putChild(b"embeddings", AzureEmbeddings(server_state, name))
+        self.putChild(b"completions", EndpointResource(face, AZURE_COMPLETIONS, name))
+        self.putChild(b"embeddings", EndpointResource(face, AZURE_EMBEDDINGS, name))
 
 
-class AzureEndpoint(ApiResource):
-    """A ``/v1`` handler under a deployment: same engine, rate limits, faults
-    and timing; the deployment stands for the model."""
-
-    default_model: str | None = None
-
-    def __init__(self, server_state: MockServer, deployment: str) -> None:
-        super().__init__(server_state)
-        self.default_model = deployment
-
-
-class AzureChatCompletions(AzureEndpoint, ChatCompletions):
-    render_body = staticmethod(azure.chat_completion)
-    render_stream = staticmethod(azure.chat_stream)
-
-
-class AzureCompletions(AzureEndpoint, Completions):
-    render_body = staticmethod(azure.completion)
-    render_stream = staticmethod(azure.completion_stream)
-
-
-class AzureEmbeddings(AzureEndpoint, Embeddings):
-    """Embeddings carry no content-filter annotations on Azure: OpenAI's body."""
-
-
-def azure_tree(server_state: MockServer) -> AzureRoot:
+def azure_tree(face: Face) -> AzureRoot:
     """The ``/openai`` resource, for the root to mount."""
-    root = AzureRoot(server_state)
-    root.putChild(b"deployments", Deployments(server_state))
+    root = AzureRoot(face)
+    root.putChild(b"deployments", Deployments(face))
     return root

@@ -14,9 +14,10 @@ from twisted.web.resource import IResource, Resource
 
 from mockai_tw.errors import ApiError, server_error
 from mockai_tw.web.site import ApiRequest, send_error, send_json
+from mockai_tw.wire.errors import error_body
 
 if TYPE_CHECKING:
-    from mockai_tw.server import MockServer
+    from mockai_tw.web.face import Face
 
 log = Logger()
 
@@ -41,9 +42,12 @@ def invalid_url(request: server.Request) -> ApiError:
 class ApiResource(Resource):
     """Routes by method to ``render_<METHOD>``; every failure becomes an error body."""
 
-    def __init__(self, server_state: MockServer) -> None:
+    # The provider's error shape for what this resource answers.
+    error_body: Callable[[ApiError], bytes] = staticmethod(error_body)
+
+    def __init__(self, face: Face) -> None:
         super().__init__()
-        self.state = server_state
+        self.state = face
 
     def getChild(self, path: bytes, request: server.Request) -> IResource:
         return ErrorResource(invalid_url(request))
@@ -80,12 +84,12 @@ class ApiResource(Resource):
                 request.answered(request.code if result != server.NOT_DONE_YET else 0)
             return result
         except ApiError as error:
-            send_error(request, error)
+            send_error(request, error, self.error_body)
         except Exception:
             log.failure(
                 "Error answering {method} {path}", method=method, path=_path(request)
             )
-            send_error(request, server_error())
+            send_error(request, server_error(), self.error_body)
         return server.NOT_DONE_YET
 
 
@@ -112,11 +116,13 @@ def _mask(token: str) -> str:
 
 
 def check_token(
-    request: server.Request, state: MockServer, *, api_key_header: bool = False
+    request: server.Request, state: Face, *, api_key_header: bool = False
 ) -> ApiError | None:
     """None if the bearer token is accepted; otherwise the 401 to send.
 
     With ``api_key_header`` (the Azure tree) an ``api-key`` header counts too.
+    The accepted key is kept on the request: budgets are per key, and the
+    header is parsed once.
     """
     header = request.getHeader(b"authorization")
     token = b""
@@ -129,6 +135,8 @@ def check_token(
     if not token:
         return ApiError(401, _NO_KEY)
     config = state.config
+    if isinstance(request, ApiRequest):
+        request.api_key = token.decode("latin-1")
     if config.accept_any_token:
         return None
     ok = False

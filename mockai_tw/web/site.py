@@ -15,6 +15,14 @@ from twisted.web.resource import IResource
 
 from mockai_tw.engine.ids import request_id
 from mockai_tw.errors import ApiError, server_error
+from mockai_tw.hooks import Hooks
+from mockai_tw.web.connections import (
+    ConnectionCap,
+    GuardedChannel,
+    HttpLimits,
+    Refused,
+    default_limits,
+)
 from mockai_tw.wire.errors import error_body
 
 log = Logger()
@@ -50,6 +58,10 @@ class ApiRequest(server.Request):
     reply: object = None
     error: ApiError | None = None
     journaled = False
+    # The API key the auth gate accepted (parsed once, for budgets).
+    api_key = ""
+    # The paced response delivery holds for this request, if any.
+    stream: Any = None
 
     @property
     def mock_site(self) -> MockSite:
@@ -91,13 +103,31 @@ class ApiRequest(server.Request):
         return data
 
     def answered(self, status: int) -> None:
-        """The response is decided: tell the journal, once per request."""
+        """The response is decided: its first byte goes out (once per request)."""
         if self.journaled:
             return
         self.journaled = True
-        record = self.mock_site.record
-        if record is not None:
-            record(self, status)
+        hooks = self.hooks
+        if hooks is not None:
+            hooks.emit("first_byte", self, status)
+
+    @property
+    def hooks(self) -> Hooks | None:
+        # None before process() (a connection lost mid-headers has no site).
+        return getattr(self.site, "hooks", None)
+
+    def finish(self) -> None:
+        super().finish()
+        hooks = self.hooks
+        if hooks is not None:
+            hooks.emit("last_byte", self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        finished = self.finished
+        super().connectionLost(reason)
+        hooks = self.hooks
+        if not finished and hooks is not None:
+            hooks.emit("disconnected", self)
 
 
 def send_json(request: server.Request, status: int, body: bytes) -> bytes:
@@ -110,13 +140,20 @@ def send_json(request: server.Request, status: int, body: bytes) -> bytes:
     return body
 
 
-def send_error(request: server.Request, error: ApiError) -> None:
-    """Answer with the OpenAI error body and finish the request."""
+def send_error(
+    request: server.Request,
+    error: ApiError,
+    render: Callable[[ApiError], bytes] = error_body,
+) -> None:
+    """Answer with the provider's error body and finish the request."""
     if isinstance(request, ApiRequest):
         request.error = error
+        hooks = request.hooks
+        if hooks is not None:
+            hooks.emit("error", request, error)
     for name, value in error.headers.items():
         request.setHeader(name.encode(), value.encode())
-    body = send_json(request, error.status, error_body(error))
+    body = send_json(request, error.status, render(error))
     request.setHeader(b"content-length", b"%d" % len(body))
     if request.method != b"HEAD":
         request.write(body)
@@ -127,6 +164,8 @@ class MockSite(server.Site):
     """Tracks open channels (so tests can wait for a quiet server)."""
 
     requestFactory = ApiRequest
+    # The pipeline's events (the server sets them; None in bare tests).
+    hooks: Hooks | None = None
 
     def __init__(
         self,
@@ -134,8 +173,14 @@ class MockSite(server.Site):
         clock: IReactorTime,
         max_body_bytes: Callable[[], int],
         log_requests: Callable[[], bool],
+        limits: Callable[[], HttpLimits] = default_limits,
     ) -> None:
         super().__init__(resource, parsePOSTFormSubmission=False, reactor=clock)
+        # Connection limits (web/connections.py) replace Twisted's idle timer,
+        # which every trickled byte resets; their timers run on ``clock``.
+        self.timeOut = None
+        self.protocol = lambda: GuardedChannel(limits)
+        self.cap = ConnectionCap(lambda: limits().max_connections)
         self.clock = clock
         self.max_body_bytes = max_body_bytes
         self.log_requests = log_requests
@@ -152,6 +197,8 @@ class MockSite(server.Site):
             super().log(request)
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
+        if not self.cap.admit(len(self.channels)):
+            return Refused()
         protocol = super().buildProtocol(addr)
         lost = protocol.connectionLost
         self.channels.add(protocol)
@@ -161,6 +208,7 @@ class MockSite(server.Site):
             try:
                 lost(reason)
             finally:
+                self.cap.released(len(self.channels))
                 if not self.channels:
                     waiting, self._idle = self._idle, []
                     for d in waiting:

@@ -1,0 +1,68 @@
+"""The pipeline's events, for the journal, metrics and tests to subscribe to.
+
+Pure: the web layer and delivery emit; subscribers never reach into the Site
+or the ticker.  Every event's first argument is the request it concerns.
+A subscriber that raises is reported to ``on_failure`` and the request goes
+on as if it had not been there.
+
+| event | arguments | when |
+|---|---|---|
+| ``admitted`` | request | it passed auth, validation, rate limit and faults |
+| ``first_byte`` | request, status | its status is decided and headers go out |
+| ``chunk`` | request, bytes written | a streamed write (paced replies only) |
+| ``paused`` / ``resumed`` | request | the client stopped / started reading |
+| ``last_byte`` | request | the response is finished |
+| ``disconnected`` | request | the client went away before the end |
+| ``error`` | request, ApiError | an error body is sent |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+EVENTS = (
+    "admitted",
+    "first_byte",
+    "chunk",
+    "paused",
+    "resumed",
+    "last_byte",
+    "disconnected",
+    "error",
+)
+
+Listener = Callable[..., None]
+
+
+class Hooks:
+    """Listeners per event; emitting to an event nobody hears costs a lookup."""
+
+    def __init__(
+        self, on_failure: Callable[[str, BaseException], None] | None = None
+    ) -> None:
+        self.listeners: dict[str, list[Listener]] = {name: [] for name in EVENTS}
+        self.on_failure = on_failure
+
+    def on(self, event: str, listener: Listener) -> None:
+        self.listeners[event].append(listener)
+
+    def off(self, event: str, listener: Listener) -> None:
+        listeners = self.listeners[event]
+        if listener in listeners:
+            listeners.remove(listener)
+
+    def heard(self, event: str) -> bool:
+        """Whether anyone listens (so the caller can skip building arguments)."""
+        return bool(self.listeners[event])
+
+    def emit(self, event: str, *args: Any) -> None:
+        listeners = self.listeners[event]
+        if not listeners:
+            return
+        for listener in tuple(listeners):
+            try:
+                listener(*args)
+            except Exception as failure:
+                if self.on_failure is not None:
+                    self.on_failure(event, failure)

@@ -1,0 +1,325 @@
+"""Connection limits: a deadline per request, an idle timeout, a cap on open
+connections, and accept failures (EMFILE) logged once per episode.
+
+Twisted's own channel timeout is an idle timer that every received byte
+resets, so a client trickling one header byte a second holds its descriptor
+forever. Here the deadline runs from a request's first byte to its last and
+is never reset; what happens after (handling, a long SSE stream) is not timed.
+Knows HTTP/1.1 framing and Twisted's ports, not what the API answers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet import protocol, tcp
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProtocolFactory
+from twisted.internet.posixbase import PosixReactorBase
+from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
+from twisted.web import http
+from zope.interface import implementer
+
+from mockai_tw.config import HttpConfig
+from mockai_tw.errors import ApiError
+from mockai_tw.wire.errors import error_body
+
+log = Logger()
+
+
+class HttpLimits(Protocol):
+    """What this module reads from ``http.*`` (``HttpConfig`` has it)."""
+
+    @property
+    def request_timeout_s(self) -> float: ...
+    @property
+    def idle_timeout_s(self) -> float: ...
+    @property
+    def max_connections(self) -> int: ...
+
+
+_DEFAULTS = HttpConfig()
+
+
+def default_limits() -> HttpLimits:
+    return _DEFAULTS
+
+
+def request_timeout(limit_s: float) -> ApiError:
+    return ApiError(
+        408,
+        f"The request was not received in time: its headers and body must"
+        f" arrive within {limit_s:g} seconds.",
+        code="request_timeout",
+    )
+
+
+def timeout_response(limit_s: float) -> bytes:
+    """A whole HTTP/1.1 408 with the OpenAI error body (the channel is closed
+    after it, so it is written raw, as Twisted writes its own 400)."""
+    body = error_body(request_timeout(limit_s))
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: %d\r\n"
+        b"Connection: close\r\n\r\n" % len(body)
+    ) + body
+
+
+# What a channel is doing, for its one timer.
+_RECEIVING = "receiving"  # a request is arriving: the deadline runs
+_HANDLING = "handling"  # the request is in; its response is being made: no timer
+_IDLE = "idle"  # kept alive, waiting for the next request: the idle timer runs
+
+
+class GuardedChannel(http.HTTPChannel):
+    """An HTTP/1.1 channel with a request deadline and an idle timeout.
+
+    One timer per connection, moved between the two. Twisted's own timeout
+    (``timeOut``) must be off (the Site is built with ``timeout=None``).
+    """
+
+    _timer: IDelayedCall | None = None
+    _state = _RECEIVING
+    _lost = False
+
+    def __init__(self, limits: Callable[[], HttpLimits]) -> None:
+        super().__init__()
+        self.limits = limits
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # The first request's deadline runs from the connection's opening.
+        self._arm(_RECEIVING, self.limits().request_timeout_s)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._state is _IDLE:
+            # The first byte of the next request: its deadline starts now.
+            self._arm(_RECEIVING, self.limits().request_timeout_s)
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:
+        # Received in full: from here the response takes the time it takes.
+        self._state = _HANDLING
+        self._disarm()
+        super().allContentReceived()
+
+    def requestDone(self, request: http.Request) -> None:
+        # Idle before Twisted replays any pipelined bytes (dataReceived then
+        # starts their deadline) or, if not persistent, closes.
+        if self.persistent and not self._lost:
+            self._arm(_IDLE, self.limits().idle_timeout_s)
+        super().requestDone(request)
+
+    def connectionLost(self, reason: Any) -> None:
+        self._lost = True
+        self._disarm()
+        super().connectionLost(reason)
+
+    def _arm(self, state: str, seconds: float) -> None:
+        self._state = state
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.reset(seconds)
+        else:
+            self._timer = self.callLater(seconds, self._expired)
+
+    def _disarm(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _expired(self) -> None:
+        self._timer = None
+        if self._lost:
+            return
+        if self._state is _RECEIVING:
+            assert self.transport is not None
+            self.transport.write(timeout_response(self.limits().request_timeout_s))
+            self._close()
+        elif self._state is _IDLE:
+            if self._waitingForTransport:
+                # The last response is still being written: not idle yet.
+                self._arm(_IDLE, self.limits().idle_timeout_s)
+            else:
+                self._close()
+
+    def _close(self) -> None:
+        # As Twisted's own timeout does: close after what is written leaves,
+        # and abort if the peer does not read it within abortTimeout.
+        if self.abortTimeout is not None:
+            self._abortingCall = self.callLater(
+                self.abortTimeout, self.forceAbortClient
+            )
+        self.loseConnection()
+
+
+class Refused(protocol.Protocol):
+    """What a connection past the cap gets: closed before anything is read."""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.abortConnection()
+
+
+class ConnectionCap:
+    """``http.max_connections``: says when to refuse, logs once per episode.
+
+    An episode ends when the open connections fall to nine tenths of the cap
+    (at least one below it), so a server hovering at the cap logs one pair of
+    lines, not one per connection.
+    """
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self.limit = limit
+        self.refusing = False
+        self.refused = 0
+
+    def admit(self, open_connections: int) -> bool:
+        limit = self.limit()
+        if open_connections < limit:
+            return True
+        self.refused += 1
+        if not self.refusing:
+            self.refusing = True
+            log.warn(
+                "mockai: {open} connections open, refusing new ones"
+                " (http.max_connections)",
+                open=open_connections,
+            )
+        return False
+
+    def released(self, open_connections: int) -> None:
+        if not self.refusing:
+            return
+        limit = self.limit()
+        if open_connections <= limit - max(1, limit // 10):
+            log.info(
+                "mockai: {open} connections open, accepting new ones again"
+                " ({refused} refused)",
+                open=open_connections,
+                refused=self.refused,
+            )
+            self.refusing = False
+            self.refused = 0
+
+
+# The events Twisted's accept loop logs for each failed accept (EMFILE and
+# friends) or each client it closes to recover from EMFILE.
+_RECOVERY_EVENTS = frozenset(
+    {
+        "EMFILE encountered; releasing reserved file descriptor.",
+        "EMFILE recovery: Closed socket from {address}",
+        "Re-reserving EMFILE recovery file descriptor.",
+    }
+)
+_COULD_NOT_ACCEPT = "Could not accept new connection ({acceptError})"
+# Out of a resource: an episode. (ECONNABORTED, a client gone before accept,
+# is not, and is passed on as Twisted logs it.)
+_EXHAUSTED = frozenset({"EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"})
+
+
+@implementer(ILogObserver)
+class AcceptErrors:
+    """A listening port's log observer: its per-accept failure lines become
+    one line when accepting starts failing and one when it works again.
+
+    Everything else is passed on to ``forward``.
+    """
+
+    def __init__(self, forward: ILogObserver = globalLogPublisher) -> None:
+        self.forward = forward
+        self.failing: str | None = None
+        self._failed_this_round = False
+
+    def __call__(self, event: LogEvent) -> None:
+        text = event.get("log_format")
+        if text in _RECOVERY_EVENTS:
+            error = "EMFILE"
+        elif text == _COULD_NOT_ACCEPT and event.get("acceptError") in _EXHAUSTED:
+            error = event["acceptError"]
+        else:
+            self.forward(event)
+            return
+        self._failed_this_round = True
+        if self.failing is None:
+            self.failing = error
+            code = getattr(errno, error, None)
+            reason = os.strerror(code) if code is not None else error
+            log.warn(
+                "mockai: cannot accept connections ({error}: {reason}): new ones"
+                " are closed until descriptors are free; raise the limit"
+                " (ulimit -n) or lower http.max_connections below it",
+                error=error,
+                reason=reason,
+            )
+
+    def round_done(self) -> None:
+        """An accept round (one ``doRead``) is over."""
+        if self.failing is not None and not self._failed_this_round:
+            log.info(
+                "mockai: accepting connections again after {error}",
+                error=self.failing,
+            )
+            self.failing = None
+        self._failed_this_round = False
+
+
+class QuietPort(tcp.Port):
+    """A TCP port whose accept failures are logged once per episode.
+
+    Twisted buffers each accept round's log events and hands them to the
+    port's ``_logger.observer``; this port's observer is an ``AcceptErrors``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.accept_errors = AcceptErrors()
+        self._logger = Logger(
+            namespace=tcp.Port._logger.namespace, observer=self.accept_errors
+        )
+
+    def doRead(self) -> None:
+        try:
+            super().doRead()
+        finally:
+            self.accept_errors.round_done()
+
+
+class _QuietTCP:
+    """The reactor as an endpoint sees it, with ``listenTCP`` making a
+    ``QuietPort`` (everything else is the reactor's own)."""
+
+    def __init__(self, reactor: PosixReactorBase) -> None:
+        self._reactor = reactor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+    def listenTCP(
+        self,
+        port: int,
+        factory: IProtocolFactory,
+        backlog: int = 50,
+        interface: str = "",
+    ) -> IListeningPort:
+        listening = QuietPort(port, factory, backlog, interface, self._reactor)
+        listening.startListening()
+        return listening
+
+
+def listen(
+    reactor: Any, description: str, factory: IProtocolFactory
+) -> Deferred[IListeningPort]:
+    """``serverFromString(reactor, description).listen(factory)``, with TCP
+    ports (``tcp:``, ``tcp6:``) that log accept failures once per episode."""
+    if isinstance(reactor, PosixReactorBase):
+        reactor = _QuietTCP(reactor)
+    listening: Deferred[IListeningPort] = serverFromString(reactor, description).listen(
+        factory
+    )
+    return listening

@@ -1,0 +1,180 @@
+"""Every endpoint the pipeline serves, each described once.
+
+A description joins a request model, the engine's matcher and planner, the
+tokens a rate limit reserves, and the wire renderers.  A flavour (Azure) is
+the same description with other renderers; a new endpoint is a new entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mockai_tw.engine.completions import match_completion, plan_completion
+from mockai_tw.engine.embeddings import embeddings
+from mockai_tw.engine.moderations import moderate
+from mockai_tw.engine.responses import (
+    match_response,
+    plan_prepared,
+    prepare_response,
+)
+from mockai_tw.engine.rules import Claim, Hit, chat_context, input_context
+from mockai_tw.engine.timing import Override
+from mockai_tw.request.chat import ChatRequest, parse_chat_request
+from mockai_tw.request.completions import parse_completion_request
+from mockai_tw.request.embeddings import parse_embeddings_request
+from mockai_tw.request.moderations import parse_moderation_request
+from mockai_tw.request.responses import parse_responses_request
+from mockai_tw.web.face import Face
+from mockai_tw.web.pipeline import Endpoint
+from mockai_tw.wire import azure
+from mockai_tw.wire.chat import chat_completion, chat_stream
+from mockai_tw.wire.completions import completion, completion_stream
+from mockai_tw.wire.embeddings import embeddings_body
+from mockai_tw.wire.errors import response_error_event
+from mockai_tw.wire.moderations import moderation_body
+from mockai_tw.wire.responses import response_body, response_stream
+
+Hits = tuple[Hit | None, ...]
+
+
+def _reply_tokens(declared: int | None, plan: Callable[[], Any]) -> int:
+    """Prompt tokens plus the reply's budget: ``max_tokens`` when given,
+    else what the reply really takes (which needs the reply)."""
+    usage = plan().usage
+    return usage.prompt_tokens + (declared or usage.completion_tokens)
+
+
+# --- chat completions ---------------------------------------------------------
+
+
+def _match_chat(
+    face: Face, request: ChatRequest, headers: Mapping[str, str], now: float, c: Claim
+) -> tuple[ChatRequest, Hits]:
+    engine = face.engine
+    engine.check(request)
+    if not engine.rules:
+        return request, (None,)
+    return request, (engine.match(chat_context(request, headers, "chat"), now, c),)
+
+
+def _plan_chat(
+    face: Face, request: ChatRequest, hits: Hits, now: float, timing: Override | None
+) -> Any:
+    return face.engine.chat(request, now, timing, hit=hits[0])
+
+
+CHAT = Endpoint(
+    name="chat",
+    parse=parse_chat_request,
+    match=_match_chat,
+    plan=_plan_chat,
+    reserve=lambda request, plan: _reply_tokens(request.max_tokens, plan),
+    body=chat_completion,
+    stream=chat_stream,
+)
+
+
+# --- legacy completions -------------------------------------------------------
+
+
+def _completion_tokens(request: Any, plan: Callable[[], Any]) -> int:
+    reply = plan()
+    if not request.max_tokens:
+        return int(reply.usage.prompt_tokens + reply.usage.completion_tokens)
+    reserved = request.max_tokens * request.candidates * reply.prompts
+    return int(reply.usage.prompt_tokens + reserved)
+
+
+COMPLETIONS = Endpoint(
+    name="completions",
+    parse=parse_completion_request,
+    match=lambda face, request, headers, now, claim: (
+        request,
+        match_completion(face.engine, request, headers, now, claim),
+    ),
+    plan=lambda face, request, hits, now, timing: plan_completion(
+        face.engine, request, now, timing, hits=hits
+    ),
+    reserve=_completion_tokens,
+    body=completion,
+    stream=completion_stream,
+)
+
+
+# --- the Responses API ----------------------------------------------------------
+
+
+RESPONSES = Endpoint(
+    name="responses",
+    parse=lambda body, model: parse_responses_request(body),
+    match=lambda face, request, headers, now, claim: (
+        (prepared := prepare_response(face.responses, request)),
+        (match_response(face.engine, prepared, headers, now, claim),),
+    ),
+    plan=lambda face, prepared, hits, now, timing: plan_prepared(
+        face.engine, prepared, now, timing, hit=hits[0]
+    ),
+    reserve=lambda request, plan: _reply_tokens(request.max_output_tokens, plan),
+    body=response_body,
+    stream=response_stream,
+    error_event=response_error_event,
+    sent=lambda face, plan: face.responses.keep(plan),
+)
+
+
+# --- embeddings and moderations: only a rule's error answer applies -------------
+
+
+def _match_inputs(
+    endpoint: str, texts: Callable[[Any], list[str]]
+) -> Callable[[Face, Any, Mapping[str, str], float, Claim], tuple[Any, Hits]]:
+    def match(
+        face: Face, request: Any, headers: Mapping[str, str], now: float, c: Claim
+    ) -> tuple[Any, Hits]:
+        engine = face.engine
+        if not engine.rules:
+            return request, (None,)
+        context = input_context(endpoint, request.model, texts(request), headers)
+        return request, (engine.match(context, now, c),)
+
+    return match
+
+
+EMBEDDINGS = Endpoint(
+    name="embeddings",
+    parse=parse_embeddings_request,
+    match=_match_inputs(
+        "embeddings", lambda r: [i for i in r.inputs if isinstance(i, str)]
+    ),
+    plan=lambda face, request, hits, now, timing: embeddings(request),
+    reserve=lambda request, plan: int(plan().prompt_tokens),
+    body=embeddings_body,
+    timed=False,
+)
+
+MODERATIONS = Endpoint(
+    name="moderations",
+    parse=lambda body, model: parse_moderation_request(body),
+    match=_match_inputs("moderations", lambda r: [i.text for i in r.inputs]),
+    plan=lambda face, request, hits, now, timing: moderate(
+        face.config.moderation, request
+    ),
+    # Free on the real API; rate limits count the request alone.
+    reserve=lambda request, plan: 0,
+    body=moderation_body,
+    timed=False,
+)
+
+
+# --- Azure: the same endpoints with content-filter annotations ------------------
+
+AZURE_CHAT = dataclasses.replace(
+    CHAT, body=azure.chat_completion, stream=azure.chat_stream
+)
+AZURE_COMPLETIONS = dataclasses.replace(
+    COMPLETIONS, body=azure.completion, stream=azure.completion_stream
+)
+# Embeddings carry no content-filter annotations on Azure: OpenAI's body.
+AZURE_EMBEDDINGS = EMBEDDINGS

@@ -1,0 +1,39 @@
+"""What the web layer may ask of the running server: a small face, not the whole.
+
+``MockServer`` provides it; the resources see only this, so a new endpoint
+cannot reach into state it should not touch, and tests can stand a plain
+object in its place.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+    from mockai_tw.config import Config
+    from mockai_tw.delivery import Ticker
+    from mockai_tw.engine.chat import Engine
+    from mockai_tw.engine.faults import FaultInjector
+    from mockai_tw.engine.ratelimit import RateLimiter
+    from mockai_tw.engine.responses import ResponseStore
+    from mockai_tw.hooks import Hooks
+
+
+class Face(Protocol):
+    """Read at request time: a reload swaps ``config`` and ``engine`` whole."""
+
+    version: str
+    started: float
+    clock: IReactorTime
+    config: Config
+    engine: Engine
+    limiter: RateLimiter
+    faults: FaultInjector
+    ticker: Ticker
+    hooks: Hooks
+    # Kept responses, for ``previous_response_id`` and retrieval.
+    responses: ResponseStore
+    # The accepted API keys, encoded once per config.
+    token_bytes: tuple[bytes, ...]

@@ -1,0 +1,231 @@
+"""The one pipeline every endpoint runs, in one order, in one place.
+
+An endpoint is an ``Endpoint`` description (request model, matcher,
+planner, token reservation, renderers); ``EndpointResource`` serves any of
+them.  The order is the contract:
+
+    parse -> model check -> match rules (claimed, not committed)
+      -> rate limit (plans first only when a token budget needs the reply)
+      -> fault (one decision) -> plan -> commit the claim -> deliver
+
+so a request refused by the rate limit, a fault before headers, or a 400
+raised while planning moves no rule counter and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from twisted.web import server
+
+from mockai_tw.delivery import Event, Stream
+from mockai_tw.engine.faults import break_body, break_events
+from mockai_tw.engine.models import check_model
+from mockai_tw.engine.rules import Claim, ErrorAnswer, Hit, scripted_error
+from mockai_tw.engine.timing import Override
+from mockai_tw.errors import ApiError, invalid
+from mockai_tw.journal import HeaderMap
+from mockai_tw.web.face import Face
+from mockai_tw.web.resources import ApiResource
+from mockai_tw.web.site import ApiRequest, send_json
+from mockai_tw.wire.errors import error_body, error_event
+
+SSE = b"text/event-stream; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint, described once.
+
+    ``match`` returns what ``plan`` needs (the parsed request, or a prepared
+    form of it) and one rule hit per rule question (legacy completions ask
+    once per prompt); ``reserve`` is the tokens to charge a budget with, given
+    the parsed request and a thunk that plans (called only if needed).
+    """
+
+    # The endpoint as rules and the journal name it.
+    name: str
+    parse: Callable[[bytes, str | None], Any]
+    match: Callable[
+        [Face, Any, Mapping[str, str], float, Claim], tuple[Any, tuple[Hit | None, ...]]
+    ]
+    plan: Callable[[Face, Any, tuple[Hit | None, ...], float, Override | None], Any]
+    reserve: Callable[[Any, Callable[[], Any]], int]
+    body: Callable[[Any], bytes]
+    # None: never streamed.
+    stream: Callable[[Any], Iterator[Event]] | None = None
+    # Whether x-mock-ttft-ms / x-mock-itl-ms apply.
+    timed: bool = True
+    # The provider's shapes: an error body, and the event that ends a stream.
+    error_body: Callable[[ApiError], bytes] = error_body
+    error_event: Callable[[ApiError, int], bytes] = error_event
+    # After the reply is handed to delivery (the Responses store keeps it).
+    sent: Callable[[Face, Any], None] | None = None
+
+
+def _header(request: server.Request, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    return value.decode("latin-1").strip() if value else None
+
+
+def timing_override(face: Face, request: server.Request) -> Override | None:
+    """``x-mock-ttft-ms`` / ``x-mock-itl-ms``, where the config allows them."""
+    if not face.config.timing.header_overrides:
+        return None
+    values: dict[str, float | None] = {}
+    for name in ("ttft", "itl"):
+        header = f"x-mock-{name}-ms"
+        text = _header(request, header.encode())
+        if text is None:
+            values[name] = None
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= 3_600_000:
+            raise invalid(f"Invalid {header} header: {text!r} (0 to 3600000 ms).")
+        values[name] = value
+    if values["ttft"] is None and values["itl"] is None:
+        return None
+    return Override(values["ttft"], values["itl"])
+
+
+def _refusal(hits: tuple[Hit | None, ...]) -> ApiError | None:
+    """A rule's ``error`` answer: it is what this request gets, once admitted."""
+    for hit in hits:
+        if hit is not None and isinstance(hit.answer, ErrorAnswer):
+            return scripted_error(hit)
+    return None
+
+
+class EndpointResource(ApiResource):
+    """Serves one ``Endpoint`` (``default_model``: Azure names it in the path)."""
+
+    def __init__(
+        self, face: Face, endpoint: Endpoint, default_model: str | None = None
+    ) -> None:
+        super().__init__(face)
+        self.endpoint = endpoint
+        self.default_model = default_model
+        self.error_body = endpoint.error_body
+
+    def render_POST(self, request: server.Request) -> bytes | int:
+        request = cast(ApiRequest, request)
+        return serve(self.state, self.endpoint, request, self.default_model)
+
+
+def serve(
+    face: Face, ep: Endpoint, request: ApiRequest, default_model: str | None
+) -> bytes | int:
+    """Run ``request`` through every step of ``ep``; errors raise ApiError."""
+    parsed = ep.parse(request.body(), default_model)
+    model: str = parsed.model
+    config = face.config
+    check_model(config, model)
+    timing = timing_override(face, request) if ep.timed else None
+    now = face.clock.seconds()
+    claim = Claim()
+    prepared, hits = ep.match(
+        face, parsed, HeaderMap(request.requestHeaders), now, claim
+    )
+    refusal = _refusal(hits)
+    planned: list[Any] = []
+
+    def plan() -> Any:
+        if not planned:
+            planned.append(ep.plan(face, prepared, hits, now, timing))
+        return planned[0]
+
+    decision = face.limiter.admit(
+        request.api_key,
+        model,
+        (lambda: 0) if refusal is not None else (lambda: ep.reserve(parsed, plan)),
+        now,
+    )
+    for name, value in decision.headers.items():
+        request.setHeader(name.encode(), value.encode())
+    if decision.error is not None:
+        raise decision.error
+    first = next((h for h in hits if h is not None), None)
+    asked = _header(request, b"x-mock-fault") if config.faults.header else None
+    fault = face.faults.decide(
+        model,
+        asked,
+        first.fault if first is not None else None,
+        first.fault_probability if first is not None else 1.0,
+    )
+    request.fault = fault.kind if fault is not None else None
+    if fault is not None and fault.drop:
+        request.transport.abortConnection()  # type: ignore[union-attr]
+        return server.NOT_DONE_YET
+    if fault is not None and fault.error is not None:
+        raise fault.error
+    reply = None if refusal is not None else plan()
+    face.engine.rules.commit(claim, now)
+    face.hooks.emit("admitted", request)
+    if refusal is not None:
+        raise refusal
+    request.reply = reply
+    if ep.stream is not None and parsed.stream:
+        events = ep.stream(reply)
+        open_stream(face, ep, request, break_events(events, fault))
+        result: bytes | int = server.NOT_DONE_YET
+    else:
+        data = ep.body(reply)
+        delay_s: float = getattr(reply, "delay_s", 0.0)
+        if fault is None and delay_s <= 0:
+            result = send_json(request, 200, data)
+        else:
+            send_json(request, 200, data)
+            request.setHeader(b"content-length", b"%d" % len(data))
+            open_stream(
+                face, ep, request, break_body(data, delay_s, fault), content_type=None
+            )
+            result = server.NOT_DONE_YET
+    if ep.sent is not None:
+        ep.sent(face, reply)
+    return result
+
+
+def open_stream(
+    face: Face,
+    ep: Endpoint,
+    request: ApiRequest,
+    events: Iterator[Event],
+    content_type: bytes | None = SSE,
+) -> None:
+    """Start a paced response (SSE unless told otherwise); delivery takes it."""
+    request.setResponseCode(200)
+    if content_type is not None:
+        request.setHeader(b"content-type", content_type)
+        if content_type.startswith(b"text/event-stream"):
+            request.setHeader(b"cache-control", b"no-cache")
+            request.setHeader(b"x-accel-buffering", b"no")
+    request.setHeader(b"openai-processing-ms", request.processing_ms())
+    transport = request.transport
+    no_delay = getattr(transport, "setTcpNoDelay", None)
+    if no_delay is not None:
+        # Small paced writes must leave now, not wait on Nagle for an ACK.
+        no_delay(True)
+
+    def failed() -> bytes:
+        if content_type is None:
+            return b""
+        error = ApiError(
+            500,
+            "The server had an error while processing your request.",
+            type="server_error",
+        )
+        return ep.error_event(error, stream.events_written)
+
+    stream = Stream(
+        request, events, face.clock.seconds(), transport, face.hooks, failed
+    )
+    request.stream = stream
+    request.answered(200)
+    request.registerProducer(stream, True)
+    request.notifyFinish().addErrback(stream.connectionLost)
+    face.ticker.add(stream)

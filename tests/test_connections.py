@@ -1,0 +1,360 @@
+"""Connection limits on a live listener whose timers run on a fake clock.
+
+The server listens on the real reactor, but its request deadline, idle timeout
+and stream pacing run on a ``task.Clock`` that the test advances, so "30
+seconds of trickled headers" takes no real time.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock, deferLater
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.test.proto_helpers import StringTransport
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+from zope.interface import implementer
+
+from mockai_tw.config_load import parse_config
+from mockai_tw.server import ListenService, MockServer
+from tests.support import TOKEN, Live, events, merge
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+STREAM = {
+    "model": "gpt-4o",
+    "messages": [{"role": "user", "content": "hi"}],
+    "stream": True,
+}
+
+
+async def start_clocked(
+    case: TestCase, overrides: Mapping[str, Any] | None = None
+) -> tuple[Live, Clock]:
+    """A MockServer on a fake clock, listening on the real reactor."""
+    clock = Clock()
+    config = parse_config(merge({"access_token": TOKEN}, overrides or {}), {})
+    server = MockServer(config, clock)
+    listener = ListenService(server, "tcp:0:interface=127.0.0.1", reactor)
+    listener.startService()
+    case.addCleanup(listener.stopService)
+    port = await listener.listening
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    live = Live(server, listener, port.getHost().port, pool)
+    case.addCleanup(server.site.quiet)
+    case.addCleanup(pool.closeCachedConnections)
+    return live, clock
+
+
+async def until(what: Callable[[], bool], turns: int = 5000) -> None:
+    """Let the real reactor run until ``what()`` holds (a sync, not a sleep)."""
+    for _ in range(turns):
+        if what():
+            return
+        await deferLater(reactor, 0.001)
+    raise AssertionError("condition never held")
+
+
+class Raw(Protocol):
+    """A raw TCP client: writes what it is told, keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.closed: Deferred[None] = Deferred()
+        self._waiting: list[tuple[Callable[[bytes], bool], Deferred[None]]] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        for entry in list(self._waiting):
+            if entry[0](self.received):
+                self._waiting.remove(entry)
+                entry[1].callback(None)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.closed.callback(None)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def has(self, data: bytes, count: int = 1) -> Deferred[None]:
+        """Fires once ``data`` has been received ``count`` times."""
+        d: Deferred[None] = Deferred()
+        self._waiting.append((lambda got: got.count(data) >= count, d))
+        self.dataReceived(b"")
+        return d
+
+    def close(self) -> Deferred[None]:
+        if not self.closed.called:
+            assert self.transport is not None
+            self.transport.loseConnection()
+        return self.closed
+
+
+async def connect(case: TestCase, live: Live) -> Raw:
+    """A raw connection the server has accepted (so its clock has started)."""
+    before = len(live.server.site.channels)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", live.port)
+    client = await connectProtocol(endpoint, Raw())
+    case.addCleanup(client.close)
+    await until(lambda: len(live.server.site.channels) > before)
+    return client
+
+
+async def still_open(client: Raw) -> bool:
+    """Whether ``client`` survives a few real reactor turns."""
+    for _ in range(5):
+        await deferLater(reactor, 0.001)
+    return not client.closed.called
+
+
+def capture_log(case: TestCase) -> list[str]:
+    """The text of every log event emitted during the test."""
+    lines: list[str] = []
+
+    @implementer(ILogObserver)
+    def observe(event: LogEvent) -> None:
+        lines.append(formatEvent(event) or "")
+
+    globalLogPublisher.addObserver(observe)
+    case.addCleanup(globalLogPublisher.removeObserver, observe)
+    return lines
+
+
+def error_of(response: bytes) -> dict[str, Any]:
+    _, _, body = response.partition(b"\r\n\r\n")
+    error: dict[str, Any] = json.loads(body)["error"]
+    return error
+
+
+class RequestDeadlineTests(TestCase):
+    async def test_trickled_headers_are_cut_at_the_deadline(self) -> None:
+        live, clock = await start_clocked(self, {"http": {"request_timeout_s": 5}})
+        slow = await connect(self, live)
+        header = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 100
+        for i in range(5):
+            # One byte a second, every second, never a whole header block.
+            slow.write(header[i : i + 1])
+            # A normal client is served meanwhile (and its round trip lets the
+            # server read the slow byte before the clock moves).
+            response = await live.request("GET", "/health")
+            self.assertEqual(response.code, 200)
+            await treq.content(response)
+            self.assertTrue(await still_open(slow), f"cut after {i} s")
+            clock.advance(1)
+        await slow.closed
+        self.assertEqual(clock.seconds(), 5)
+        self.assertTrue(slow.received.startswith(b"HTTP/1.1 408 "), slow.received)
+        error = error_of(slow.received)
+        self.assertEqual(error["type"], "invalid_request_error")
+        self.assertEqual(error["code"], "request_timeout")
+        self.assertIsNone(error["param"])
+        self.assertIn("5 seconds", error["message"])
+        await until(lambda: not live.server.site.channels)
+
+    async def test_a_slow_body_is_cut_too(self) -> None:
+        live, clock = await start_clocked(self, {"http": {"request_timeout_s": 3}})
+        slow = await connect(self, live)
+        slow.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        clock.advance(2.9)
+        self.assertTrue(await still_open(slow))
+        slow.write(b'"model"')
+        clock.advance(0.1)
+        await slow.closed
+        self.assertIn(b" 408 ", slow.received)
+
+    async def test_the_deadline_starts_at_a_requests_first_byte(self) -> None:
+        live, clock = await start_clocked(
+            self, {"http": {"request_timeout_s": 5, "idle_timeout_s": 60}}
+        )
+        client = await connect(self, live)
+        client.write(HEALTH)
+        await client.has(b'"ok"')
+        # Idle for longer than a request may take, then one slow request.
+        clock.advance(30)
+        client.write(HEALTH[:10])
+        await deferLater(reactor, 0.01)
+        clock.advance(4)
+        client.write(HEALTH[10:])
+        await client.has(b'"ok"', 2)
+        self.assertNotIn(b" 408 ", client.received)
+        self.assertTrue(await still_open(client))
+        await client.close()
+
+    async def test_a_long_stream_is_not_cut(self) -> None:
+        live, clock = await start_clocked(
+            self,
+            {
+                "http": {"request_timeout_s": 2},
+                "replies": ["abcdef"],
+                "stream": {"interval_ms": 1000, "chunking": "char"},
+            },
+        )
+        response = await live.request("POST", "/v1/chat/completions", STREAM)
+        self.assertEqual(response.code, 200)
+        body = treq.content(response)
+        for _ in range(10):
+            clock.advance(1)
+            await deferLater(reactor, 0.001)
+        data = await body
+        chunks = events(data)
+        self.assertEqual(chunks[-1], b"[DONE]")
+        text = "".join(
+            (json.loads(c)["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+            for c in chunks[:-1]
+        )
+        self.assertEqual(text, "abcdef")
+        self.assertGreater(clock.seconds(), 5)
+
+    async def test_a_reload_applies_to_new_connections(self) -> None:
+        live, clock = await start_clocked(self, {"http": {"request_timeout_s": 30}})
+        config = live.server.config
+        live.server.apply(
+            replace(config, http=replace(config.http, request_timeout_s=2))
+        )
+        slow = await connect(self, live)
+        slow.write(b"GET /")
+        clock.advance(2)
+        await slow.closed
+        self.assertIn(b" 408 ", slow.received)
+
+
+class IdleTimeoutTests(TestCase):
+    async def test_an_idle_keep_alive_connection_is_closed(self) -> None:
+        live, clock = await start_clocked(self, {"http": {"idle_timeout_s": 10}})
+        client = await connect(self, live)
+        client.write(HEALTH)
+        await client.has(b'"ok"')
+        answered = client.received
+        clock.advance(9.9)
+        self.assertTrue(await still_open(client))
+        clock.advance(0.1)
+        await client.closed
+        # Closed quietly: an idle connection gets no error response.
+        self.assertEqual(client.received, answered)
+        await until(lambda: not live.server.site.channels)
+
+    def test_a_response_still_being_written_is_not_idle(self) -> None:
+        # In memory: the transport says its buffer is full (pauseProducing).
+        clock = Clock()
+        config = parse_config(
+            {"access_token": TOKEN, "http": {"idle_timeout_s": 10}}, {}
+        )
+        site = MockServer(config, clock).site
+        channel = site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(HEALTH)
+        self.assertIn(b'"ok"', transport.value())
+        channel.pauseProducing()
+        clock.advance(25)
+        self.assertFalse(transport.disconnecting)
+        channel.resumeProducing()
+        clock.advance(10)
+        self.assertTrue(transport.disconnecting)
+        channel.connectionLost(Failure(ConnectionError("gone")))
+        self.assertEqual(site.channels, set())
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class ConnectionCapTests(TestCase):
+    async def test_connections_past_the_cap_are_closed_at_once(self) -> None:
+        lines = capture_log(self)
+        live, _ = await start_clocked(self, {"http": {"max_connections": 2}})
+        first = await connect(self, live)
+        second = await connect(self, live)
+        for client in (first, second):
+            client.write(HEALTH)
+            await client.has(b'"ok"')
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", live.port)
+        for _ in range(3):
+            refused = await connectProtocol(endpoint, Raw())
+            self.addCleanup(refused.close)
+            await refused.closed
+            self.assertEqual(refused.received, b"")
+        # The first two are still served.
+        for n, client in enumerate((first, second)):
+            client.write(HEALTH)
+            await client.has(b'"ok"', 2)
+            self.assertTrue(await still_open(client), n)
+        refusing = [line for line in lines if "refusing" in line]
+        self.assertEqual(
+            refusing,
+            ["mockai: 2 connections open, refusing new ones (http.max_connections)"],
+        )
+        await first.close()
+        await until(lambda: len(live.server.site.channels) == 1)
+        again = [line for line in lines if "accepting new ones again" in line]
+        self.assertEqual(len(again), 1, lines)
+        self.assertIn("3 refused", again[0])
+        third = await connect(self, live)
+        third.write(HEALTH)
+        await third.has(b'"ok"')
+        await third.close()
+        await second.close()
+
+
+class EmfileSocket:
+    """A listening socket stand-in whose ``accept`` fails with EMFILE."""
+
+    def __init__(self, real: socket.socket) -> None:
+        self.real = real
+        self.failing = True
+
+    def accept(self) -> Any:
+        if self.failing:
+            raise OSError(errno.EMFILE, "Too many open files")
+        raise BlockingIOError(errno.EAGAIN, "try again")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class AcceptErrorTests(TestCase):
+    async def test_emfile_is_logged_once_per_episode(self) -> None:
+        live, _ = await start_clocked(self)
+        port: Any = live.listener.port
+        real = port.socket
+        fake = EmfileSocket(real)
+        port.socket = fake
+        self.addCleanup(setattr, port, "socket", real)
+        lines = capture_log(self)
+        for _ in range(50):
+            port.doRead()
+        fake.failing = False
+        port.doRead()
+        port.doRead()
+        self.assertEqual(
+            [line for line in lines if "EMFILE" in line or "accept" in line],
+            [
+                "mockai: cannot accept connections (EMFILE: Too many open files):"
+                " new ones are closed until descriptors are free; raise the limit"
+                " (ulimit -n) or lower http.max_connections below it",
+                "mockai: accepting connections again after EMFILE",
+            ],
+        )
+        # A second episode says so again.
+        fake.failing = True
+        port.doRead()
+        port.doRead()
+        self.assertEqual(sum("cannot accept" in line for line in lines), 2)
+        # The port still works, and the next accept ends the episode.
+        port.socket = real
+        response = await live.request("GET", "/health")
+        self.assertEqual(response.code, 200)
+        await treq.content(response)
+        self.assertEqual(sum("accepting connections again" in x for x in lines), 2)

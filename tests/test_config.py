@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 from twisted.trial.unittest import SkipTest, TestCase
 
 from mockai_tw import config_load
-from mockai_tw.config import ORIGINAL_REPLIES, ConfigError, is_secret
+from mockai_tw.config import ORIGINAL_REPLIES, ConfigError, HttpConfig, is_secret
 from mockai_tw.config_load import MAX_DEPTH, MAX_VALUES, load_config, parse_config
 from mockai_tw.tap import configure
 from tests.openapi import ROOT
@@ -361,3 +362,20 @@ class ConfigTests(TestCase):
             "kinds",
         ):
             self.assertFalse(is_secret(key), key)
+
+    def test_readme_states_the_bounds(self) -> None:
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        self.assertEqual(config_load.MAX_CONFIG_BYTES, 16 * 1024 * 1024)
+        self.assertIn("| file size | 16 MiB |", readme)
+        self.assertIn(f"| {MAX_DEPTH} levels |", readme)
+        self.assertIn(f"| {MAX_VALUES:,} |", readme)
+        http = {f.name: f for f in dataclasses.fields(HttpConfig)}
+        for name in ("request_timeout_s", "idle_timeout_s", "max_connections"):
+            row = next(
+                line
+                for line in readme.splitlines()
+                if line.startswith(f"| `http.{name}`")
+            )
+            self.assertIn(f"`{http[name].default:g}`", row, name)
+            for bound in http[name].metadata.values():
+                self.assertIn(f"{bound:.0f}", row, name)

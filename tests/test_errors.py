@@ -216,7 +216,7 @@ class ErrorTests(TestCase):
             ("temperature", "hot", "invalid_type"),
             ("temperature", 3, "invalid_value"),
             ("n", 1.5, "invalid_type"),
-            ("n", 0, "invalid_value"),
+            ("n", 0, "integer_below_min_value"),
             ("max_tokens", "ten", "invalid_type"),
             ("stop", 5, "invalid_type"),
             ("stop", ["a", "b", "c", "d", "e"], "array_above_max_length"),
@@ -248,7 +248,7 @@ class ErrorTests(TestCase):
         live = await start(self)
         engine = live.server.engine
 
-        def broken(*args: Any) -> Any:
+        def broken(*args: Any, **kw: Any) -> Any:
             raise RuntimeError("engine bug")
 
         engine.chat = broken  # type: ignore[method-assign,assignment]
@@ -260,7 +260,7 @@ class ErrorTests(TestCase):
         self.assertEqual(payload["error"]["type"], "server_error")
         self.assertNotIn("engine bug", payload["error"]["message"])
 
-        def refuse(*args: Any) -> Any:
+        def refuse(*args: Any, **kw: Any) -> Any:
             raise ApiError(
                 503,
                 "That model is currently overloaded with other requests.",

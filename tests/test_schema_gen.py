@@ -1056,7 +1056,7 @@ WRAPPERS: dict[str, Callable[[Any], Any]] = {
     "anyOf": lambda s: {"anyOf": [s]},
     "allOf": lambda s: {"allOf": [s]},
     "oneOf": lambda s: {"oneOf": [s]},
-    "mixed": lambda s: {"anyOf": [{"type": "null"}, {"allOf": [s]}]},
+    "nullable": lambda s: {"anyOf": [s, {"type": "null"}]},
 }
 # Keywords generation does not descend the same way: only checked.
 CHECK_ONLY: dict[str, Callable[[Any], Any]] = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from mockai_tw.engine import tokenizer
 from mockai_tw.engine.chat import (
@@ -21,47 +20,10 @@ from mockai_tw.engine.chat import (
 )
 from mockai_tw.engine.chunking import chunk
 from mockai_tw.engine.ids import new_id
-from mockai_tw.engine.plan import Pacing, TokenLogprob, Usage
+from mockai_tw.engine.plan import CompletionChoice, CompletionPlan, Usage
 from mockai_tw.engine.rules import NO_HEADERS, Claim, Hit, prompt_context, render
 from mockai_tw.engine.timing import Override
 from mockai_tw.request.completions import CompletionRequest, Prompt
-
-
-@dataclass(frozen=True)
-class CompletionChoice:
-    index: int
-    # The returned text (echoed prompt included) cut into stream pieces.
-    pieces: tuple[str, ...]
-    finish_reason: str
-    # With ``logprobs``: one entry per piece (the pieces are then tokens).
-    logprobs: tuple[TokenLogprob, ...] | None = None
-    # Where the returned text starts in prompt + completion (``text_offset``).
-    offset: int = 0
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-
-@dataclass(frozen=True)
-class CompletionPlan:
-    id: str
-    created: int
-    model: str
-    system_fingerprint: str
-    choices: tuple[CompletionChoice, ...]
-    usage: Usage
-    pacing: Pacing
-    # How long a non-streamed reply waits before it is sent.
-    delay_s: float = 0.0
-    # How many prompts the request held (Azure reports a filter result per prompt).
-    prompts: int = 1
-    stream: bool = False
-    include_usage: bool = False
-    # Azure-style ``content_filter_results`` on every choice.
-    content_filter: bool = False
-    # The scenario rule that answered (None: the default answer).
-    rule: str | None = None
 
 
 def prompt_tokens(prompt: Prompt, model: str) -> int:

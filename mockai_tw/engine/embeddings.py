@@ -25,10 +25,10 @@ import math
 import random
 import re
 from array import array
-from dataclasses import dataclass
 from functools import lru_cache
 
 from mockai_tw.engine import tokenizer
+from mockai_tw.engine.plan import EmbeddingsPlan
 from mockai_tw.errors import invalid
 from mockai_tw.request.common import out_of_range
 from mockai_tw.request.embeddings import EmbeddingInput, EmbeddingsRequest
@@ -183,14 +183,6 @@ def embed(
         features = _token_features(space, item)
         off = space.offset(b"t" + ",".join(map(str, item)).encode())
     return _mix(space, features, off, min(dimensions or native, native))
-
-
-@dataclass(frozen=True)
-class EmbeddingsPlan:
-    model: str
-    vectors: tuple[array[float], ...]
-    prompt_tokens: int
-    encoding_format: str = "float"
 
 
 def _check_dimensions(model: str, dimensions: int | None) -> None:

@@ -9,18 +9,10 @@ endpoint that takes a ``model``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 from mockai_tw.config import Config
+from mockai_tw.engine.plan import ModelInfo
 from mockai_tw.errors import ApiError
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    id: str
-    created: int
-    owned_by: str
-
 
 # Release timestamps and owners as OpenAI's own listing shows them.
 _KNOWN: dict[str, tuple[int, str]] = {

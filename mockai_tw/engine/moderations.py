@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 
 from mockai_tw.config import MODERATION_CATEGORIES, ModerationConfig
 from mockai_tw.engine.ids import new_id
+from mockai_tw.engine.plan import ModerationPlan, ModerationResult
 from mockai_tw.errors import invalid
 from mockai_tw.request.moderations import ModerationInput, ModerationRequest
 
@@ -34,21 +33,6 @@ IMAGE_CATEGORIES = frozenset(
 )
 # The legacy models read text only.
 TEXT_ONLY_PREFIX = "text-moderation"
-
-
-@dataclass(frozen=True)
-class ModerationResult:
-    flagged: bool
-    categories: Mapping[str, bool]
-    category_scores: Mapping[str, float]
-    applied_input_types: Mapping[str, tuple[str, ...]]
-
-
-@dataclass(frozen=True)
-class ModerationPlan:
-    id: str
-    model: str
-    results: tuple[ModerationResult, ...]
 
 
 @lru_cache(maxsize=256)

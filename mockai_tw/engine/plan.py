@@ -6,13 +6,19 @@ The wire format renders it and delivery paces it; neither decides anything.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 # Delivery's actions live with the fault kinds that use them (a leaf).
 from mockai_tw.fault_kinds import CLOSE as CLOSE
 from mockai_tw.fault_kinds import RESET as RESET
 from mockai_tw.fault_kinds import Action as Action
+
+if TYPE_CHECKING:
+    # Only named in annotations: the plan echoes a few request fields.
+    from mockai_tw.request.responses import InputItem, ResponsesRequest
 
 
 @dataclass(frozen=True)
@@ -124,3 +130,143 @@ class ChatPlan:
     delay_s: float = 0.0
     # The scenario rule that answered (None: the default answer).
     rule: str | None = None
+
+
+# --- legacy completions ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompletionChoice:
+    index: int
+    # The returned text (echoed prompt included) cut into stream pieces.
+    pieces: tuple[str, ...]
+    finish_reason: str
+    # With ``logprobs``: one entry per piece (the pieces are then tokens).
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    # Where the returned text starts in prompt + completion (``text_offset``).
+    offset: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+@dataclass(frozen=True)
+class CompletionPlan:
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: tuple[CompletionChoice, ...]
+    usage: Usage
+    pacing: Pacing
+    # How long a non-streamed reply waits before it is sent.
+    delay_s: float = 0.0
+    # How many prompts the request held (Azure reports a filter result per prompt).
+    prompts: int = 1
+    stream: bool = False
+    include_usage: bool = False
+    # Azure-style ``content_filter_results`` on every choice.
+    content_filter: bool = False
+    # The scenario rule that answered (None: the default answer).
+    rule: str | None = None
+
+
+# --- the Responses API --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageOutput:
+    """An assistant ``message`` output item: its text in stream pieces."""
+
+    id: str
+    pieces: tuple[str, ...]
+    status: str = "completed"
+    # One entry per piece with ``include: ["message.output_text.logprobs"]``.
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+@dataclass(frozen=True)
+class CallOutput:
+    """A ``function_call`` output item (``call.id`` is its ``call_id``)."""
+
+    id: str
+    call: ToolCallPlan
+    status: str = "completed"
+
+
+OutputItem = MessageOutput | CallOutput
+
+
+@dataclass(frozen=True)
+class ListedItem:
+    """An input item as ``input_items`` lists it, with the id it was given."""
+
+    id: str
+    item: InputItem
+
+
+@dataclass(frozen=True)
+class ResponsePlan:
+    id: str
+    created_at: int
+    request: ResponsesRequest
+    output: tuple[OutputItem, ...]
+    usage: Usage
+    pacing: Pacing
+    # When the answer is (or was) all out: the last piece of a stream, or
+    # the delay of a plain answer.
+    completed_at: int
+    # "completed" or "incomplete" (then ``incomplete_reason`` says why).
+    status: str = "completed"
+    incomplete_reason: str | None = None
+    # How long a non-streamed reply waits before it is sent.
+    delay_s: float = 0.0
+    input_items: tuple[ListedItem, ...] = ()
+    # Input and output of this response and every one it follows, as chat
+    # messages, without instructions (OpenAI does not carry those over a
+    # chain): what a response that follows this one continues.
+    context: tuple[dict[str, Any], ...] = ()
+    # The scenario rule that answered (None: the default answer).
+    rule: str | None = None
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+
+# --- embeddings, moderations, models -------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddingsPlan:
+    model: str
+    vectors: tuple[array[float], ...]
+    prompt_tokens: int
+    encoding_format: str = "float"
+
+
+@dataclass(frozen=True)
+class ModerationResult:
+    flagged: bool
+    categories: Mapping[str, bool]
+    category_scores: Mapping[str, float]
+    applied_input_types: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class ModerationPlan:
+    id: str
+    model: str
+    results: tuple[ModerationResult, ...]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    created: int
+    owned_by: str

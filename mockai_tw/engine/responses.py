@@ -19,76 +19,18 @@ from typing import Any
 
 from mockai_tw.engine.chat import UNMATCHED, Engine, Unmatched, check_schema
 from mockai_tw.engine.ids import hex_id
-from mockai_tw.engine.plan import Pacing, TokenLogprob, ToolCallPlan, Usage
+from mockai_tw.engine.plan import (
+    CallOutput,
+    ListedItem,
+    MessageOutput,
+    OutputItem,
+    ResponsePlan,
+)
 from mockai_tw.engine.rules import NO_HEADERS, Claim, Hit, chat_context
 from mockai_tw.engine.timing import Override
 from mockai_tw.errors import ApiError, invalid
 from mockai_tw.request.chat import ChatRequest, Message
 from mockai_tw.request.responses import InputItem, ResponsesRequest
-
-
-@dataclass(frozen=True)
-class MessageOutput:
-    """An assistant ``message`` output item: its text in stream pieces."""
-
-    id: str
-    pieces: tuple[str, ...]
-    status: str = "completed"
-    # One entry per piece with ``include: ["message.output_text.logprobs"]``.
-    logprobs: tuple[TokenLogprob, ...] | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-
-@dataclass(frozen=True)
-class CallOutput:
-    """A ``function_call`` output item (``call.id`` is its ``call_id``)."""
-
-    id: str
-    call: ToolCallPlan
-    status: str = "completed"
-
-
-OutputItem = MessageOutput | CallOutput
-
-
-@dataclass(frozen=True)
-class ListedItem:
-    """An input item as ``input_items`` lists it, with the id it was given."""
-
-    id: str
-    item: InputItem
-
-
-@dataclass(frozen=True)
-class ResponsePlan:
-    id: str
-    created_at: int
-    request: ResponsesRequest
-    output: tuple[OutputItem, ...]
-    usage: Usage
-    pacing: Pacing
-    # When the answer is (or was) all out: the last piece of a stream, or
-    # the delay of a plain answer.
-    completed_at: int
-    # "completed" or "incomplete" (then ``incomplete_reason`` says why).
-    status: str = "completed"
-    incomplete_reason: str | None = None
-    # How long a non-streamed reply waits before it is sent.
-    delay_s: float = 0.0
-    input_items: tuple[ListedItem, ...] = ()
-    # Input and output of this response and every one it follows, as chat
-    # messages, without instructions (OpenAI does not carry those over a
-    # chain): what a response that follows this one continues.
-    context: tuple[dict[str, Any], ...] = ()
-    # The scenario rule that answered (None: the default answer).
-    rule: str | None = None
-
-    @property
-    def model(self) -> str:
-        return self.request.model
 
 
 class ResponseStore:
@@ -325,7 +267,7 @@ def plan_prepared(
     now: float,
     timing: Override | None = None,
     headers: Mapping[str, str] = NO_HEADERS,
-    hit: Hit | None | Unmatched = UNMATCHED,
+    hit: Hit | Unmatched | None = UNMATCHED,
 ) -> ResponsePlan:
     """The answer to a prepared request (``hit``: as the pipeline matched it)."""
     request, conversation = prepared.request, prepared.conversation

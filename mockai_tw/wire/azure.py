@@ -17,8 +17,7 @@ from typing import Any
 
 import orjson
 
-from mockai_tw.engine.completions import CompletionPlan
-from mockai_tw.engine.plan import ChatPlan
+from mockai_tw.engine.plan import ChatPlan, CompletionPlan
 from mockai_tw.wire import chat, completions
 from mockai_tw.wire.envelope import CONTENT_FILTER_RESULTS
 from mockai_tw.wire.sse import data_event

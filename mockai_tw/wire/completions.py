@@ -11,8 +11,7 @@ from typing import Any
 
 import orjson
 
-from mockai_tw.engine.completions import CompletionChoice, CompletionPlan
-from mockai_tw.engine.plan import TokenLogprob, Usage
+from mockai_tw.engine.plan import CompletionChoice, CompletionPlan, TokenLogprob, Usage
 from mockai_tw.wire.envelope import CONTENT_FILTER_RESULTS, Envelope
 from mockai_tw.wire.sse import DONE
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from mockai_tw.engine.embeddings import EmbeddingsPlan
+from mockai_tw.engine.plan import EmbeddingsPlan
 
 _SWAP = sys.byteorder != "little"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from mockai_tw.engine.models import ModelInfo
+from mockai_tw.engine.plan import ModelInfo
 
 
 def model_json(info: ModelInfo) -> dict[str, Any]:

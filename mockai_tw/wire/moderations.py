@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from mockai_tw.engine.moderations import ModerationPlan, ModerationResult
+from mockai_tw.engine.plan import ModerationPlan, ModerationResult
 
 
 def _result(result: ModerationResult) -> dict[str, Any]:

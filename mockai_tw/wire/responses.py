@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from mockai_tw.engine.plan import TokenLogprob, Usage
-from mockai_tw.engine.responses import (
+from mockai_tw.engine.plan import (
     CallOutput,
     ListedItem,
     MessageOutput,
     OutputItem,
     ResponsePlan,
+    TokenLogprob,
+    Usage,
 )
-from mockai_tw.request.responses import ListParams, ResponsesRequest
 from mockai_tw.wire.chat import logprob_json
 from mockai_tw.wire.sse import named_event
+
+if TYPE_CHECKING:
+    from mockai_tw.request.responses import ListParams, ResponsesRequest
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:

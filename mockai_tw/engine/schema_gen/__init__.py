@@ -12,12 +12,21 @@ content ("email", "price": ``fakes``) and patterns matched by ``regex``.
 Whatever the merge cannot express exactly (``oneOf``'s "exactly one", ``not``,
 ``contains``, ...) is checked with ``jsonschema`` and retried, and the whole
 instance is validated once more before it is returned, so what ``generate``
-returns always validates. Pure Python and deterministic for a given
-``random.Random`` state: no Twisted, no network, no clock.
+returns always validates. A schema nested deeper than ``MAX_SCHEMA_DEPTH``
+levels is refused before anything recursive sees it (``depth``). Pure Python
+and deterministic for a given ``random.Random`` state: no Twisted, no network,
+no clock.
 """
 
 from mockai_tw.engine.schema_gen.api import _VERDICTS as _VERDICTS
 from mockai_tw.engine.schema_gen.api import check_schema, generate
+from mockai_tw.engine.schema_gen.depth import MAX_SCHEMA_DEPTH, schema_depth
 from mockai_tw.engine.schema_gen.errors import SchemaError
 
-__all__ = ["SchemaError", "check_schema", "generate"]
+__all__ = [
+    "MAX_SCHEMA_DEPTH",
+    "SchemaError",
+    "check_schema",
+    "generate",
+    "schema_depth",
+]

@@ -11,20 +11,25 @@ from collections.abc import Mapping
 from random import Random
 from typing import Any
 
+from mockai_tw.engine.schema_gen.depth import too_deep
 from mockai_tw.engine.schema_gen.document import Document
-from mockai_tw.engine.schema_gen.errors import Failure, SchemaError
+from mockai_tw.engine.schema_gen.errors import Failure, Invalid, SchemaError
 from mockai_tw.engine.schema_gen.generator import Generator
 
 __all__ = ["SchemaError", "check_schema", "generate"]
+
+# Within the depth bound, only a long $ref chain can still exhaust the stack.
+_CHECK_TOO_DEEP = "the schema nests too deeply to check (a long $ref chain?)"
 
 
 def check_schema(schema: Any) -> None:
     """Raise SchemaError unless ``schema`` is a valid, satisfiable 2020-12 schema.
 
-    Checks the metaschema (patterns must compile), that every ``$ref`` is local
-    and resolves, and the contradictions that are cheap to see (bounds that
-    cross, an empty ``enum``, a ``const`` of the wrong type, a required
-    property that ``additionalProperties: false`` forbids, a ``false`` root).
+    Checks that it nests at most ``MAX_SCHEMA_DEPTH`` levels, the metaschema
+    (patterns must compile), that every ``$ref`` is local and resolves, and the
+    contradictions that are cheap to see (bounds that cross, an empty
+    ``enum``, a ``const`` of the wrong type, a required property that
+    ``additionalProperties: false`` forbids, a ``false`` root).
     """
     _checked(schema)
 
@@ -53,6 +58,9 @@ _VERDICTS_MAX = 256
 
 def _checked(schema: Any) -> Document:
     """The checked schema, ready to generate from; raises SchemaError."""
+    deep = too_deep(schema)  # first: everything below recurses
+    if deep is not None:
+        raise SchemaError(str(Invalid("", deep)))
     try:
         key: str | None = json.dumps(schema, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError):
@@ -63,6 +71,8 @@ def _checked(schema: Any) -> Document:
             Document(schema).check()
         except Failure as exc:
             verdict = str(exc)
+        except RecursionError:
+            verdict = str(Invalid("", _CHECK_TOO_DEEP))
         else:
             verdict = ""
         if key is not None:

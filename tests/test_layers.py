@@ -1,0 +1,99 @@
+"""The arrows point one way: what each layer loads when imported alone.
+
+Each check imports one module in a fresh interpreter and lists what came
+with it, so an import added in the wrong direction fails here, not in a
+profile months later.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from twisted.trial.unittest import TestCase
+
+PROBE = """
+import json, sys
+before = set(sys.modules)
+import {module}
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def loaded(module: str) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(module=module)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    names: list[str] = json.loads(out)
+    return names
+
+
+def ours(names: list[str]) -> set[str]:
+    return {n for n in names if n == "mockai_tw" or n.startswith("mockai_tw.")}
+
+
+HEAVY = ("twisted", "yaml", "jsonschema", "treq", "referencing")
+
+
+class LayerTests(TestCase):
+    def heavy(self, names: list[str]) -> list[str]:
+        return [n for n in names if n.split(".")[0] in HEAVY]
+
+    def test_wire_imports_only_the_plan_types(self) -> None:
+        allowed = {
+            "mockai_tw",
+            "mockai_tw.engine",
+            "mockai_tw.engine.plan",
+            "mockai_tw.errors",
+            "mockai_tw.fault_kinds",
+        }
+        for name in (
+            "chat",
+            "completions",
+            "responses",
+            "embeddings",
+            "moderations",
+            "models",
+            "azure",
+            "errors",
+        ):
+            names = loaded(f"mockai_tw.wire.{name}")
+            extra = {
+                n for n in ours(names) - allowed if not n.startswith("mockai_tw.wire")
+            }
+            self.assertEqual(extra, set(), name)
+            self.assertEqual(self.heavy(names), [], name)
+
+    def test_leaves_import_nothing_of_ours(self) -> None:
+        for leaf in (
+            "mockai_tw.fault_kinds",
+            "mockai_tw.hooks",
+            "mockai_tw.globs",
+            "mockai_tw.errors",
+        ):
+            self.assertEqual(ours(loaded(leaf)) - {"mockai_tw", leaf}, set(), leaf)
+
+    def test_config_schema_is_a_leaf(self) -> None:
+        names = ours(loaded("mockai_tw.config"))
+        self.assertEqual(
+            {n for n in names if n.startswith("mockai_tw.engine")}, set(), names
+        )
+
+    def test_engine_knows_no_twisted(self) -> None:
+        for module in (
+            "mockai_tw.engine.chat",
+            "mockai_tw.engine.completions",
+            "mockai_tw.engine.responses",
+            "mockai_tw.engine.faults",
+            "mockai_tw.engine.ratelimit",
+            "mockai_tw.engine.rules",
+            "mockai_tw.engine.schema_gen",
+        ):
+            names = loaded(module)
+            self.assertEqual(
+                [n for n in names if n.split(".")[0] == "twisted"], [], module
+            )

@@ -145,9 +145,7 @@ class TickerTests(TestCase):
         later, later_request = self.open(paced(5, 0.01))
         self.clock.pump([0.005] * 40)
         for request in (healthy_request, later_request):
-            self.assertEqual(
-                b"".join(d for _, d in request.writes), b"e0;e1;e2;e3;e4;"
-            )
+            self.assertEqual(b"".join(d for _, d in request.writes), b"e0;e1;e2;e3;e4;")
             self.assertTrue(request.finished)
         self.assertEqual(self.ticker.streams, set())
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -274,7 +272,7 @@ class LiveStreamTests(TestCase):
             # What the server holds in user space each time it stops producing.
             stream = origin.stream
             if stream.request is not None:
-                transport: Any = stream.request.channel.transport  # type: ignore[attr-defined]
+                transport: Any = stream.request.channel.transport
                 held = len(transport.dataBuffer) + sum(
                     map(len, transport._tempDataBuffer)
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from mockai_tw.config import FaultConfig
 from mockai_tw.errors import ApiError
@@ -116,14 +117,14 @@ class FaultInjector:
         return self.make(self.rng.choices(names, weights)[0])
 
 
-def break_events(events: Iterator[Event], fault: Fault | None) -> Iterator[Event]:
+def break_events(events: Iterator[Event], fault: Fault | None) -> Iterator[Any]:
     """The reply's events as ``fault`` delivers them (unchanged when None)."""
     if fault is None:
         return events
     return break_stream(events, fault.kind, fault.settings)
 
 
-def break_body(body: bytes, delay_s: float, fault: Fault | None) -> Iterator[Event]:
+def break_body(body: bytes, delay_s: float, fault: Fault | None) -> Iterator[Any]:
     """A non-streamed body as ``fault`` delivers it, after ``delay_s``."""
     if fault is None:
         return iter([(delay_s, body)])

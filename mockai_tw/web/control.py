@@ -30,7 +30,7 @@ from mockai_tw.web.resources import ApiResource, Branch, ErrorResource, invalid_
 from mockai_tw.web.site import ApiRequest, send_json
 
 if TYPE_CHECKING:
-    from mockai_tw.server import MockServer
+    from mockai_tw.web.face import AdminFace
 
 POSITIONS = ("first", "last")
 _SECRETS = ("access_token", "access_tokens", "admin_token")
@@ -42,7 +42,7 @@ def _mask(token: str) -> str:
     return token[:3] + "*" * (len(token) - 7) + token[-4:]
 
 
-def check_admin(request: server.Request, state: MockServer) -> ApiError | None:
+def check_admin(request: server.Request, state: AdminFace) -> ApiError | None:
     """None when the request carries the admin token; else the error to send."""
     admin = state.config.admin_token
     if not admin:
@@ -64,19 +64,19 @@ def check_admin(request: server.Request, state: MockServer) -> ApiError | None:
 # --- operations (shared with mockai_tw.testing) ------------------------------
 
 
-def _base_dir(state: MockServer) -> str | None:
+def _base_dir(state: AdminFace) -> str | None:
     path = state.config_path
     return os.path.dirname(os.path.abspath(path)) if path else None
 
 
-def _parse(state: MockServer, body: Mapping[str, Any]) -> Rule:
+def _parse(state: AdminFace, body: Mapping[str, Any]) -> Rule:
     try:
         return parse_rule(dict(body), "rule", _base_dir(state))
     except RuleError as error:
         raise invalid(str(error), param=error.path, code="invalid_rule") from None
 
 
-def list_rules(state: MockServer) -> dict[str, Any]:
+def list_rules(state: AdminFace) -> dict[str, Any]:
     entries = state.rules.entries(state.clock.seconds())
     return {
         "rules": [entry.view(i) for i, entry in enumerate(entries)],
@@ -84,7 +84,7 @@ def list_rules(state: MockServer) -> dict[str, Any]:
     }
 
 
-def add_rule(state: MockServer, body: Mapping[str, Any]) -> dict[str, Any]:
+def add_rule(state: AdminFace, body: Mapping[str, Any]) -> dict[str, Any]:
     """``body`` is a rule (as in the config) plus ``position``: first or last."""
     body = dict(body)
     position = body.pop("position", "last")
@@ -103,7 +103,7 @@ def add_rule(state: MockServer, body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def replace_rule(
-    state: MockServer, rule_id: str, body: Mapping[str, Any]
+    state: AdminFace, rule_id: str, body: Mapping[str, Any]
 ) -> dict[str, Any]:
     rule = _parse(state, body)
     entry = state.rules.replace(rule_id, rule, state.clock.seconds())
@@ -112,13 +112,13 @@ def replace_rule(
     return entry.view(state.rules.entries().index(entry))
 
 
-def delete_rule(state: MockServer, rule_id: str) -> dict[str, Any]:
+def delete_rule(state: AdminFace, rule_id: str) -> dict[str, Any]:
     if not state.rules.delete(rule_id):
         raise _no_rule(rule_id)
     return {"id": rule_id, "deleted": True}
 
 
-def reset_rules(state: MockServer) -> dict[str, Any]:
+def reset_rules(state: AdminFace) -> dict[str, Any]:
     """Back to the config file's rules, their counters fresh."""
     state.rules.reset(state.config.rules, state.clock.seconds())
     return list_rules(state)
@@ -142,7 +142,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def effective_config(state: MockServer) -> dict[str, Any]:
+def effective_config(state: AdminFace) -> dict[str, Any]:
     """The config in force, tokens masked."""
     out: dict[str, Any] = _plain(state.config)
     for key in _SECRETS:
@@ -155,7 +155,7 @@ def effective_config(state: MockServer) -> dict[str, Any]:
 
 
 def read_journal(
-    state: MockServer,
+    state: AdminFace,
     path: str | None = None,
     model: str | None = None,
     rule: str | None = None,
@@ -173,11 +173,11 @@ def read_journal(
     }
 
 
-def clear_journal(state: MockServer) -> dict[str, Any]:
+def clear_journal(state: AdminFace) -> dict[str, Any]:
     return {"deleted": state.journal.clear()}
 
 
-def reload_config(state: MockServer) -> dict[str, Any]:
+def reload_config(state: AdminFace) -> dict[str, Any]:
     """Re-read the config file; a bad one is a 400 naming the key, old kept."""
     try:
         state.reload()
@@ -212,10 +212,18 @@ def _body(request: server.Request) -> dict[str, Any]:
     return parse_body(api_request.body())
 
 
+class AdminResource(ApiResource):
+    """A control resource: it sees the admin face, not only the request one."""
+
+    state: AdminFace
+
+
 class Control(Branch):
     """``/_mock``: admits the admin token only, then routes."""
 
-    def __init__(self, state: MockServer) -> None:
+    state: AdminFace
+
+    def __init__(self, state: AdminFace) -> None:
         super().__init__(state)
         rules = Rules(state)
         self.putChild(b"rules", rules)
@@ -252,7 +260,7 @@ class Control(Branch):
         )
 
 
-class Rules(ApiResource):
+class Rules(AdminResource):
     """``/_mock/rules``: list, add, reset; ``/_mock/rules/{id}`` for one."""
 
     def render_GET(self, request: server.Request) -> bytes:
@@ -270,10 +278,10 @@ class Rules(ApiResource):
         return RuleItem(self.state, path.decode("utf-8", "replace"))
 
 
-class RuleItem(ApiResource):
+class RuleItem(AdminResource):
     isLeaf = True
 
-    def __init__(self, state: MockServer, rule_id: str) -> None:
+    def __init__(self, state: AdminFace, rule_id: str) -> None:
         super().__init__(state)
         self.rule_id = rule_id
 
@@ -291,12 +299,12 @@ class RuleItem(ApiResource):
         return _json(request, delete_rule(self.state, self.rule_id))
 
 
-class ConfigView(ApiResource):
+class ConfigView(AdminResource):
     def render_GET(self, request: server.Request) -> bytes:
         return _json(request, effective_config(self.state))
 
 
-class Requests(ApiResource):
+class Requests(AdminResource):
     """``GET /_mock/requests?path=&model=&rule=&since=&limit=``; ``DELETE`` clears."""
 
     def render_GET(self, request: server.Request) -> bytes:
@@ -339,11 +347,11 @@ class Requests(ApiResource):
         return _json(request, clear_journal(self.state))
 
 
-class Reload(ApiResource):
+class Reload(AdminResource):
     def render_POST(self, request: server.Request) -> bytes:
         return _json(request, reload_config(self.state))
 
 
-def control_tree(state: MockServer) -> Control:
+def control_tree(state: AdminFace) -> Control:
     """The ``/_mock`` resource, for the root to mount."""
     return Control(state)

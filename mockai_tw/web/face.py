@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
     from mockai_tw.config import Config
+    from mockai_tw.engine.rules import Rule, RuleBook
+    from mockai_tw.journal import Journal
     from mockai_tw.delivery import Ticker
     from mockai_tw.engine.chat import Engine
     from mockai_tw.engine.faults import FaultInjector
@@ -37,3 +39,14 @@ class Face(Protocol):
     responses: ResponseStore
     # The accepted API keys, encoded once per config.
     token_bytes: tuple[bytes, ...]
+
+
+class AdminFace(Face, Protocol):
+    """What the control API may also touch: rules, journal, reload."""
+
+    rules: RuleBook
+    journal: Journal
+    file_rules: tuple[Rule, ...]
+    config_path: str | None
+
+    def reload(self) -> Config: ...

@@ -25,6 +25,7 @@ from mockai_tw.engine.schema_gen.arith import (
     multiple_ok,
     pick_range,
 )
+from mockai_tw.engine.schema_gen.depth import MAX_SCHEMA_DEPTH
 from mockai_tw.engine.schema_gen.document import INF, Document
 from mockai_tw.engine.schema_gen.errors import Failure, Fatal, Stuck, Unsat
 from mockai_tw.engine.schema_gen.fakes import (
@@ -49,7 +50,8 @@ from mockai_tw.engine.schema_gen.keywords import (
 from mockai_tw.engine.schema_gen.merge import Merged, k_range
 from mockai_tw.engine.schema_gen.regex import pattern_string
 
-_MAX_DEPTH = 40  # a deeper value means recursion that never ends
+# A value as deep as the deepest schema accepted; deeper is recursion that never ends.
+_MAX_DEPTH = MAX_SCHEMA_DEPTH
 _SOFT_DEPTH = 10  # from here on: shortest arrays, required properties only
 _SOFT_RECURSION = 3  # the same $ref this often on one path: go minimal
 _MAX_ATTEMPTS = 8  # per value, when random choices failed
@@ -509,7 +511,12 @@ class Generator:
 
     # -- objects
     def _object(self, merged: Merged, ctx: _Ctx) -> dict[str, Any]:
-        """Required keys, most optional ones, extra keys where minProperties asks."""
+        """Required keys, most optional ones, extra keys where minProperties asks.
+
+        No key the schema does not name unless minProperties asks for more than
+        it names; an object whose only keys are patternProperties (a map) gets
+        an entry or two matching them.
+        """
         problem = merged.object_problem()
         if problem:
             raise Unsat(*problem)
@@ -549,12 +556,14 @@ class Generator:
                 if key in forced:
                     raise
         wanted = merged.min_props - len(out)
-        if not declared and merged.open() and not self.minimal(ctx):
+        patterned = any(rule.patterns for rule in merged.prop_rules)
+        if not declared and patterned and not self.minimal(ctx):
             wanted = max(wanted, self.rng.randint(1, 2))
         if merged.max_props is not None:
             wanted = min(wanted, merged.max_props - len(out))
         for _ in range(max(wanted, 0)):
-            extra = self._extra_key(merged, ctx, out)
+            undeclared = len(out) < merged.min_props
+            extra = self._extra_key(merged, ctx, out, undeclared=undeclared)
             if extra is None:
                 break
             key, schemas = extra
@@ -578,12 +587,23 @@ class Generator:
         return max((self.schema.cost(sub) for sub, _ in found), default=0)
 
     def _extra_key(
-        self, merged: Merged, ctx: _Ctx, taken: Mapping[str, Any]
+        self,
+        merged: Merged,
+        ctx: _Ctx,
+        taken: Mapping[str, Any],
+        *,
+        undeclared: bool,
     ) -> tuple[str, list[Item]] | None:
-        """A new key the object may have, with its value's schemas."""
+        """A new key the object may have, with its value's schemas.
+
+        ``undeclared``: any key the schema allows will do (minProperties asks
+        for it); otherwise only a key one of its patternProperties declares.
+        """
         patterns = [p for rule in merged.prop_rules for p, _ in rule.patterns]
         for attempt in range(20):
-            if patterns and (not merged.open() or self.rng.random() < 0.7):
+            if patterns and (
+                not undeclared or not merged.open() or self.rng.random() < 0.7
+            ):
                 pattern = self.rng.choice(patterns)
                 try:
                     size = self.rng.randint(1, 8)
@@ -592,6 +612,8 @@ class Generator:
                     )
                 except Stuck:
                     continue
+            elif not undeclared:
+                return None
             elif merged.names:
                 schemas = [*merged.names, (_STRING_SCHEMA, merged.path)]
                 try:

@@ -249,6 +249,8 @@ def rps_scenario(
         summary[f"{name}_errors"] = sum(r.errors for r in rs)
     summary["ratio"] = summary["mockai_rps"] / summary["bare_rps"]
     summary["journal_ratio"] = summary["mockai_rps"] / summary["nojournal_rps"]
+    if "baseline" in results:
+        summary["baseline_ratio"] = summary["mockai_rps"] / summary["baseline_rps"]
     return summary
 
 
@@ -538,7 +540,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             "| server | req/s (median) | server CPU | errors |",
             "|---|---:|---:|---:|",
         ]
-        for name in RPS_SERVERS:
+        for name in [*RPS_SERVERS, "baseline"]:
+            if name + "_rps" not in rps:
+                continue
             lines.append(
                 f"| {name} | {rps[name + '_rps']:,.0f} | {rps[name + '_cpu']:.0%} "
                 f"| {rps[name + '_errors']} |"
@@ -550,6 +554,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f" (the journal costs {1 - rps['journal_ratio']:.1%})",
             "",
         ]
+        if "baseline_ratio" in rps:
+            lines[-1:-1] = [
+                f"mockai / baseline ({results['baseline']}):"
+                f" {rps['baseline_ratio']:.3f}",
+            ]
     streams = results.get("stream")
     if streams:
         ideal = 1000 / args.interval_ms
@@ -613,6 +622,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--chunking", choices=("word", "char"), default="word")
     p.add_argument("--no-pin", action="store_true", help="do not use taskset")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="a directory holding another mockai_tw (git archive COMMIT mockai_tw"
+        " | tar -x -C DIR): the rps scenario measures it in the same run",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.runs, args.seconds = 2, 2
@@ -718,8 +733,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     servers,
                     env={"MOCKAI_JOURNAL__ENABLED": "false"},
                 )
+                measured = [mockai, nojournal, bare]
+                if args.baseline is not None:
+                    # Another mockai_tw (an older commit, exported), same config.
+                    measured.append(
+                        start_server(
+                            "baseline",
+                            MOCKAI_CMD.split(),
+                            workdir,
+                            server_core,
+                            servers,
+                            env={"PYTHONPATH": str(args.baseline.resolve())},
+                        )
+                    )
+                    results["baseline"] = str(args.baseline)
                 log("rps scenario")
-                results["rps"] = rps_scenario([mockai, nojournal, bare], workdir, args)
+                results["rps"] = rps_scenario(measured, workdir, args)
             if args.scenario != "rps":
                 log("stream scenario")
                 results["stream"] = stream_scenario(mockai, restart, args)

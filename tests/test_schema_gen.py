@@ -1190,7 +1190,7 @@ class DepthTests(SynchronousTestCase):
         for defs in (refs, negated):
             schema = {"$defs": defs, "$ref": "#/$defs/d0"}
             self.assertLessEqual(schema_depth(schema), 3)
-            for _ in range(2):  # the same answer once the verdict is remembered
+            for _ in range(2):  # and again: such a verdict is not remembered
                 with self.assertRaises(SchemaError) as caught:
                     check_schema(schema)
                     generate(schema, rng())

@@ -22,7 +22,7 @@ import orjson
 from twisted.web import server
 from twisted.web.resource import IResource
 
-from mockai_tw.config import ConfigError
+from mockai_tw.config import ConfigError, is_secret
 from mockai_tw.engine.rules import Rule, RuleError, parse_rule
 from mockai_tw.errors import ApiError, invalid
 from mockai_tw.request.common import parse_body
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from mockai_tw.web.face import AdminFace
 
 POSITIONS = ("first", "last")
-_SECRETS = ("access_token", "access_tokens", "admin_token")
 
 
 def _mask(token: str) -> str:
@@ -142,15 +141,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _masked(value: Any) -> Any:
+    """Every secret-named key at any depth, masked (``config.is_secret``)."""
+    if isinstance(value, dict):
+        return {
+            k: _mask_secret(v) if is_secret(k) else _masked(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _mask_secret(value: Any) -> Any:
+    if isinstance(value, str):
+        return _mask(value)
+    if isinstance(value, list):
+        return [_mask(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
 def effective_config(state: AdminFace) -> dict[str, Any]:
-    """The config in force, tokens masked."""
-    out: dict[str, Any] = _plain(state.config)
-    for key in _SECRETS:
-        value = out.get(key)
-        if isinstance(value, str):
-            out[key] = _mask(value)
-        elif isinstance(value, list):
-            out[key] = [_mask(v) for v in value]
+    """The config in force, secrets masked."""
+    out: dict[str, Any] = _masked(_plain(state.config))
     return {"config_path": state.config_path, "config": out}
 
 

@@ -72,7 +72,8 @@ def _checked(schema: Any) -> Document:
         except Failure as exc:
             verdict = str(exc)
         except RecursionError:
-            verdict = str(Invalid("", _CHECK_TOO_DEEP))
+            # Not remembered: how deep the caller's own stack was decided it.
+            raise SchemaError(str(Invalid("", _CHECK_TOO_DEEP))) from None
         else:
             verdict = ""
         if key is not None:

@@ -24,6 +24,8 @@ MAX_SCHEMA_DEPTH = 64
 _SINGLE = frozenset(SINGLE_SUBSCHEMA)
 _MAP = frozenset(MAP_SUBSCHEMAS)
 _LIST = frozenset(LIST_SUBSCHEMAS)
+_OBJECT = (dict, Mapping)  # dict first: the fast, usual case
+_CONTAINER = (dict, list, Mapping)
 
 
 def schema_depth(schema: Any) -> int:
@@ -35,27 +37,32 @@ def schema_depth(schema: Any) -> int:
     array is a level. Booleans, numbers and strings add none.
     """
     deepest = 0
-    # (node, its level, whether it is a schema rather than a value)
-    stack: list[tuple[Any, int, bool]] = [(schema, 1, True)]
-    while stack:
-        node, level, is_schema = stack.pop()
-        if isinstance(node, list):
-            deepest = max(deepest, level)
-            stack.extend((item, level + 1, False) for item in node)
-        elif isinstance(node, Mapping):
-            deepest = max(deepest, level)
-            if not is_schema:
-                stack.extend((value, level + 1, False) for value in node.values())
-                continue
-            for key, value in node.items():
-                if key in _SINGLE:
-                    stack.append((value, level + 1, True))
-                elif key in _MAP and isinstance(value, Mapping):
-                    stack.extend((sub, level + 1, True) for sub in value.values())
-                elif key in _LIST and isinstance(value, list):
-                    stack.extend((sub, level + 1, True) for sub in value)
-                else:
-                    stack.append((value, level + 1, False))
+    schemas: list[tuple[Any, int]] = [(schema, 1)]
+    values: list[tuple[Any, int]] = []  # objects and arrays that are data
+    while schemas:
+        node, level = schemas.pop()
+        if not isinstance(node, _OBJECT):
+            if isinstance(node, list):
+                values.append((node, level))
+            continue
+        deepest = max(deepest, level)
+        below = level + 1
+        for key, value in node.items():
+            if key in _SINGLE:
+                schemas.append((value, below))
+            elif key in _MAP and isinstance(value, _OBJECT):
+                schemas += [(sub, below) for sub in value.values()]
+            elif key in _LIST and isinstance(value, list):
+                schemas += [(sub, below) for sub in value]
+            elif isinstance(value, _CONTAINER):
+                values.append((value, below))
+    while values:
+        node, level = values.pop()
+        deepest = max(deepest, level)
+        below = level + 1
+        for child in node.values() if isinstance(node, _OBJECT) else node:
+            if isinstance(child, _CONTAINER):
+                values.append((child, below))
     return deepest
 
 

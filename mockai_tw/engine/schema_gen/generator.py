@@ -596,14 +596,13 @@ class Generator:
     ) -> tuple[str, list[Item]] | None:
         """A new key the object may have, with its value's schemas.
 
-        ``undeclared``: any key the schema allows will do (minProperties asks
-        for it); otherwise only a key one of its patternProperties declares.
+        Keys matching patternProperties come first; with ``undeclared`` (when
+        minProperties asks for more keys than the schema names) any key the
+        schema allows will do once patterns fail.
         """
         patterns = [p for rule in merged.prop_rules for p, _ in rule.patterns]
         for attempt in range(20):
-            if patterns and (
-                not undeclared or not merged.open() or self.rng.random() < 0.7
-            ):
+            if patterns and (not undeclared or not merged.open() or attempt < 10):
                 pattern = self.rng.choice(patterns)
                 try:
                     size = self.rng.randint(1, 8)

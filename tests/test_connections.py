@@ -20,9 +20,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.test.proto_helpers import StringTransport
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 from zope.interface import implementer
@@ -49,7 +49,7 @@ async def start_clocked(
     listener = ListenService(server, "tcp:0:interface=127.0.0.1", reactor)
     listener.startService()
     case.addCleanup(listener.stopService)
-    port = await listener.listening
+    port: Any = await listener.listening
     pool = HTTPConnectionPool(reactor, persistent=False)
     live = Live(server, listener, port.getHost().port, pool)
     case.addCleanup(server.site.quiet)
@@ -82,7 +82,8 @@ class Raw(Protocol):
                 entry[1].callback(None)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        self.closed.callback(None)
+        if not self.closed.called:
+            self.closed.callback(None)
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
@@ -112,6 +113,11 @@ async def connect(case: TestCase, live: Live) -> Raw:
     return client
 
 
+async def started(live: Live) -> None:
+    """Until the server has read a request line (so it is receiving one)."""
+    await until(lambda: any(c.requests for c in live.server.site.channels))
+
+
 async def still_open(client: Raw) -> bool:
     """Whether ``client`` survives a few real reactor turns."""
     for _ in range(5):
@@ -138,11 +144,35 @@ def error_of(response: bytes) -> dict[str, Any]:
     return error
 
 
+def in_memory(
+    case: TestCase, http: Mapping[str, Any]
+) -> tuple[Any, Any, StringTransport, Clock]:
+    """A MockSite channel on a StringTransport, its timers on a Clock."""
+    clock = Clock()
+    config = parse_config({"access_token": TOKEN, "http": dict(http)}, {})
+    site = MockServer(config, clock).site
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+
+    def lose() -> None:
+        if channel in site.channels:
+            channel.connectionLost(Failure(ConnectionError("test over")))
+
+    case.addCleanup(lose)
+    return site, channel, transport, clock
+
+
 class RequestDeadlineTests(TestCase):
+    # A connection that is never cut fails fast, not at trial's 120 s.
+    timeout = 15
+
     async def test_trickled_headers_are_cut_at_the_deadline(self) -> None:
         live, clock = await start_clocked(self, {"http": {"request_timeout_s": 5}})
         slow = await connect(self, live)
-        header = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 100
+        slow.write(b"GET /health HTTP/1.1\r\n")
+        await started(live)
+        header = b"Host: x\r\nX-Slow: " + b"z" * 100
         for i in range(5):
             # One byte a second, every second, never a whole header block.
             slow.write(header[i : i + 1])
@@ -170,6 +200,7 @@ class RequestDeadlineTests(TestCase):
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
         )
+        await started(live)
         clock.advance(2.9)
         self.assertTrue(await still_open(slow))
         slow.write(b'"model"')
@@ -186,10 +217,11 @@ class RequestDeadlineTests(TestCase):
         await client.has(b'"ok"')
         # Idle for longer than a request may take, then one slow request.
         clock.advance(30)
-        client.write(HEALTH[:10])
-        await deferLater(reactor, 0.01)
+        line = len(b"GET /health HTTP/1.1\r\n")
+        client.write(HEALTH[:line])
+        await started(live)
         clock.advance(4)
-        client.write(HEALTH[10:])
+        client.write(HEALTH[line:])
         await client.has(b'"ok"', 2)
         self.assertNotIn(b" 408 ", client.received)
         self.assertTrue(await still_open(client))
@@ -220,6 +252,28 @@ class RequestDeadlineTests(TestCase):
         self.assertEqual(text, "abcdef")
         self.assertGreater(clock.seconds(), 5)
 
+    async def test_a_silent_connection_is_closed_quietly(self) -> None:
+        live, clock = await start_clocked(self, {"http": {"request_timeout_s": 5}})
+        silent = await connect(self, live)
+        clock.advance(4.9)
+        self.assertTrue(await still_open(silent))
+        clock.advance(0.1)
+        await silent.closed
+        # Nothing was asked: no 408 that a client could take for an answer.
+        self.assertEqual(silent.received, b"")
+
+    def test_a_malformed_request_left_unread_is_aborted(self) -> None:
+        # Twisted answers 400 and closes; a peer that never reads that answer
+        # loses its descriptor at the deadline.
+        _, channel, transport, clock = in_memory(self, {"request_timeout_s": 5})
+        channel.dataReceived(b"NONSENSE\r\n")
+        self.assertIn(b" 400 ", transport.value())
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)
+        clock.advance(5)
+        self.assertTrue(transport.disconnected)
+        self.assertNotIn(b" 408 ", transport.value())
+
     async def test_a_reload_applies_to_new_connections(self) -> None:
         live, clock = await start_clocked(self, {"http": {"request_timeout_s": 30}})
         config = live.server.config
@@ -227,13 +281,16 @@ class RequestDeadlineTests(TestCase):
             replace(config, http=replace(config.http, request_timeout_s=2))
         )
         slow = await connect(self, live)
-        slow.write(b"GET /")
+        slow.write(b"GET / HTTP/1.1\r\n")
+        await started(live)
         clock.advance(2)
         await slow.closed
         self.assertIn(b" 408 ", slow.received)
 
 
 class IdleTimeoutTests(TestCase):
+    timeout = 15
+
     async def test_an_idle_keep_alive_connection_is_closed(self) -> None:
         live, clock = await start_clocked(self, {"http": {"idle_timeout_s": 10}})
         client = await connect(self, live)
@@ -250,14 +307,7 @@ class IdleTimeoutTests(TestCase):
 
     def test_a_response_still_being_written_is_not_idle(self) -> None:
         # In memory: the transport says its buffer is full (pauseProducing).
-        clock = Clock()
-        config = parse_config(
-            {"access_token": TOKEN, "http": {"idle_timeout_s": 10}}, {}
-        )
-        site = MockServer(config, clock).site
-        channel = site.buildProtocol(None)
-        transport = StringTransport()
-        channel.makeConnection(transport)
+        site, channel, transport, clock = in_memory(self, {"idle_timeout_s": 10})
         channel.dataReceived(HEALTH)
         self.assertIn(b'"ok"', transport.value())
         channel.pauseProducing()
@@ -270,8 +320,22 @@ class IdleTimeoutTests(TestCase):
         self.assertEqual(site.channels, set())
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_pipelined_requests_are_answered_then_idle(self) -> None:
+        _, channel, transport, clock = in_memory(
+            self, {"idle_timeout_s": 10, "request_timeout_s": 5}
+        )
+        channel.dataReceived(HEALTH * 3)
+        self.assertEqual(transport.value().count(b'"ok"'), 3)
+        clock.advance(9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertNotIn(b" 408 ", transport.value())
+
 
 class ConnectionCapTests(TestCase):
+    timeout = 15
+
     async def test_connections_past_the_cap_are_closed_at_once(self) -> None:
         lines = capture_log(self)
         live, _ = await start_clocked(self, {"http": {"max_connections": 2}})
@@ -325,6 +389,8 @@ class EmfileSocket:
 
 
 class AcceptErrorTests(TestCase):
+    timeout = 15
+
     async def test_emfile_is_logged_once_per_episode(self) -> None:
         live, _ = await start_clocked(self)
         port: Any = live.listener.port
@@ -342,7 +408,7 @@ class AcceptErrorTests(TestCase):
             [line for line in lines if "EMFILE" in line or "accept" in line],
             [
                 "mockai: cannot accept connections (EMFILE: Too many open files):"
-                " new ones are closed until descriptors are free; raise the limit"
+                " new ones are turned away until descriptors are free; raise the limit"
                 " (ulimit -n) or lower http.max_connections below it",
                 "mockai: accepting connections again after EMFILE",
             ],

@@ -123,7 +123,7 @@ class TickerTests(TestCase):
             yield 0.01, b"f1;"
             raise ValueError("a renderer broke")
 
-        healthy, healthy_request = self.open(paced(5, 0.01))
+        _, healthy_request = self.open(paced(5, 0.01))
         broken_request = FakeRequest(self.clock)
         broken = Stream(
             broken_request,
@@ -142,7 +142,7 @@ class TickerTests(TestCase):
         self.assertEqual(broken.close_reason, "failed")
         self.assertNotIn(broken, self.ticker.streams)
         self.assertTrue(self.ticker.running)
-        later, later_request = self.open(paced(5, 0.01))
+        _, later_request = self.open(paced(5, 0.01))
         self.clock.pump([0.005] * 40)
         for request in (healthy_request, later_request):
             self.assertEqual(b"".join(d for _, d in request.writes), b"e0;e1;e2;e3;e4;")

@@ -251,7 +251,7 @@ class ErrorTests(TestCase):
         def broken(*args: Any, **kw: Any) -> Any:
             raise RuntimeError("engine bug")
 
-        engine.chat = broken  # type: ignore[method-assign,assignment]
+        engine.chat = broken  # type: ignore[method-assign]
         response, payload = await live.json("POST", CHAT, GOOD)
         # First, so that the logged error is flushed whatever fails after.
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
@@ -267,7 +267,7 @@ class ErrorTests(TestCase):
                 type="server_error",
             )
 
-        engine.chat = refuse  # type: ignore[method-assign,assignment]
+        engine.chat = refuse  # type: ignore[method-assign]
         response, payload = await live.json("POST", CHAT, GOOD)
         self.assertEqual(response.code, 503)
         self.assertEqual(payload["error"]["type"], "server_error")

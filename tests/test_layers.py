@@ -7,9 +7,12 @@ profile months later.
 
 from __future__ import annotations
 
+import configparser
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
@@ -97,3 +100,34 @@ class LayerTests(TestCase):
             self.assertEqual(
                 [n for n in names if n.split(".")[0] == "twisted"], [], module
             )
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class PackagingTests(TestCase):
+    def test_setup_cfg_lists_every_package(self) -> None:
+        # A package missing here installs fine in editable mode and is
+        # missing from a wheel, a container, a `pip install .`.
+        parser = configparser.ConfigParser()
+        parser.read(ROOT / "setup.cfg")
+        listed = set(parser["options"]["packages"].split())
+        found = {
+            ".".join(init.parent.relative_to(ROOT).parts)
+            for init in (ROOT / "mockai_tw").rglob("__init__.py")
+            if "__pycache__" not in init.parts
+        }
+        self.assertEqual(found - listed, set())
+        self.assertEqual(listed - found - {"twisted.plugins"}, set())
+
+    def test_ci_runs_the_readme_test_command_verbatim(self) -> None:
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        blocks = re.findall(r"```sh\n(.*?)```", readme, re.S)
+        command = next(
+            line
+            for block in blocks
+            for line in block.splitlines()
+            if "twisted.trial tests" in line and "pip install" in line
+        )
+        ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+        self.assertIn(command.strip() + " || exit 1", ci)

@@ -69,9 +69,7 @@ class AdmissionTests(TestCase):
         live = await self.limited([once()], requests_per_minute=1)
         response, _ = await live.json("POST", "/v1/chat/completions", chat("first"))
         self.assertEqual(response.code, 200)
-        response, body = await live.json(
-            "POST", "/v1/chat/completions", chat("second")
-        )
+        response, body = await live.json("POST", "/v1/chat/completions", chat("second"))
         self.assertEqual(response.code, 429)
         self.assertEqual(body["error"]["code"], "rate_limit_exceeded")
         kept = entry(live, "once")
@@ -148,7 +146,10 @@ class FaultAdmissionTests(TestCase):
         for path, body in (
             ("/v1/chat/completions", chat("second")),
             ("/v1/responses", {"model": "gpt-4o-mini", "input": "second"}),
-            ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "second"}),
+            (
+                "/v1/completions",
+                {"model": "gpt-3.5-turbo-instruct", "prompt": "second"},
+            ),
         ):
             response, answer = await live.json(
                 "POST", path, body, headers={"x-mock-fault": "http_503"}

@@ -28,10 +28,10 @@ from mockai_tw.engine.plan import (
 )
 from mockai_tw.engine.rules import (
     NO_HEADERS,
+    Claim,
     ErrorAnswer,
     Hit,
     RequestContext,
-    Claim,
     RuleBook,
     chat_context,
     render,
@@ -355,7 +355,7 @@ class Engine:
         timing: Override | None = None,
         headers: Mapping[str, str] = NO_HEADERS,
         endpoint: str = "chat",
-        hit: Hit | None | Unmatched = UNMATCHED,
+        hit: Hit | Unmatched | None = UNMATCHED,
     ) -> ChatPlan:
         """``headers`` (lower-cased names) and ``endpoint`` are for the rules.
 

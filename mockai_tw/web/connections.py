@@ -21,6 +21,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProtocolFactory
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.web import http
 from zope.interface import implementer
 
@@ -49,6 +50,11 @@ def default_limits() -> HttpLimits:
     return _DEFAULTS
 
 
+def channel_factory(limits: Callable[[], HttpLimits]) -> Callable[[], Any]:
+    """What a Site's ``protocol`` should be: it builds guarded channels."""
+    return lambda: GuardedChannel(limits)
+
+
 def request_timeout(limit_s: float) -> ApiError:
     return ApiError(
         408,
@@ -71,20 +77,24 @@ def timeout_response(limit_s: float) -> bytes:
 
 
 # What a channel is doing, for its one timer.
-_RECEIVING = "receiving"  # a request is arriving: the deadline runs
-_HANDLING = "handling"  # the request is in; its response is being made: no timer
+_OPENED = "opened"  # connected, nothing received: the first request's deadline runs
+_RECEIVING = "receiving"  # a request is arriving: its deadline runs
+_HANDLING = "handling"  # the request is in, its response under way: no timer
 _IDLE = "idle"  # kept alive, waiting for the next request: the idle timer runs
 
 
 class GuardedChannel(http.HTTPChannel):
     """An HTTP/1.1 channel with a request deadline and an idle timeout.
 
-    One timer per connection, moved between the two. Twisted's own timeout
-    (``timeOut``) must be off (the Site is built with ``timeout=None``).
+    One timer per connection, moved between the two; Twisted's own idle
+    timer (``timeOut``) must be off (``MockSite`` sets it to None). A request
+    past its deadline gets a 408 and the connection closes; a connection that
+    never sent a byte, or sat idle, is closed without a word (an unasked-for
+    response could be read as the answer to a request crossing it).
     """
 
     _timer: IDelayedCall | None = None
-    _state = _RECEIVING
+    _state = _OPENED
     _lost = False
 
     def __init__(self, limits: Callable[[], HttpLimits]) -> None:
@@ -93,13 +103,15 @@ class GuardedChannel(http.HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        # The first request's deadline runs from the connection's opening.
-        self._arm(_RECEIVING, self.limits().request_timeout_s)
+        self._arm(_OPENED, self.limits().request_timeout_s)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._state is _IDLE:
+        state = self._state
+        if state is _IDLE:
             # The first byte of the next request: its deadline starts now.
             self._arm(_RECEIVING, self.limits().request_timeout_s)
+        elif state is _OPENED:
+            self._state = _RECEIVING
         super().dataReceived(data)
 
     def allContentReceived(self) -> None:
@@ -115,7 +127,7 @@ class GuardedChannel(http.HTTPChannel):
             self._arm(_IDLE, self.limits().idle_timeout_s)
         super().requestDone(request)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._lost = True
         self._disarm()
         super().connectionLost(reason)
@@ -135,22 +147,25 @@ class GuardedChannel(http.HTTPChannel):
 
     def _expired(self) -> None:
         self._timer = None
-        if self._lost:
+        transport: Any = self.transport
+        if self._lost or transport is None:
             return
-        if self._state is _RECEIVING:
-            assert self.transport is not None
-            self.transport.write(timeout_response(self.limits().request_timeout_s))
+        if transport.disconnecting:
+            # Already closing (Twisted's 400 for a malformed request) and the
+            # peer is not reading it: let the descriptor go now.
+            transport.abortConnection()
+        elif self._state is _RECEIVING:
+            transport.write(timeout_response(self.limits().request_timeout_s))
             self._close()
-        elif self._state is _IDLE:
-            if self._waitingForTransport:
-                # The last response is still being written: not idle yet.
-                self._arm(_IDLE, self.limits().idle_timeout_s)
-            else:
-                self._close()
+        elif self._state is _IDLE and self._waitingForTransport:
+            # The last response is still being written: not idle yet.
+            self._arm(_IDLE, self.limits().idle_timeout_s)
+        elif self._state is not _HANDLING:
+            self._close()
 
     def _close(self) -> None:
-        # As Twisted's own timeout does: close after what is written leaves,
-        # and abort if the peer does not read it within abortTimeout.
+        # As Twisted's own timeout does: close once what is written has left,
+        # and abort if the peer does not take it within abortTimeout.
         if self.abortTimeout is not None:
             self._abortingCall = self.callLater(
                 self.abortTimeout, self.forceAbortClient
@@ -162,8 +177,8 @@ class Refused(protocol.Protocol):
     """What a connection past the cap gets: closed before anything is read."""
 
     def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.transport.abortConnection()
+        transport: Any = self.transport
+        transport.abortConnection()
 
 
 class ConnectionCap:
@@ -252,7 +267,7 @@ class AcceptErrors:
             reason = os.strerror(code) if code is not None else error
             log.warn(
                 "mockai: cannot accept connections ({error}: {reason}): new ones"
-                " are closed until descriptors are free; raise the limit"
+                " are turned away until descriptors are free; raise the limit"
                 " (ulimit -n) or lower http.max_connections below it",
                 error=error,
                 reason=reason,

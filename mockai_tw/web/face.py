@@ -13,14 +13,14 @@ if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
     from mockai_tw.config import Config
-    from mockai_tw.engine.rules import Rule, RuleBook
-    from mockai_tw.journal import Journal
     from mockai_tw.delivery import Ticker
     from mockai_tw.engine.chat import Engine
     from mockai_tw.engine.faults import FaultInjector
     from mockai_tw.engine.ratelimit import RateLimiter
     from mockai_tw.engine.responses import ResponseStore
+    from mockai_tw.engine.rules import Rule, RuleBook
     from mockai_tw.hooks import Hooks
+    from mockai_tw.journal import Journal
 
 
 class Face(Protocol):

@@ -18,9 +18,9 @@ from mockai_tw.errors import ApiError, server_error
 from mockai_tw.hooks import Hooks
 from mockai_tw.web.connections import (
     ConnectionCap,
-    GuardedChannel,
     HttpLimits,
     Refused,
+    channel_factory,
     default_limits,
 )
 from mockai_tw.wire.errors import error_body
@@ -179,7 +179,7 @@ class MockSite(server.Site):
         # Connection limits (web/connections.py) replace Twisted's idle timer,
         # which every trickled byte resets; their timers run on ``clock``.
         self.timeOut = None
-        self.protocol = lambda: GuardedChannel(limits)
+        self.protocol = channel_factory(limits)  # type: ignore[method-assign]
         self.cap = ConnectionCap(lambda: limits().max_connections)
         self.clock = clock
         self.max_body_bytes = max_body_bytes

@@ -46,7 +46,9 @@ def generate(schema: Mapping[str, Any], rng: Random, *, name: str = "") -> Any:
         return Generator(root, rng).run(name)
     except Failure as exc:
         raise SchemaError(str(exc)) from None
-    except RecursionError:
+    except BaseException as exc:
+        if not _overflowed(exc):
+            raise
         raise SchemaError("cannot generate at #: the schema nests too deeply") from None
 
 
@@ -71,7 +73,9 @@ def _checked(schema: Any) -> Document:
             Document(schema).check()
         except Failure as exc:
             verdict = str(exc)
-        except RecursionError:
+        except BaseException as exc:
+            if not _overflowed(exc):
+                raise
             # Not remembered: how deep the caller's own stack was decided it.
             raise SchemaError(str(Invalid("", _CHECK_TOO_DEEP))) from None
         else:
@@ -87,3 +91,15 @@ def _checked(schema: Any) -> Document:
     root = Document(schema)
     root.prepare()
     return root
+
+
+def _overflowed(exc: BaseException) -> bool:
+    """Whether ``exc`` is the stack running out, however it surfaced.
+
+    jsonschema's ``referencing`` keeps schemas in Rust maps (``rpds``); a
+    RecursionError inside the ``__eq__`` they call comes out as pyo3's
+    PanicException, a BaseException that no ``import`` names, hence the name.
+    """
+    if isinstance(exc, RecursionError):
+        return True
+    return type(exc).__name__ == "PanicException" and "RecursionError" in str(exc)

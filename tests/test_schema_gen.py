@@ -45,6 +45,7 @@ from mockai_tw.engine import schema_gen
 from mockai_tw.engine.schema_gen import (
     MAX_SCHEMA_DEPTH,
     SchemaError,
+    check_depth,
     check_schema,
     generate,
     schema_depth,
@@ -1112,7 +1113,7 @@ SERVER_STACK = 100
 
 class DepthTests(SynchronousTestCase):
     def assert_too_deep(self, schema: Any, levels: int) -> None:
-        for call in (check_schema, lambda s: generate(s, rng())):
+        for call in (check_depth, check_schema, lambda s: generate(s, rng())):
             with self.assertRaises(SchemaError) as caught:
                 call(schema)
             message = str(caught.exception)
@@ -1159,6 +1160,7 @@ class DepthTests(SynchronousTestCase):
         for kind, wrap in WRAPPERS.items():
             schema = chain(wrap, MAX_SCHEMA_DEPTH)
             self.assertEqual(schema_depth(schema), MAX_SCHEMA_DEPTH)
+            check_depth(schema)
             for seed in range(2):
                 schema_gen._VERDICTS.clear()
                 on_a_deep_stack(SERVER_STACK, check_schema, schema)

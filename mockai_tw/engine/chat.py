@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from mockai_tw.config import Config
 from mockai_tw.engine import schema_gen, tokenizer
 from mockai_tw.engine.chunking import chunk
@@ -63,10 +65,10 @@ def apply_limits(
 
 
 @lru_cache(maxsize=256)
-def _schema_problem(canonical: str) -> str | None:
+def _schema_problem(canonical: bytes) -> str | None:
     """Why a schema is unusable, or None; cached because clients resend them."""
     try:
-        schema_gen.check_schema(json.loads(canonical))
+        schema_gen.check_schema(orjson.loads(canonical))
     except schema_gen.SchemaError as error:
         return str(error)
     return None
@@ -74,7 +76,19 @@ def _schema_problem(canonical: str) -> str | None:
 
 def check_schema(schema: Any, param: str) -> None:
     """A 400 naming ``param`` unless ``schema`` is a usable JSON Schema."""
-    problem = _schema_problem(json.dumps(schema, sort_keys=True))
+    try:
+        # orjson stops at 254 levels, far past the schema bound, without
+        # recursing in Python: the cache key of any schema that can be usable.
+        canonical = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        canonical = b""
+    try:
+        if not canonical:
+            schema_gen.check_depth(schema)
+            raise schema_gen.SchemaError("the schema cannot be read as JSON")
+        problem = _schema_problem(canonical)
+    except schema_gen.SchemaError as error:
+        problem = str(error)
     if problem is not None:
         raise invalid(f"Invalid schema for '{param}': {problem}", param=param)
 

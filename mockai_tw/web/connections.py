@@ -18,7 +18,12 @@ from typing import Any, Protocol
 from twisted.internet import protocol, tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProtocolFactory
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IProtocolFactory,
+    IReactorTime,
+)
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
 from twisted.python.failure import Failure
@@ -50,9 +55,11 @@ def default_limits() -> HttpLimits:
     return _DEFAULTS
 
 
-def channel_factory(limits: Callable[[], HttpLimits]) -> Callable[[], Any]:
+def channel_factory(
+    limits: Callable[[], HttpLimits], clock: IReactorTime
+) -> Callable[[], Any]:
     """What a Site's ``protocol`` should be: it builds guarded channels."""
-    return lambda: GuardedChannel(limits)
+    return lambda: GuardedChannel(limits, clock)
 
 
 def request_timeout(limit_s: float) -> ApiError:
@@ -86,71 +93,81 @@ _IDLE = "idle"  # kept alive, waiting for the next request: the idle timer runs
 class GuardedChannel(http.HTTPChannel):
     """An HTTP/1.1 channel with a request deadline and an idle timeout.
 
-    One timer per connection, moved between the two; Twisted's own idle
-    timer (``timeOut``) must be off (``MockSite`` sets it to None). A request
-    past its deadline gets a 408 and the connection closes; a connection that
-    never sent a byte, or sat idle, is closed without a word (an unasked-for
-    response could be read as the answer to a request crossing it).
+    A request past its deadline gets a 408 and the connection closes; a
+    connection that never sent a byte, or sat idle, is closed without a word
+    (an unasked-for response could be taken for the answer to a request
+    crossing it). Twisted's own idle timer (``timeOut``) must be off.
+
+    One timer per connection, moved lazily: a change of state only records
+    when the new limit runs out (``_due``); the timer, when it fires early,
+    sets itself again for the rest. So a keep-alive request costs no timer
+    call at all, and a timer is never moved sooner in place (Twisted's
+    ``DelayedCall.reset`` to an earlier time scans the reactor's whole heap).
     """
 
     _timer: IDelayedCall | None = None
     _state = _OPENED
+    _due = 0.0
     _lost = False
 
-    def __init__(self, limits: Callable[[], HttpLimits]) -> None:
+    def __init__(self, limits: Callable[[], HttpLimits], clock: IReactorTime) -> None:
         super().__init__()
         self.limits = limits
+        self.clock = clock
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._arm(_OPENED, self.limits().request_timeout_s)
+        self._enter(_OPENED, self.limits().request_timeout_s)
 
     def dataReceived(self, data: bytes) -> None:
         state = self._state
         if state is _IDLE:
             # The first byte of the next request: its deadline starts now.
-            self._arm(_RECEIVING, self.limits().request_timeout_s)
+            self._enter(_RECEIVING, self.limits().request_timeout_s)
         elif state is _OPENED:
+            # The first request's deadline has run since the connection opened.
             self._state = _RECEIVING
         super().dataReceived(data)
 
     def allContentReceived(self) -> None:
         # Received in full: from here the response takes the time it takes.
         self._state = _HANDLING
-        self._disarm()
         super().allContentReceived()
 
     def requestDone(self, request: http.Request) -> None:
         # Idle before Twisted replays any pipelined bytes (dataReceived then
         # starts their deadline) or, if not persistent, closes.
         if self.persistent and not self._lost:
-            self._arm(_IDLE, self.limits().idle_timeout_s)
+            self._enter(_IDLE, self.limits().idle_timeout_s)
         super().requestDone(request)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._lost = True
-        self._disarm()
-        super().connectionLost(reason)
-
-    def _arm(self, state: str, seconds: float) -> None:
-        self._state = state
-        timer = self._timer
-        if timer is not None and timer.active():
-            timer.reset(seconds)
-        else:
-            self._timer = self.callLater(seconds, self._expired)
-
-    def _disarm(self) -> None:
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
+        super().connectionLost(reason)
+
+    def _enter(self, state: str, seconds: float) -> None:
+        self._state = state
+        self._due = due = self.clock.seconds() + seconds
+        timer = self._timer
+        if timer is not None and timer.getTime() > due:
+            # Rare: a limit shorter than the one the timer was set for.
+            timer.cancel()
+            timer = None
+        if timer is None:
+            self._timer = self.clock.callLater(seconds, self._expired)
 
     def _expired(self) -> None:
         self._timer = None
         transport: Any = self.transport
-        if self._lost or transport is None:
+        if self._lost or transport is None or self._state is _HANDLING:
             return
-        if transport.disconnecting:
+        left = self._due - self.clock.seconds()
+        if left > 0:
+            self._timer = self.clock.callLater(left, self._expired)
+        elif transport.disconnecting:
             # Already closing (Twisted's 400 for a malformed request) and the
             # peer is not reading it: let the descriptor go now.
             transport.abortConnection()
@@ -159,15 +176,15 @@ class GuardedChannel(http.HTTPChannel):
             self._close()
         elif self._state is _IDLE and self._waitingForTransport:
             # The last response is still being written: not idle yet.
-            self._arm(_IDLE, self.limits().idle_timeout_s)
-        elif self._state is not _HANDLING:
+            self._enter(_IDLE, self.limits().idle_timeout_s)
+        else:
             self._close()
 
     def _close(self) -> None:
         # As Twisted's own timeout does: close once what is written has left,
         # and abort if the peer does not take it within abortTimeout.
         if self.abortTimeout is not None:
-            self._abortingCall = self.callLater(
+            self._abortingCall = self.clock.callLater(
                 self.abortTimeout, self.forceAbortClient
             )
         self.loseConnection()

@@ -179,7 +179,7 @@ class MockSite(server.Site):
         # Connection limits (web/connections.py) replace Twisted's idle timer,
         # which every trickled byte resets; their timers run on ``clock``.
         self.timeOut = None
-        self.protocol = channel_factory(limits)  # type: ignore[method-assign]
+        self.protocol = channel_factory(limits, clock)  # type: ignore[method-assign]
         self.cap = ConnectionCap(lambda: limits().max_connections)
         self.clock = clock
         self.max_body_bytes = max_body_bytes

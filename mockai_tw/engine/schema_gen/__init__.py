@@ -20,12 +20,17 @@ no clock.
 
 from mockai_tw.engine.schema_gen.api import _VERDICTS as _VERDICTS
 from mockai_tw.engine.schema_gen.api import check_schema, generate
-from mockai_tw.engine.schema_gen.depth import MAX_SCHEMA_DEPTH, schema_depth
+from mockai_tw.engine.schema_gen.depth import (
+    MAX_SCHEMA_DEPTH,
+    check_depth,
+    schema_depth,
+)
 from mockai_tw.engine.schema_gen.errors import SchemaError
 
 __all__ = [
     "MAX_SCHEMA_DEPTH",
     "SchemaError",
+    "check_depth",
     "check_schema",
     "generate",
     "schema_depth",

@@ -1,7 +1,7 @@
 """The entry points: check a schema, generate an instance, remember verdicts.
 
-What callers (chat, rules) use, re-exported by the package; it joins the
-document and the generator and turns every internal failure into SchemaError.
+What callers (chat, rules) use, re-exported by the package: a schema in, an
+instance or a SchemaError out, whatever failed inside. Knows no request.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from random import Random
 from typing import Any
 
-from mockai_tw.engine.schema_gen.depth import too_deep
+from mockai_tw.engine.schema_gen.depth import check_depth
 from mockai_tw.engine.schema_gen.document import Document
 from mockai_tw.engine.schema_gen.errors import Failure, Invalid, SchemaError
 from mockai_tw.engine.schema_gen.generator import Generator
@@ -60,9 +60,7 @@ _VERDICTS_MAX = 256
 
 def _checked(schema: Any) -> Document:
     """The checked schema, ready to generate from; raises SchemaError."""
-    deep = too_deep(schema)  # first: everything below recurses
-    if deep is not None:
-        raise SchemaError(str(Invalid("", deep)))
+    check_depth(schema)  # first: everything below recurses
     try:
         key: str | None = json.dumps(schema, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError):

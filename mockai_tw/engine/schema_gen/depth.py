@@ -2,7 +2,7 @@
 
 Measured by an iterative walk, so no depth of input can overflow the stack;
 everything recursive (jsonschema, the generator) runs only on schemas within
-the bound. Knows which keywords hold subschemas, nothing of $ref or values.
+the bound. Knows which keywords hold subschemas; follows no $ref, makes no value.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mockai_tw.engine.schema_gen.errors import Invalid, SchemaError
 from mockai_tw.engine.schema_gen.keywords import (
     LIST_SUBSCHEMAS,
     MAP_SUBSCHEMAS,
@@ -66,9 +67,15 @@ def schema_depth(schema: Any) -> int:
     return deepest
 
 
-def too_deep(schema: Any) -> str | None:
-    """Why ``schema`` nests deeper than the server accepts, or None."""
+def check_depth(schema: Any) -> None:
+    """Raise SchemaError if ``schema`` nests deeper than ``MAX_SCHEMA_DEPTH``.
+
+    Safe on any input: call it before anything that recurses over a schema
+    (``json.dumps`` included).
+    """
     depth = schema_depth(schema)
-    if depth <= MAX_SCHEMA_DEPTH:
-        return None
-    return f"the schema is nested {depth} levels deep; the limit is {MAX_SCHEMA_DEPTH}"
+    if depth > MAX_SCHEMA_DEPTH:
+        reason = f"the schema is nested {depth} levels deep"
+        raise SchemaError(
+            str(Invalid("", f"{reason}; the limit is {MAX_SCHEMA_DEPTH}"))
+        )

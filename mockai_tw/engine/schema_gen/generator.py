@@ -50,15 +50,13 @@ from mockai_tw.engine.schema_gen.keywords import (
 from mockai_tw.engine.schema_gen.merge import Merged, k_range
 from mockai_tw.engine.schema_gen.regex import pattern_string
 
-# A value as deep as the deepest schema accepted; deeper is recursion that never ends.
+# As deep as the deepest schema accepted; a deeper value is endless recursion.
 _MAX_DEPTH = MAX_SCHEMA_DEPTH
 _SOFT_DEPTH = 10  # from here on: shortest arrays, required properties only
 _SOFT_RECURSION = 3  # the same $ref this often on one path: go minimal
 _MAX_ATTEMPTS = 8  # per value, when random choices failed
 _EFFORT = 6000  # values tried per generate() call, in all
 _SIZE = 1500  # values generated before everything goes minimal
-
-
 _STRING_SCHEMA: Mapping[str, Any] = {"type": "string"}
 
 

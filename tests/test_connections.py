@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import errno
 import json
+import resource
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import treq
+import twisted.test
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -23,12 +25,18 @@ from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import HTTPConnectionPool
 from zope.interface import implementer
 
 from mockai_tw.config_load import parse_config
 from mockai_tw.server import ListenService, MockServer
+from mockai_tw.web.connections import (
+    RESERVED_DESCRIPTORS,
+    ConnectionCap,
+    descriptor_budget,
+)
 from tests.support import TOKEN, Live, events, merge
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -40,13 +48,15 @@ STREAM = {
 
 
 async def start_clocked(
-    case: TestCase, overrides: Mapping[str, Any] | None = None
+    case: TestCase,
+    overrides: Mapping[str, Any] | None = None,
+    endpoint: str = "tcp:0:interface=127.0.0.1",
 ) -> tuple[Live, Clock]:
     """A MockServer on a fake clock, listening on the real reactor."""
     clock = Clock()
     config = parse_config(merge({"access_token": TOKEN}, overrides or {}), {})
     server = MockServer(config, clock)
-    listener = ListenService(server, "tcp:0:interface=127.0.0.1", reactor)
+    listener = ListenService(server, endpoint, reactor)
     listener.startService()
     case.addCleanup(listener.stopService)
     port: Any = await listener.listening
@@ -370,6 +380,39 @@ class ConnectionCapTests(TestCase):
         await third.has(b'"ok"')
         await third.close()
         await second.close()
+
+    async def test_a_tls_listener_refuses_as_cleanly(self) -> None:
+        # Twisted's TLS factory cannot take a refusal; listen() gives it one
+        # that can (else this logs an error, which fails the test).
+        pem = FilePath(twisted.test.__file__).sibling("server.pem").path
+        live, _ = await start_clocked(
+            self,
+            {"http": {"max_connections": 1}},
+            f"ssl:0:interface=127.0.0.1:privateKey={pem}",
+        )
+        held = await connect(self, live)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", live.port)
+        refused = await connectProtocol(endpoint, Raw())
+        self.addCleanup(refused.close)
+        await refused.closed
+        self.assertEqual(refused.received, b"")
+        self.assertEqual(len(live.server.site.channels), 1)
+        await held.close()
+
+
+class DescriptorBudgetTests(TestCase):
+    def test_the_cap_never_exceeds_the_open_file_limit(self) -> None:
+        cap = ConnectionCap(lambda: 10_000, descriptors=192)
+        self.assertEqual(cap.limit(), 192)
+        self.assertTrue(cap.admit(191))
+        self.assertFalse(cap.admit(192))
+        self.assertEqual(ConnectionCap(lambda: 100, descriptors=192).limit(), 100)
+
+    def test_the_budget_is_the_soft_limit_less_the_reserve(self) -> None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            raise SkipTest("no open-file limit here")
+        self.assertEqual(descriptor_budget(), max(1, soft - RESERVED_DESCRIPTORS))
 
 
 class EmfileSocket:

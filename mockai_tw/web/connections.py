@@ -190,26 +190,47 @@ class GuardedChannel(http.HTTPChannel):
         self.loseConnection()
 
 
-class Refused(protocol.Protocol):
-    """What a connection past the cap gets: closed before anything is read."""
+# Descriptors kept back for what is not a client: listeners, logs, files.
+RESERVED_DESCRIPTORS = 64
 
-    def connectionMade(self) -> None:
-        transport: Any = self.transport
-        transport.abortConnection()
+
+def descriptor_budget() -> int:
+    """Client connections the open-file limit leaves room for."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 1_000_000
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 1_000_000
+    return max(1, soft - RESERVED_DESCRIPTORS)
 
 
 class ConnectionCap:
     """``http.max_connections``: says when to refuse, logs once per episode.
+
+    A refused connection is the Site's ``buildProtocol`` returning None: the
+    port closes the socket there and then, unread, so a burst of refusals
+    holds no descriptors (``listen`` makes TLS ports pass the None on too).
 
     An episode ends when the open connections fall to nine tenths of the cap
     (at least one below it), so a server hovering at the cap logs one pair of
     lines, not one per connection.
     """
 
-    def __init__(self, limit: Callable[[], int]) -> None:
-        self.limit = limit
+    def __init__(
+        self, limit: Callable[[], int], descriptors: int | None = None
+    ) -> None:
+        self.configured = limit
+        # The cap never exceeds what the process may open: past it the
+        # kernel refuses accepts (EMFILE) before the cap would.
+        self.descriptors = descriptor_budget() if descriptors is None else descriptors
         self.refusing = False
         self.refused = 0
+
+    def limit(self) -> int:
+        return max(1, min(self.configured(), self.descriptors))
 
     def admit(self, open_connections: int) -> bool:
         limit = self.limit()
@@ -218,10 +239,15 @@ class ConnectionCap:
         self.refused += 1
         if not self.refusing:
             self.refusing = True
+            why = (
+                "http.max_connections"
+                if self.configured() <= self.descriptors
+                else f"the open-file limit less {RESERVED_DESCRIPTORS} kept back"
+            )
             log.warn(
-                "mockai: {open} connections open, refusing new ones"
-                " (http.max_connections)",
+                "mockai: {open} connections open, refusing new ones ({why})",
                 open=open_connections,
+                why=why,
             )
         return False
 
@@ -322,9 +348,10 @@ class QuietPort(tcp.Port):
             self.accept_errors.round_done()
 
 
-class _QuietTCP:
-    """The reactor as an endpoint sees it, with ``listenTCP`` making a
-    ``QuietPort`` (everything else is the reactor's own)."""
+class _Listening:
+    """The reactor as an endpoint sees it, except that TCP and TLS ports are
+    ``QuietPort``s, and TLS passes the Site's refusals on (everything else is
+    the reactor's own)."""
 
     def __init__(self, reactor: PosixReactorBase) -> None:
         self._reactor = reactor
@@ -338,19 +365,50 @@ class _QuietTCP:
         factory: IProtocolFactory,
         backlog: int = 50,
         interface: str = "",
-    ) -> IListeningPort:
+    ) -> QuietPort:
         listening = QuietPort(port, factory, backlog, interface, self._reactor)
         listening.startListening()
         return listening
+
+    def listenSSL(
+        self,
+        port: int,
+        factory: IProtocolFactory,
+        contextFactory: Any,
+        backlog: int = 50,
+        interface: str = "",
+    ) -> IListeningPort:
+        # As the reactor does it (TLS in memory over a TCP port), with a TLS
+        # factory that can refuse.
+        listening = self.listenTCP(
+            port, _refusable_tls(contextFactory, factory), backlog, interface
+        )
+        listening._type = "TLS"  # for its log lines, as the reactor sets it
+        return listening
+
+
+def _refusable_tls(contextFactory: Any, factory: IProtocolFactory) -> Any:
+    """Twisted's TLS server factory, except that a refusal (None) from the
+    factory it wraps is passed on to the port, which closes the socket;
+    Twisted's own wraps the None and fails in the accept loop."""
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    class RefusableTLSFactory(TLSMemoryBIOFactory):
+        def buildProtocol(self, addr: Any) -> Any:
+            inner = self.wrappedFactory.buildProtocol(addr)
+            return None if inner is None else self.protocol(self, inner)
+
+    return RefusableTLSFactory(contextFactory, False, factory)
 
 
 def listen(
     reactor: Any, description: str, factory: IProtocolFactory
 ) -> Deferred[IListeningPort]:
-    """``serverFromString(reactor, description).listen(factory)``, with TCP
-    ports (``tcp:``, ``tcp6:``) that log accept failures once per episode."""
+    """``serverFromString(reactor, description).listen(factory)``, where TCP
+    and TLS ports (``tcp:``, ``tcp6:``, ``ssl:``) log accept failures once per
+    episode and let the factory refuse a connection by returning None."""
     if isinstance(reactor, PosixReactorBase):
-        reactor = _QuietTCP(reactor)
+        reactor = _Listening(reactor)
     listening: Deferred[IListeningPort] = serverFromString(reactor, description).listen(
         factory
     )

@@ -19,7 +19,6 @@ from mockai_tw.hooks import Hooks
 from mockai_tw.web.connections import (
     ConnectionCap,
     HttpLimits,
-    Refused,
     channel_factory,
     default_limits,
 )
@@ -186,8 +185,6 @@ class MockSite(server.Site):
         self.log_requests = log_requests
         self.channels: set[Any] = set()
         self._idle: list[defer.Deferred[None]] = []
-        # Called with each request and its status once it is answered.
-        self.record: Callable[[ApiRequest, int], None] | None = None
 
     def getContentFile(self, length: int | None) -> BoundedBody:
         return BoundedBody(self.max_body_bytes(), length)
@@ -198,7 +195,7 @@ class MockSite(server.Site):
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
         if not self.cap.admit(len(self.channels)):
-            return Refused()
+            return None  # refused: the port closes the socket unread
         protocol = super().buildProtocol(addr)
         lost = protocol.connectionLost
         self.channels.add(protocol)

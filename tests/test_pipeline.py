@@ -7,12 +7,15 @@ check could spare; every endpoint runs the same order.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import treq
 from twisted.trial.unittest import TestCase
 
-from tests.support import TOKEN, Live, start
+from tests.support import TOKEN, Live, events, start
 
 OTHER = "sk-test-other-9876543210"
 
@@ -240,3 +243,51 @@ class HookTests(TestCase):
         self.assertEqual(response.code, 200)
         self.assertIn("choices", body)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class FailingStreamTests(TestCase):
+    async def test_a_stream_that_fails_ends_with_an_error_event_alone(self) -> None:
+        live = await start(self, {"stream": {"interval_ms": 1}})
+        root: Any = live.server.site.resource
+        resource = root.children[b"v1"].children[b"chat"].children[b"completions"]
+        healthy = resource.endpoint
+
+        def broken(plan: Any) -> Iterator[Any]:
+            events = healthy.stream(plan)
+            yield next(events)
+            raise ValueError("a renderer broke")
+
+        resource.endpoint = dataclasses.replace(healthy, stream=broken)
+        response = await live.request(
+            "POST", "/v1/chat/completions", chat("hi", stream=True)
+        )
+        self.assertEqual(response.code, 200)
+        payloads = events(await treq.content(response))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual(json.loads(payloads[0])["object"], "chat.completion.chunk")
+        error = json.loads(payloads[-1])["error"]
+        self.assertEqual(error["type"], "server_error")
+        self.assertEqual(set(error), {"message", "type", "param", "code"})
+        # The SDK sees an APIError, not a hang.
+        import openai
+
+        client = live.sdk()
+
+        def consume() -> None:
+            for _ in client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "hi"}],
+                stream=True,
+            ):
+                pass
+
+        with self.assertRaises(openai.APIError):
+            await live.in_thread(consume)
+        self.flushLoggedErrors(ValueError)
+        # Later streams, on the healthy description again, are untouched.
+        resource.endpoint = healthy
+        response = await live.request(
+            "POST", "/v1/chat/completions", chat("hi", stream=True)
+        )
+        self.assertEqual(events(await treq.content(response))[-1], b"[DONE]")
+        self.assertFalse(live.server.ticker.streams)

@@ -332,8 +332,28 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class ShutdownConfig:
+    # After SIGTERM: /ready answers 503 at once while the listener keeps
+    # accepting this long (so load balancers stop sending first) ...
+    ready_grace_s: float = _opt(0.0, ge=0, le=3600)
+    # ... then requests and streams in flight get this long to finish.
+    drain_timeout_s: float = _opt(30.0, ge=0, le=86_400)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    # text: twistd's own lines; json: one JSON object per line on stdout.
+    format: str = _opt("text", choices=("text", "json"))
+
+
+@dataclass(frozen=True)
 class Config:
     http: HttpConfig = _opt(HttpConfig())
+    # Reactor processes serving one port (0: one per CPU this process may
+    # use; the loader reads "auto" as 0). 1: one process, no supervisor.
+    workers: int = _opt(1, ge=0, le=1024)
+    shutdown: ShutdownConfig = _opt(ShutdownConfig())
+    log: LogConfig = _opt(LogConfig())
     access_token: str | None = _opt(None, nonempty=True)
     access_tokens: tuple[str, ...] = _opt((), nonempty_items=True)
     # Accept any non-empty bearer token (no token list needed).

@@ -21,7 +21,7 @@ from typing import Any, cast
 from twisted.web import server
 
 from mockai_tw.delivery import Event, Stream
-from mockai_tw.engine.faults import break_body, break_events
+from mockai_tw.engine.faults import Fault, break_body, break_events
 from mockai_tw.engine.models import check_model
 from mockai_tw.engine.rules import Claim, ErrorAnswer, Hit, scripted_error
 from mockai_tw.engine.timing import Override
@@ -123,8 +123,7 @@ def serve(
     """Run ``request`` through every step of ``ep``; errors raise ApiError."""
     parsed = ep.parse(request.body(), default_model)
     model: str = parsed.model
-    config = face.config
-    check_model(config, model)
+    check_model(face.config, model)
     timing = timing_override(face, request) if ep.timed else None
     now = face.clock.seconds()
     claim = Claim()
@@ -139,18 +138,43 @@ def serve(
             planned.append(ep.plan(face, prepared, hits, now, timing))
         return planned[0]
 
-    decision = face.limiter.admit(
-        request.api_key,
-        model,
-        (lambda: 0) if refusal is not None else (lambda: ep.reserve(parsed, plan)),
-        now,
-    )
+    reserve = (lambda: 0) if refusal is not None else (lambda: ep.reserve(parsed, plan))
+    fault = _admit(face, request, model, reserve, hits, now)
+    if fault is not None and fault.drop:
+        request.transport.abortConnection()  # type: ignore[union-attr]
+        return server.NOT_DONE_YET
+    if fault is not None and fault.error is not None:
+        raise fault.error
+    reply = None if refusal is not None else plan()
+    # Admitted and planned: only now do the rule's counters move.
+    face.engine.rules.commit(claim, now)
+    face.hooks.emit("admitted", request)
+    if refusal is not None:
+        raise refusal
+    request.reply = reply
+    streamed = ep.stream is not None and parsed.stream
+    result = _deliver(face, ep, request, streamed, reply, fault)
+    if ep.sent is not None:
+        ep.sent(face, reply)
+    return result
+
+
+def _admit(
+    face: Face,
+    request: ApiRequest,
+    model: str,
+    reserve: Callable[[], int],
+    hits: tuple[Hit | None, ...],
+    now: float,
+) -> Fault | None:
+    """The rate limit (a 429 raises), then the one fault decision."""
+    decision = face.limiter.admit(request.api_key, model, reserve, now)
     for name, value in decision.headers.items():
         request.setHeader(name.encode(), value.encode())
     if decision.error is not None:
         raise decision.error
     first = next((h for h in hits if h is not None), None)
-    asked = _header(request, b"x-mock-fault") if config.faults.header else None
+    asked = _header(request, b"x-mock-fault") if face.config.faults.header else None
     fault = face.faults.decide(
         model,
         asked,
@@ -158,36 +182,29 @@ def serve(
         first.fault_probability if first is not None else 1.0,
     )
     request.fault = fault.kind if fault is not None else None
-    if fault is not None and fault.drop:
-        request.transport.abortConnection()  # type: ignore[union-attr]
+    return fault
+
+
+def _deliver(
+    face: Face,
+    ep: Endpoint,
+    request: ApiRequest,
+    streamed: bool,
+    reply: Any,
+    fault: Fault | None,
+) -> bytes | int:
+    """The body now, later, or as a paced stream, broken as ``fault`` says."""
+    if streamed and ep.stream is not None:
+        open_stream(face, ep, request, break_events(ep.stream(reply), fault))
         return server.NOT_DONE_YET
-    if fault is not None and fault.error is not None:
-        raise fault.error
-    reply = None if refusal is not None else plan()
-    face.engine.rules.commit(claim, now)
-    face.hooks.emit("admitted", request)
-    if refusal is not None:
-        raise refusal
-    request.reply = reply
-    if ep.stream is not None and parsed.stream:
-        events = ep.stream(reply)
-        open_stream(face, ep, request, break_events(events, fault))
-        result: bytes | int = server.NOT_DONE_YET
-    else:
-        data = ep.body(reply)
-        delay_s: float = getattr(reply, "delay_s", 0.0)
-        if fault is None and delay_s <= 0:
-            result = send_json(request, 200, data)
-        else:
-            send_json(request, 200, data)
-            request.setHeader(b"content-length", b"%d" % len(data))
-            open_stream(
-                face, ep, request, break_body(data, delay_s, fault), content_type=None
-            )
-            result = server.NOT_DONE_YET
-    if ep.sent is not None:
-        ep.sent(face, reply)
-    return result
+    data = ep.body(reply)
+    delay_s: float = getattr(reply, "delay_s", 0.0)
+    if fault is None and delay_s <= 0:
+        return send_json(request, 200, data)
+    send_json(request, 200, data)
+    request.setHeader(b"content-length", b"%d" % len(data))
+    open_stream(face, ep, request, break_body(data, delay_s, fault), content_type=None)
+    return server.NOT_DONE_YET
 
 
 def open_stream(

@@ -11,6 +11,9 @@ subprocesses, each pinned to one core, and drives them from the other core:
   back (asyncio raw sockets, SSE ``data:`` lines timed on arrival); reports
   time to first chunk, inter-chunk gaps and each stream's chunks/s against the
   configured rate.
+* workers (only when asked for): the rps load on one process and on two
+  workers sharing the port (``--workers=2``, each socket strategy), rotated
+  like rps; nothing is pinned, so wrk competes with the workers for the cores.
 
     python benchmarks/bench.py            # full run, a few minutes
     python benchmarks/bench.py --quick    # under a minute
@@ -53,6 +56,16 @@ MOCKAI_CMD = (
 CHAT_PATH = "/v1/chat/completions"
 # The rps scenario's servers, in the report's order.
 RPS_SERVERS = ("mockai", "nojournal", "bare")
+# The workers scenario's: one process, then two workers per socket strategy.
+WORKER_SERVERS = {
+    "1 process": [],
+    "2 workers, SO_REUSEPORT": ["--workers=2", "--worker-socket=reuseport"],
+    "2 workers, inherited socket": ["--workers=2", "--worker-socket=inherited"],
+}
+LISTENING = r"listening on 127\.0\.0\.1:(\d+)"
+# A supervisor's line once every worker listens (its workers log the one above).
+WORKERS_LISTENING = r"\d+ workers listening on 127\.0\.0\.1:(\d+)"
+WORKER_PID = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 CHAT_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
 STREAM_BODY = (
     b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}'
@@ -92,6 +105,16 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds of one process, from /proc (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Server:
     name: str
@@ -99,14 +122,16 @@ class Server:
     log_path: Path
     port: int = 0
 
+    def workers(self) -> dict[int, int]:
+        """A supervisor's current worker pids by index, from its log."""
+        return {
+            int(i): int(pid) for i, pid in WORKER_PID.findall(self.log_path.read_text())
+        }
+
     def cpu_seconds(self) -> float:
-        """User+system CPU of the server process, from /proc (Linux)."""
-        try:
-            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        except OSError:
-            return float("nan")
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User+system CPU of the server process and its workers (/proc, Linux)."""
+        pids = [self.proc.pid, *self.workers().values()]
+        return sum(process_cpu_seconds(pid) for pid in pids)
 
     def stop(self, grace: float = 5.0) -> None:
         if self.proc.poll() is None:
@@ -125,8 +150,10 @@ def start_server(
     pin: str | None,
     servers: list[Server],
     env: dict[str, str] | None = None,
+    ready: str = LISTENING,
 ) -> Server:
-    """Start ``argv`` (pinned to core ``pin``) and wait for "listening on HOST:PORT"."""
+    """Start ``argv`` (pinned to core ``pin``) and wait for "listening on HOST:PORT"
+    (or the ``ready`` pattern)."""
     if pin is not None:
         argv = ["taskset", "-c", pin, *argv]
     log_path = workdir / f"{name}.log"
@@ -144,7 +171,7 @@ def start_server(
     servers.append(server)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        found = re.search(r"listening on 127\.0\.0\.1:(\d+)", log_path.read_text())
+        found = re.search(ready, log_path.read_text())
         if found:
             server.port = int(found.group(1))
             return server
@@ -251,6 +278,50 @@ def rps_scenario(
     summary["journal_ratio"] = summary["mockai_rps"] / summary["nojournal_rps"]
     if "baseline" in results:
         summary["baseline_ratio"] = summary["mockai_rps"] / summary["baseline_rps"]
+    return summary
+
+
+def workers_scenario(
+    servers: Sequence[Server], workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The rps rotation over one process and the supervisors; per run, also
+    how the workers' CPU was split (the busiest one's share: 0.5 is even)."""
+    lua = workdir / "post.lua"
+    lua.write_text(WRK_LUA)
+    for server in servers:  # warm-up, discarded
+        run_wrk(server, lua, 1, args.connections)
+    results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
+    busiest: dict[str, list[float]] = {s.name: [] for s in servers}
+    for i in range(args.runs):
+        shift = i % len(servers)
+        for server in [*servers[shift:], *servers[:shift]]:
+            pids = server.workers()
+            before = {n: process_cpu_seconds(pid) for n, pid in pids.items()}
+            r = run_wrk(server, lua, args.seconds, args.connections)
+            used = [process_cpu_seconds(pid) - before[n] for n, pid in pids.items()]
+            share = max(used) / sum(used) if len(used) > 1 and sum(used) > 0 else 1.0
+            results[server.name].append(r)
+            busiest[server.name].append(share)
+            log(
+                f"  workers run {i + 1}/{args.runs} {server.name:28} {r.rps:9.0f}/s"
+                f"  errors {r.errors}  server cpu {r.cpu:.0%}"
+                + (f"  busiest worker {share:.0%}" if len(used) > 1 else "")
+            )
+    one = median([r.rps for r in results[servers[0].name]])
+    summary: dict[str, Any] = {
+        "runs": {k: [asdict(r) for r in v] for k, v in results.items()},
+        "busiest": busiest,
+        "servers": {},
+    }
+    for name, rs in results.items():
+        rps = median([r.rps for r in rs])
+        summary["servers"][name] = {
+            "rps": rps,
+            "cpu": median([r.cpu for r in rs]),
+            "errors": sum(r.errors for r in rs),
+            "busiest": median(busiest[name]),
+            "ratio": rps / one,
+        }
     return summary
 
 
@@ -559,6 +630,24 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"mockai / baseline ({results['baseline']}):"
                 f" {rps['baseline_ratio']:.3f}",
             ]
+    workers = results.get("workers")
+    if workers:
+        lines += [
+            f"Non-stream POST {CHAT_PATH} over one port: wrk -t1"
+            f" -c{args.connections}, {args.runs} x {args.seconds:g} s each,"
+            " median requests/s; nothing pinned (wrk shares the cores)",
+            "",
+            "| server | req/s (median) | × 1 process | server CPU | busiest worker"
+            " | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, w in workers["servers"].items():
+            share = f"{w['busiest']:.0%}" if name != "1 process" else "-"
+            lines.append(
+                f"| {name} | {w['rps']:,.0f} | {w['ratio']:.2f} | {w['cpu']:.0%}"
+                f" | {share} | {w['errors']} |"
+            )
+        lines.append("")
     streams = results.get("stream")
     if streams:
         ideal = 1000 / args.interval_ms
@@ -603,7 +692,12 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a smoke run, under 60 s")
-    p.add_argument("--scenario", choices=("all", "rps", "stream"), default="all")
+    p.add_argument(
+        "--scenario",
+        choices=("all", "rps", "stream", "workers"),
+        default="all",
+        help="all: rps and stream; workers: one process against two workers",
+    )
     p.add_argument("--runs", type=int, default=5, help="rps runs per server")
     p.add_argument("--seconds", type=int, default=5, help="length of one rps run")
     p.add_argument("--connections", type=int, default=50, help="wrk connections")
@@ -666,11 +760,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     need = max(args.streams) + 256
     if soft < need:  # inherited by the servers too
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
-    server_core, pin_self = pick_cores(args.no_pin)
+    # Two workers are meant to use both cores: nothing is pinned for them.
+    server_core, pin_self = pick_cores(args.no_pin or args.scenario == "workers")
     pin_self()
     wrk = shutil.which("wrk")
     if args.scenario != "stream" and wrk is None:
         log("wrk not found (apt-get install wrk): skipping the rps scenario")
+        if args.scenario == "workers":
+            return 1
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": f"{os.cpu_count()} cores, "
@@ -701,6 +798,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
         try:
+            if args.scenario == "workers":
+                log("workers scenario")
+                results["workers"] = workers_scenario(
+                    start_workers(workdir, servers), workdir, args
+                )
+                return finish(results, args)
             mockai = start_server(
                 "mockai", MOCKAI_CMD.split(), workdir, server_core, servers
             )
@@ -755,6 +858,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             for server in reversed(servers):
                 server.stop()
+    return finish(results, args)
+
+
+def start_workers(workdir: Path, servers: list[Server]) -> list[Server]:
+    """The workers scenario's daemons (unpinned), each checked with one request."""
+    started = [
+        start_server(
+            name,
+            [*MOCKAI_CMD.split(), *extra],
+            workdir,
+            None,
+            servers,
+            ready=WORKERS_LISTENING if extra else LISTENING,
+        )
+        for name, extra in WORKER_SERVERS.items()
+    ]
+    for server in started:
+        status, body = http_post(server.port, CHAT_BODY)
+        if status != 200 or b'"chat.completion"' not in body:
+            raise RuntimeError(f"{server.name} answered {status}: {body[:200]!r}")
+    return started
+
+
+def finish(results: dict[str, Any], args: argparse.Namespace) -> int:
+    """Print the report (and save the runs); the exit status."""
     results["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

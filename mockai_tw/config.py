@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-from mockai_tw.errors import describe
+from mockai_tw import checks
+from mockai_tw.checks import KeyPathError, Problem
 from mockai_tw.fault_kinds import FAULT_KINDS
 
 if TYPE_CHECKING:
@@ -48,13 +49,19 @@ DEFAULT_MODELS = (
 )
 
 
-class ConfigError(Exception):
+class ConfigError(KeyPathError):
     """A config value is wrong; ``str()`` is the one line the daemon prints."""
 
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
+    @classmethod
+    def of(cls, problem: Problem, secret: bool = False) -> ConfigError:
+        """A failed check in the config's words; ``secret``: hide the value.
+
+        A key that is not a string is named by its path alone (the key is in
+        it), as the config always has.
+        """
+        if problem.expected == checks.STRING_KEYS:
+            return cls(problem.path, "keys must be a string")
+        return cls(problem.path, checks.must(problem, secret=secret))
 
 
 #: Secret keys that the suffix rule below would miss.
@@ -66,23 +73,6 @@ def is_secret(key: str) -> bool:
     """Whether a key holds a secret, whose value no message may show."""
     key = key.lower()
     return key in _SECRET_KEYS or key.endswith(_SECRET_SUFFIXES)
-
-
-def kind_of(value: Any) -> str:
-    """What a value is, without showing it ("a number"): for secrets."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    return type(value).__name__
 
 
 def _opt(default: Any, **bounds: Any) -> Any:
@@ -401,12 +391,6 @@ class Config:
 
 # --- conversion -----------------------------------------------------------
 
-_TYPE_NAMES = {
-    str: "a string",
-    int: "an integer",
-    float: "a number",
-    bool: "a boolean (true/false)",
-}
 # Names the annotations use for type checkers only (``rules`` is filled by the
 # rule parser, never converted here).
 _CHECKER_ONLY_NAMES = {"Rule": Any}
@@ -416,94 +400,79 @@ def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls, localns=_CHECKER_ONLY_NAMES)
 
 
-def _shown(value: Any, secret: bool) -> str:
-    return kind_of(value) if secret else describe(value)
-
-
 def _convert(
     value: Any, tp: Any, path: str, bounds: Mapping[str, Any], secret: bool
 ) -> Any:
-    """``value`` as type ``tp``; ``secret``: no message may show the value."""
+    """``value`` as type ``tp``; ``secret``: no message may show the value.
+
+    The shared checks raise a Problem; it is worded here, where it is known
+    whether the value is a secret (a nested value has been worded already).
+    """
+    try:
+        return _as_type(value, tp, path, bounds, secret)
+    except Problem as problem:
+        raise ConfigError.of(problem, secret) from None
+
+
+def _as_type(
+    value: Any, tp: Any, path: str, bounds: Mapping[str, Any], secret: bool
+) -> Any:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(value, args[0], path, bounds, secret)
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _as_type(value, args[0], path, bounds, secret)
     if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(path, f"must be a mapping, got {_shown(value, secret)}")
-        return _build(tp, value, path, secret)  # type: ignore[arg-type]
+        raw = checks.mapping(value, path)
+        return _build(tp, raw, path, secret)  # type: ignore[arg-type]
     if origin in (dict, Mapping):
-        (key_tp, value_tp) = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(path, f"must be a mapping, got {_shown(value, secret)}")
-        known = bounds.get("keys")
-        item_bounds = {k: v for k, v in bounds.items() if k != "keys"}
-        out = {}
-        for key, item in value.items():
-            where = f"{path}.{key}"
-            if known is not None and key not in known:
-                raise ConfigError(
-                    where, f"unknown key (known keys: {', '.join(known)})"
-                )
-            if not isinstance(key, key_tp):
-                raise ConfigError(where, f"keys must be {_TYPE_NAMES[key_tp]}")
-            hidden = secret or is_secret(key)
-            out[key] = _convert(item, value_tp, where, item_bounds, hidden)
-        return types.MappingProxyType(out)
+        return _mapping(value, typing.get_args(tp)[1], path, bounds, secret)
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if isinstance(value, str) and item_tp is str:
             value = [value]
-        if not isinstance(value, list):
-            raise ConfigError(path, f"must be a list, got {_shown(value, secret)}")
+        checks.array(value, path, min_items=bounds.get("min_items", 0))
         items = tuple(
             _convert(v, item_tp, f"{path}[{i}]", {}, secret)
             for i, v in enumerate(value)
         )
-        if len(items) < bounds.get("min_items", 0):
-            raise ConfigError(path, f"must have at least {bounds['min_items']} item")
         if bounds.get("nonempty_items"):
             for i, item in enumerate(items):
-                if item == "":
-                    raise ConfigError(f"{path}[{i}]", "must not be empty")
+                checks.string(item, f"{path}[{i}]", nonempty=True)
         return items
+    ge, gt, le = (bounds.get(key) for key in ("ge", "gt", "le"))
     if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(
-                path, f"must be {_TYPE_NAMES[bool]}, got {_shown(value, secret)}"
-            )
-        return value
+        return checks.boolean(value, path)
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(path, f"must be an integer, got {_shown(value, secret)}")
-    elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(path, f"must be a number, got {_shown(value, secret)}")
-        value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(path, "must be a finite number")
-    elif tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(path, f"must be a string, got {_shown(value, secret)}")
-        if bounds.get("nonempty") and not value.strip():
-            raise ConfigError(path, "must not be empty")
-        if "choices" in bounds and value not in bounds["choices"]:
-            allowed = ", ".join(bounds["choices"])
-            shown = "something else" if secret else repr(value)
-            raise ConfigError(path, f"must be one of {allowed}; got {shown}")
-        return value
-    else:  # pragma: no cover - a schema mistake, not a user mistake
-        raise TypeError(f"unsupported config type {tp!r}")
-    for key, check, word in (
-        ("ge", lambda v, b: v >= b, ">="),
-        ("gt", lambda v, b: v > b, ">"),
-        ("le", lambda v, b: v <= b, "<="),
-    ):
-        if key in bounds and not check(value, bounds[key]):
-            raise ConfigError(path, f"must be {word} {bounds[key]:g}")
-    return value
+        return checks.integer(value, path, ge=ge, gt=gt, le=le)
+    if tp is float:
+        return checks.number(value, path, ge=ge, gt=gt, le=le)
+    if tp is str:
+        text = checks.string(
+            value, path, nonempty=bounds.get("nonempty", False), strip=True
+        )
+        if "choices" in bounds:
+            checks.one_of(text, path, bounds["choices"])
+        return text
+    raise TypeError(f"unsupported config type {tp!r}")  # pragma: no cover
+
+
+def _mapping(
+    value: Any, value_tp: Any, path: str, bounds: Mapping[str, Any], secret: bool
+) -> Mapping[str, Any]:
+    """A ``Mapping[str, value_tp]`` field; ``bounds["keys"]``: the keys allowed."""
+    known = bounds.get("keys")
+    item_bounds = {k: v for k, v in bounds.items() if k != "keys"}
+    out = {}
+    for key, item in checks.mapping(value, path).items():
+        where = f"{path}.{key}"
+        if known is not None:
+            checks.known_key(key, where, known)
+        checks.string_key(key, where)
+        hidden = secret or is_secret(key)
+        out[key] = _convert(item, value_tp, where, item_bounds, hidden)
+    return types.MappingProxyType(out)
 
 
 def _build(
@@ -513,10 +482,8 @@ def _build(
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ConfigError(path, f"unknown key (known keys: {known})")
+        path = checks.key_path(prefix, key)
+        checks.known_key(key, path, sorted(fields))
         hidden = secret or is_secret(key)
         kwargs[key] = _convert(value, hints[key], path, fields[key].metadata, hidden)
     built = cls(**kwargs)
@@ -525,7 +492,7 @@ def _build(
     found = problem() if callable(problem) else None
     if found is not None:
         key, message = found
-        raise ConfigError(f"{prefix}.{key}" if prefix else key, message)
+        raise ConfigError(checks.key_path(prefix, key), message)
     return built
 
 
@@ -537,7 +504,10 @@ def build_config(raw: Mapping[str, Any]) -> Config:
     """
     if "rules" in raw:
         raise TypeError("build_config takes no rules; the loader parses them")
-    config: Config = _build(Config, raw, "")
+    try:
+        config: Config = _build(Config, raw, "")
+    except Problem as problem:  # a key of the top level
+        raise ConfigError.of(problem) from None
     return config
 
 

@@ -17,13 +17,8 @@ from typing import Any
 
 import yaml
 
-from mockai_tw.config import (
-    Config,
-    ConfigError,
-    build_config,
-    kind_of,
-    setting_type,
-)
+from mockai_tw.checks import kind_of
+from mockai_tw.config import Config, ConfigError, build_config, setting_type
 from mockai_tw.engine.rules import RuleError, parse_rules
 
 ENV_PREFIX = "MOCKAI_"
@@ -60,6 +55,8 @@ def parse_config(
             source, f"the top level must be a mapping, got {kind_of(raw)}"
         )
     raw = _with_environment(raw, os.environ if environ is None else environ)
+    if raw.get("workers") == "auto":  # one per CPU: the schema's 0
+        raw["workers"] = 0
     _check_size(raw, source)
     # Rules are not plain settings: their own parser validates them.
     raw_rules = raw.pop("rules", None)

@@ -7,7 +7,8 @@ the time they are due, so a late tick writes everything owed in one write
 instead of drifting.  Each stream is a push producer: a client that stops
 reading stops the feed, and a client that leaves is dropped at once.  A
 stream whose events fail is ended with an error event and dropped alone:
-the shared loop, and every other stream, go on.
+the shared loop, and every other stream, go on.  A stream can also be ended
+early with a given error (a graceful stop's deadline): its last event says why.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mockai_tw.errors import ApiError
 from mockai_tw.fault_kinds import RESET, Action
 from mockai_tw.hooks import Hooks
 
@@ -55,6 +57,7 @@ class Stream:
         transport: Any = None,
         hooks: Hooks | None = None,
         failed: Callable[[], bytes] | None = None,
+        ending: Callable[[ApiError], bytes] | None = None,
     ) -> None:
         self.request: Writable | None = request
         # The request as hooks name it, kept after the stream closes.
@@ -62,6 +65,9 @@ class Stream:
         self.hooks = hooks
         # The bytes that end this stream when its events fail (an error event).
         self.failed = failed
+        # The bytes that end it early with a given error (``end``); empty for
+        # a body that has no way to say so.
+        self.ending = ending
         # For faults that end the connection (abortConnection, loseConnection).
         self.transport = transport
         self.events: Iterator[Event] | None = events
@@ -170,6 +176,33 @@ class Stream:
             self._complete()
             self.close_reason = "failed"
 
+    def end(self, error: ApiError) -> None:
+        """End it now, before its events are done, and close the connection.
+
+        A stream that can say why (``ending`` gives bytes: an SSE error event)
+        writes that as its last event and ends properly; a paced plain body,
+        which cannot, is cut off unfinished.
+        """
+        request = self.request
+        if request is None or self.closed:
+            return
+        transport = self.transport
+        final = b""
+        try:
+            if self.ending is not None:
+                final = self.ending(error)
+            if final:
+                request.write(final)
+        finally:
+            if final:
+                self._complete()
+            else:
+                self._close("cut")
+                request.unregisterProducer()
+            self.close_reason = "cut"
+            if transport is not None:
+                transport.loseConnection()
+
     def connectionLost(self, reason: Failure) -> None:
         """The client went away: forget everything, write nothing more."""
         self._close("disconnected")
@@ -227,11 +260,19 @@ class Ticker:
         try:
             return stream.pump(now)
         except Exception:
-            log.failure("mockai: a stream's events failed; it ends with an error")
+            request_id = getattr(stream.origin, "request_id", None)
+            log.failure(
+                "mockai: a stream's events failed; it ends with an error"
+                " (request {request_id})",
+                request_id=request_id,
+            )
             try:
                 stream.fail()
             except Exception:
-                log.failure("mockai: ending a failed stream failed")
+                log.failure(
+                    "mockai: ending a failed stream failed (request {request_id})",
+                    request_id=request_id,
+                )
                 stream.stopProducing()
             return None
 

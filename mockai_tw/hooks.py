@@ -2,8 +2,8 @@
 
 Pure: the web layer and delivery emit; subscribers never reach into the Site
 or the ticker.  Every event's first argument is the request it concerns.
-A subscriber that raises is reported to ``on_failure`` and the request goes
-on as if it had not been there.
+A subscriber that raises is reported to ``on_failure`` (with the event, the
+exception and the request) and the request goes on as if it had not been there.
 
 | event | arguments | when |
 |---|---|---|
@@ -39,7 +39,7 @@ class Hooks:
     """Listeners per event; emitting to an event nobody hears costs a lookup."""
 
     def __init__(
-        self, on_failure: Callable[[str, BaseException], None] | None = None
+        self, on_failure: Callable[[str, BaseException, Any], None] | None = None
     ) -> None:
         self.listeners: dict[str, list[Listener]] = {name: [] for name in EVENTS}
         self.on_failure = on_failure
@@ -65,4 +65,4 @@ class Hooks:
                 listener(*args)
             except Exception as failure:
                 if self.on_failure is not None:
-                    self.on_failure(event, failure)
+                    self.on_failure(event, failure, args[0] if args else None)

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from mockai_tw import __version__
 from mockai_tw.config import Config, ConfigError
 from mockai_tw.delivery import Ticker
+from mockai_tw.drain import Drain, Readiness
 from mockai_tw.engine.chat import Engine
 from mockai_tw.engine.faults import FaultInjector
 from mockai_tw.engine.ratelimit import RateLimiter
@@ -28,21 +29,27 @@ from mockai_tw.engine.responses import ResponseStore
 from mockai_tw.engine.rules import RuleBook
 from mockai_tw.hooks import Hooks
 from mockai_tw.journal import Journal
+from mockai_tw.logs import AccessLog
 from mockai_tw.web import endpoints
 from mockai_tw.web.azure import azure_tree
-from mockai_tw.web.connections import listen
+from mockai_tw.web.connections import SharedPort, listen
 from mockai_tw.web.control import control_tree
 from mockai_tw.web.models import Models
 from mockai_tw.web.pipeline import EndpointResource
-from mockai_tw.web.resources import V1, ApiResource, Branch, Health
+from mockai_tw.web.resources import V1, ApiResource, Branch, Health, Ready
 from mockai_tw.web.responses import Responses
 from mockai_tw.web.site import ApiRequest, MockSite
 
 log = Logger()
 
 
-def _hook_failed(event: str, failure: BaseException) -> None:
-    log.failure("mockai: a {event} listener failed", Failure(failure), event=event)
+def _hook_failed(event: str, failure: BaseException, request: Any) -> None:
+    log.failure(
+        "mockai: a {event} listener failed (request {request_id})",
+        Failure(failure),
+        event=event,
+        request_id=getattr(request, "request_id", None),
+    )
 
 
 class MockServer:
@@ -52,12 +59,18 @@ class MockServer:
         clock: IReactorTime,
         loader: Callable[[], Config] | None = None,
         config_path: str | None = None,
+        worker: int | None = None,
     ) -> None:
         self.clock = clock
+        # This worker's index among several on one port (workers.py); None
+        # for a single process, which sends no x-mockai-worker header.
+        self.worker = worker
         self.version = __version__
         self.started = clock.seconds()
         self.ticker = Ticker(clock, config.stream.tick_ms / 1000.0)
         self.hooks = Hooks(on_failure=_hook_failed)
+        # Subscribed to the hooks only while http.access_log is on (apply()).
+        self.access_log = AccessLog(self.hooks, clock)
         # How to read the config again (SIGHUP, POST /_mock/reload).
         self.loader = loader
         self.config_path = config_path
@@ -72,15 +85,22 @@ class MockServer:
             self.resource(),
             clock,
             max_body_bytes=lambda: self.config.http.max_body_bytes,
-            log_requests=lambda: self.config.http.log_requests,
             limits=lambda: self.config.http,
         )
         self.site.hooks = self.hooks
+        # /ready, and the graceful stop a listener's stopService runs.
+        self.readiness = Readiness()
+        self.drain = Drain(
+            clock, self.site, self.ticker, self.readiness, lambda: self.config.shutdown
+        )
+        if worker is not None:
+            self.site.worker_header = b"%d" % worker
 
     def apply(self, config: Config) -> None:
         """Make ``config`` the one new requests see."""
         self.config = config
         self.token_bytes = tuple(t.encode() for t in config.tokens)
+        self.access_log.follow(config.http.log_requests)
         if config.rules is not getattr(self, "file_rules", None):
             self.file_rules = config.rules
             self.rules.load(config.rules, self.clock.seconds())
@@ -105,6 +125,7 @@ class MockServer:
         """The tree: one pipeline resource per endpoint description."""
         root = Branch(self)
         root.putChild(b"health", Health(self))
+        root.putChild(b"ready", Ready(self))
         v1 = V1(self)
         root.putChild(b"v1", v1)
         chat = Branch(self)
@@ -187,27 +208,38 @@ class MockServer:
 class ListenService(Service):
     """Listens on one endpoint description; ``listening`` fires with the port."""
 
-    def __init__(self, server: MockServer, endpoint: str, reactor: Any) -> None:
+    def __init__(
+        self,
+        server: MockServer,
+        endpoint: str,
+        reactor: Any,
+        shared: SharedPort | None = None,
+    ) -> None:
         self.server = server
         self.endpoint = endpoint
         self.reactor = reactor
+        # A worker's share of its parent's port (workers.py), else None.
+        self.shared = shared
         self.port: IListeningPort | None = None
         self.listening: defer.Deferred[IListeningPort] = defer.Deferred()
 
     def startService(self) -> None:
         super().startService()
-        d = listen(self.reactor, self.endpoint, self.server.site)
+        d = listen(self.reactor, self.endpoint, self.server.site, self.shared)
         d.addCallbacks(self._listening, self._failed)
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
         address = port.getHost()
         where = f"{getattr(address, 'host', address)}:{getattr(address, 'port', '')}"
+        scheme = "https" if self.endpoint.lower().startswith("ssl:") else "http"
         log.info(
-            "mockai {version} listening on {where} (base URL http://{where}/v1)",
+            "mockai {version} listening on {where} (base URL {scheme}://{where}/v1)",
             version=self.server.version,
             where=where,
+            scheme=scheme,
         )
+        self.server.readiness.serving()
         self.listening.callback(port)
 
     def _failed(self, failure: Any) -> None:
@@ -221,14 +253,13 @@ class ListenService(Service):
         if IReactorCore.providedBy(self.reactor) and self.reactor.running:
             self.reactor.stop()
 
-    def stopService(self) -> defer.Deferred[None] | None:
+    def stopService(self) -> defer.Deferred[None]:
+        """The graceful stop (drain.py): readiness off, this port closed after
+        ``shutdown.ready_grace_s``, what is in flight finished or cut; the
+        Deferred fires when it is over."""
         super().stopService()
-        self.server.ticker.stop()
-        if self.port is not None:
-            port, self.port = self.port, None
-            stopped: defer.Deferred[None] | None = port.stopListening()
-            return stopped
-        return None
+        port, self.port = self.port, None
+        return self.server.drain.start(port.stopListening if port is not None else None)
 
 
 class ReloadOnHangup(Service):

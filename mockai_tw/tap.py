@@ -8,12 +8,24 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.python import usage
 
 from mockai_tw.config import Config, ConfigError
 from mockai_tw.config_load import load_config
+from mockai_tw.drain import StopOnSignal
+from mockai_tw.logs import RootService, twistd_observer
 from mockai_tw.server import ListenService, MockServer, ReloadOnHangup
+from mockai_tw.web.tls import TLSFileError, check_tls_files
+from mockai_tw.workers import (
+    WorkerService,
+    WorkerSpec,
+    check_strategy,
+    parse_workers,
+    resolve_address,
+    supervise,
+    worker_count,
+)
 
 
 class Options(usage.Options):
@@ -34,15 +46,39 @@ class Options(usage.Options):
             "listen",
             "l",
             None,
-            "Twisted endpoint to listen on, e.g. tcp:8082 or"
-            " tcp:port=8082:interface=127.0.0.1"
+            "Twisted endpoint to listen on, e.g. tcp:8082,"
+            " tcp:port=8082:interface=127.0.0.1 or"
+            " ssl:8443:privateKey=key.pem:certKey=cert.pem"
             " (overrides the config and $MOCKAI_LISTEN)",
         ],
+        [
+            "workers",
+            "w",
+            None,
+            "reactor processes serving the one port: N, or auto for one per CPU"
+            " this process may use (overrides the config's workers and"
+            " $MOCKAI_WORKERS; default 1, a single process)",
+        ],
+        [
+            "worker-socket",
+            None,
+            None,
+            "how several workers share the port: reuseport (the default on"
+            " Linux: an SO_REUSEPORT socket each) or inherited (one socket)",
+        ],
+        ["worker", None, None, "internal: set by the supervising parent"],
     ]
 
     def postOptions(self) -> None:
         try:
             self["loaded"] = configure(self, os.environ)
+            check_listen(self["loaded"])
+            if self["worker"] is not None:
+                self["worker"] = WorkerSpec.parse(self["worker"])
+            elif worker_count(self["loaded"]) > 1:
+                # Fail here, with one line, rather than in the parent.
+                self["worker-socket"] = check_strategy(self["worker-socket"])
+                resolve_address(self["loaded"].http.endpoint)
         except ConfigError as error:
             # One line, no usage dump, no traceback; twistd exits non-zero.
             print(f"mockai: {error}", file=sys.stderr)
@@ -60,7 +96,19 @@ def configure(options: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
     listen = options.get("listen")
     if listen:
         config = replace(config, http=replace(config.http, listen=listen))
+    workers = options.get("workers")
+    if workers is not None:
+        config = replace(config, workers=parse_workers(str(workers)))
     return config
+
+
+def check_listen(config: Config) -> None:
+    """At start only: the key and certificate of an ``ssl:`` endpoint can be
+    read and used (a reload keeps the running listener, so it skips this)."""
+    try:
+        check_tls_files(config.http.endpoint)
+    except TLSFileError as error:
+        raise ConfigError("http.listen", str(error)) from None
 
 
 def makeService(
@@ -75,6 +123,12 @@ def makeService(
         reactor = default_reactor
     env = os.environ if environ is None else environ
     config = options.get("loaded") or configure(options, env)
+    worker = options.get("worker")
+    if isinstance(worker, str):
+        worker = WorkerSpec.parse(worker)
+    if worker is None and worker_count(config) > 1:
+        # The parent: it holds the port and runs the workers (workers.py).
+        return supervise(config, config_path(options, env), options, reactor)
     # A reload (SIGHUP, POST /_mock/reload) reads the same file the same way;
     # ``loader`` lets the test helper reload a config given as a dict.
     loader = options.get("loader") or (lambda: configure(options, env))
@@ -83,11 +137,23 @@ def makeService(
         if "config_path" in options
         else config_path(options, env)
     )
-    state = MockServer(config, reactor, loader=loader, config_path=path)
-    top = MultiService()
-    listener = ListenService(state, config.http.endpoint, reactor)
+    state = MockServer(
+        config,
+        reactor,
+        loader=loader,
+        config_path=path,
+        worker=None if worker is None else worker.index,
+    )
+    # Under twistd, log.format: json makes this the Application's log observer.
+    top = RootService(twistd_observer(config, options))
+    shared = None if worker is None else worker.shared
+    listener = ListenService(state, config.http.endpoint, reactor, shared)
+    # Before the listener: stopped after it, so its drain has begun (drain.py).
+    StopOnSignal(state.drain, reactor).setServiceParent(top)
     listener.setServiceParent(top)
     ReloadOnHangup(state, reactor).setServiceParent(top)
+    if worker is not None:
+        WorkerService(worker, listener.listening, reactor).setServiceParent(top)
     top.server = state  # type: ignore[attr-defined]
     top.listener = listener  # type: ignore[attr-defined]
     return top

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mockai_tw import checks
 from mockai_tw.errors import invalid
 from mockai_tw.request.common import (
     INT64_MAX,
@@ -13,6 +14,7 @@ from mockai_tw.request.common import (
     Fields,
     Source,
     check_integer,
+    checked,
     missing,
     parse_body,
     wrong_type,
@@ -105,8 +107,7 @@ def _content_text(content: Any, param: str, required: bool) -> str:
     texts = []
     for i, part in enumerate(content):
         where = f"{param}[{i}]"
-        if not isinstance(part, dict):
-            raise wrong_type(where, "an object", part)
+        checked(checks.mapping, part, where)
         kind = part.get("type")
         if not isinstance(kind, str):
             raise missing(f"{where}.type")
@@ -118,9 +119,7 @@ def _content_text(content: Any, param: str, required: bool) -> str:
 
 def _message(value: Any, i: int) -> Message:
     param = f"messages[{i}]"
-    if not isinstance(value, dict):
-        raise wrong_type(param, "an object", value)
-    fields = Fields(value, f"{param}.")
+    fields = Fields(checked(checks.mapping, value, param), f"{param}.")
     role = fields.string("role", required=True)
     if role not in ROLES:
         raise invalid(
@@ -148,20 +147,11 @@ def _stop(value: Any) -> tuple[str, ...]:
         return (value,)
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise wrong_type("stop", "one of a string or array of strings", value)
-    if len(value) > 4:
-        raise invalid(
-            f"Invalid 'stop': array too long. Expected an array with maximum length 4,"
-            f" but got an array with length {len(value)} instead.",
-            param="stop",
-            code="array_above_max_length",
-        )
-    return tuple(value)
+    return tuple(checked(checks.array, value, "stop", max_items=4))
 
 
 def _function(value: Any, param: str) -> FunctionDef:
-    if not isinstance(value, dict):
-        raise wrong_type(param, "an object", value)
-    fields = Fields(value, f"{param}.")
+    fields = Fields(checked(checks.mapping, value, param), f"{param}.")
     name = fields.string("name", required=True) or ""
     if not _FUNCTION_NAME.match(name):
         raise invalid(
@@ -192,8 +182,7 @@ def _tools(body: dict[str, Any]) -> tuple[FunctionDef, ...]:
     out = []
     for i, tool in enumerate(tools):
         param = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            raise wrong_type(param, "an object", tool)
+        checked(checks.mapping, tool, param)
         kind = Fields(tool, f"{param}.").string("type", required=True)
         if kind != "function":
             raise invalid(
@@ -225,13 +214,7 @@ def _choice(
         return default, None
     modes = ("none", "auto") if legacy else ("none", "auto", "required")
     if isinstance(value, str):
-        if value not in modes:
-            allowed = ", ".join(f"'{m}'" for m in modes)
-            raise invalid(
-                f"Invalid value: '{value}'. Supported values are: {allowed}.",
-                param=param,
-                code="invalid_value",
-            )
+        checked(checks.one_of, value, param, choices=modes)
         if value != "none" and not offered:
             raise invalid(
                 f"Invalid value for '{param}': '{param}' is only allowed when"
@@ -279,8 +262,7 @@ def logit_bias(fields: Fields) -> dict[str, Any] | None:
 def _response_format(value: Any) -> ResponseFormat:
     if value is None:
         return ResponseFormat()
-    if not isinstance(value, dict):
-        raise wrong_type("response_format", "an object", value)
+    checked(checks.mapping, value, "response_format")
     kind = value.get("type")
     if kind not in ("text", "json_object", "json_schema"):
         raise invalid(
@@ -294,8 +276,7 @@ def _response_format(value: Any) -> ResponseFormat:
     spec = value.get("json_schema")
     if spec is None:
         raise missing("response_format.json_schema")
-    if not isinstance(spec, dict):
-        raise wrong_type("response_format.json_schema", "an object", spec)
+    spec = checked(checks.mapping, spec, "response_format.json_schema")
     fields = Fields(spec, "response_format.json_schema.")
     name = fields.string("name", required=True) or ""
     if not _FUNCTION_NAME.match(name):
@@ -321,16 +302,9 @@ def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatReq
     model = fields.string("model")
     if not model:
         raise invalid("you must provide a model parameter", param="model")
-    raw_messages = fields.array("messages")
+    raw_messages = fields.array("messages", min_items=1)
     if raw_messages is None:
         raise missing("messages")
-    if not raw_messages:
-        raise invalid(
-            "Invalid 'messages': empty array. Expected an array with minimum length 1,"
-            " but got an empty array instead.",
-            param="messages",
-            code="empty_array",
-        )
     messages = tuple(_message(m, i) for i, m in enumerate(raw_messages))
     stream = fields.boolean("stream")
     options = fields.obj("stream_options")

@@ -1,14 +1,24 @@
-"""Shared checks for request bodies, worded as OpenAI words them."""
+"""Request bodies read with the shared checks, a failure worded as OpenAI words it.
+
+``mockai_tw.checks`` says what is wrong with a value; ``as_api_error`` says it
+as the real service does (its sentence, the param, the code), so a client
+sees OpenAI's 400s.  Also the body's parsing and its integer literals.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
+from mockai_tw import checks
+from mockai_tw.checks import INTEGER, LIST, MAPPING, Problem
 from mockai_tw.errors import ApiError, invalid
+
+T = TypeVar("T")
 
 _JSON_HINT = (
     "We could not parse the JSON body of your request. (HINT: This likely means"
@@ -101,12 +111,8 @@ def parse_body(body: bytes, default_model: str | None = None) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         raise ApiError(400, _JSON_HINT) from None
     if not isinstance(value, dict):
-        raise invalid(
-            f"Invalid type for 'body': expected an object, but got"
-            f" {_KIND.get(json_kind(value), json_kind(value))} instead.",
-            param=None,
-            code="invalid_type",
-        )
+        # The body itself is no param.
+        raise dataclasses.replace(wrong_type("body", "an object", value), param=None)
     if default_model is not None and value.get("model") in (None, ""):
         value["model"] = default_model
     return value
@@ -138,35 +144,23 @@ def check_integer(
     finds the value's text in the body as sent (see ``Source``), so that an
     integer too large for orjson is still reported as the integer it was.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise wrong_type(param, "an integer", value)
-    if isinstance(value, float):
-        text = None
-        if literal is not None and abs(value) >= _ORJSON_INTS:
-            text = literal()
-        if text is None:
-            if value.is_integer() and low <= value <= high:
-                return int(value)
-            raise wrong_type(param, "an integer", value)
-        # An integer orjson could not hold: beyond int64, so beyond any bound.
-        shown, below = text, text.startswith("-")
-    elif low <= value <= high:
-        return value
-    else:
-        shown, below = str(value), value < low
-    if below:
-        raise invalid(
-            f"Invalid '{param}': integer below minimum value. Expected a value"
-            f" >= {low}, but got {shown} instead.",
-            param=param,
-            code="integer_below_min_value",
-        )
-    raise invalid(
-        f"Invalid '{param}': integer above maximum value. Expected a value"
-        f" <= {high}, but got {shown} instead.",
-        param=param,
-        code="integer_above_max_value",
-    )
+    if literal is not None and isinstance(value, float) and abs(value) >= _ORJSON_INTS:
+        text = literal()
+        if text is not None:
+            # An integer orjson could not hold: beyond int64, so beyond any bound.
+            below = text.startswith("-")
+            raise as_api_error(
+                Problem(
+                    param,
+                    checks.AT_LEAST if below else checks.AT_MOST,
+                    text,
+                    low if below else high,
+                    INTEGER,
+                    low,
+                    high,
+                )
+            )
+    return checked(checks.integer, value, param, ge=low, le=high, whole_floats=True)
 
 
 def missing(param: str) -> ApiError:
@@ -179,6 +173,86 @@ def missing(param: str) -> ApiError:
 
 def out_of_range(param: str, message: str) -> ApiError:
     return invalid(f"Invalid '{param}': {message}", param=param, code="invalid_value")
+
+
+#: How OpenAI names what a value had to be; another ``expected`` is a phrase.
+_EXPECTED = {
+    checks.STRING: "a string",
+    checks.INTEGER: "an integer",
+    checks.NUMBER: "a number",
+    checks.BOOLEAN: "a boolean",
+    checks.MAPPING: "an object",
+    checks.LIST: "an array",
+}
+
+
+def as_api_error(problem: Problem) -> ApiError:
+    """A failed shared check as OpenAI answers it: sentence, param and code."""
+    param, got, bound, expected = (
+        problem.path,
+        problem.got,
+        problem.bound,
+        problem.expected,
+    )
+    if problem.wrong_type:
+        return wrong_type(param, _EXPECTED.get(expected, expected), got)
+    if expected in checks.RANGE:
+        below = expected != checks.AT_MOST
+        if problem.kind == INTEGER:
+            side = "below minimum" if below else "above maximum"
+            return invalid(
+                f"Invalid '{param}': integer {side} value. Expected a value"
+                f" {expected} {bound}, but got {got} instead.",
+                param=param,
+                code="integer_below_min_value" if below else "integer_above_max_value",
+            )
+        side = "lower than the minimum" if below else "greater than the maximum"
+        return out_of_range(param, f"{got!r} is {side} of {bound!r}.")
+    if expected == checks.ONE_OF:
+        names = ", ".join(f"'{choice}'" for choice in bound)
+        return invalid(
+            f"Invalid value: '{got}'. Supported values are: {names}.",
+            param=param,
+            code="invalid_value",
+        )
+    if expected == checks.MIN_ITEMS and problem.kind == LIST:
+        if not got:
+            return invalid(
+                f"Invalid '{param}': empty array. Expected an array with minimum"
+                f" length {bound}, but got an empty array instead.",
+                param=param,
+                code="empty_array",
+            )
+        return invalid(
+            f"Invalid '{param}': array too short. Expected an array with minimum"
+            f" length {bound}, but got an array with length {len(got)} instead.",
+            param=param,
+            code="array_below_min_length",
+        )
+    if expected == checks.MAX_ITEMS and problem.kind == LIST:
+        return invalid(
+            f"Invalid '{param}': array too long. Expected an array with maximum"
+            f" length {bound}, but got an array with length {len(got)} instead.",
+            param=param,
+            code="array_above_max_length",
+        )
+    if expected == checks.MAX_ITEMS and problem.kind == MAPPING:
+        return invalid(
+            f"Invalid '{param}': too many properties. Expected an object with at"
+            f" most {bound} properties, but got {len(got)} instead.",
+            param=param,
+            code="object_above_max_properties",
+        )
+    # No request model checks anything else; said plainly, should one start.
+    return out_of_range(param, f"{checks.must(problem)}.")
+
+
+def checked(check: Callable[..., T], value: Any, param: str, **options: Any) -> T:
+    """``check(value, param, **options)``, a failure answered as OpenAI would."""
+    try:
+        return check(value, param, **options)
+    except Problem as problem:
+        raise as_api_error(problem) from None
 
 
 class Fields:
@@ -209,17 +283,13 @@ class Fields:
             if required:
                 raise missing(self.name(key))
             return None
-        if not isinstance(value, str):
-            raise wrong_type(self.name(key), "a string", value)
-        return value
+        return checked(checks.string, value, self.name(key))
 
     def boolean(self, key: str, default: bool = False) -> bool:
         value = self.body.get(key)
         if value is None:
             return default
-        if not isinstance(value, bool):
-            raise wrong_type(self.name(key), "a boolean", value)
-        return value
+        return checked(checks.boolean, value, self.name(key))
 
     def integer(
         self, key: str, *, low: int = INT32_MIN, high: int = INT32_MAX
@@ -245,37 +315,16 @@ class Fields:
         value = self.body.get(key)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise wrong_type(self.name(key), "a number", value)
-        self._bounds(key, value, low, high)
-        return float(value)
+        return checked(checks.number, value, self.name(key), ge=low, le=high)
 
     def obj(self, key: str) -> dict[str, Any] | None:
         value = self.body.get(key)
         if value is None:
             return None
-        if not isinstance(value, dict):
-            raise wrong_type(self.name(key), "an object", value)
-        return value
+        return checked(checks.mapping, value, self.name(key))
 
-    def array(self, key: str) -> list[Any] | None:
+    def array(self, key: str, *, min_items: int = 0) -> list[Any] | None:
         value = self.body.get(key)
         if value is None:
             return None
-        if not isinstance(value, list):
-            raise wrong_type(self.name(key), "an array", value)
-        return value
-
-    def _bounds(
-        self, key: str, value: float, low: float | None, high: float | None
-    ) -> None:
-        if low is not None and value < low:
-            raise out_of_range(
-                self.name(key),
-                f"{value!r} is lower than the minimum of {low!r}.",
-            )
-        if high is not None and value > high:
-            raise out_of_range(
-                self.name(key),
-                f"{value!r} is greater than the maximum of {high!r}.",
-            )
+        return checked(checks.array, value, self.name(key), min_items=min_items)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mockai_tw import checks
 from mockai_tw.errors import invalid
 from mockai_tw.request.chat import _stop as parse_stop
 from mockai_tw.request.chat import logit_bias
@@ -15,6 +16,7 @@ from mockai_tw.request.common import (
     Fields,
     Source,
     check_integer,
+    checked,
     missing,
     parse_body,
     wrong_type,
@@ -70,14 +72,7 @@ def _token_ids(
     value: list[Any], param: str, body: Fields, *where: str | int
 ) -> tuple[int, ...]:
     """A token array, ``where`` in ``body`` (for literals orjson cannot hold)."""
-    if not value:
-        raise invalid(
-            f"Invalid '{param}': empty array. Expected an array with minimum length 1,"
-            " but got an empty array instead.",
-            param=param,
-            code="empty_array",
-        )
-    tokens = list(value)
+    tokens = list(checked(checks.array, value, param, min_items=1))
     for i, token in enumerate(value):
         if type(token) is not int or not 0 <= token <= INT32_MAX:
             literal = body.literal(*where, i)
@@ -93,28 +88,16 @@ def _prompts(value: Any, fields: Fields) -> tuple[Prompt, ...]:
         return (Prompt(value),)
     if not isinstance(value, list):
         raise wrong_type("prompt", _PROMPT_TYPES, value)
-    if not value:
-        raise invalid(
-            "Invalid 'prompt': empty array. Expected an array with minimum length 1,"
-            " but got an empty array instead.",
-            param="prompt",
-            code="empty_array",
-        )
+    checked(checks.array, value, "prompt", min_items=1)
     first = value[0]
     if isinstance(first, int) and not isinstance(first, bool):
         return (Prompt("", _token_ids(value, "prompt", fields, "prompt")),)
-    if len(value) > MAX_PROMPTS:
-        raise invalid(
-            f"Invalid 'prompt': array too long. Expected an array with maximum length"
-            f" {MAX_PROMPTS}, but got an array with length {len(value)} instead.",
-            param="prompt",
-            code="array_above_max_length",
-        )
+    checked(checks.array, value, "prompt", max_items=MAX_PROMPTS)
     if isinstance(first, str):
-        for i, item in enumerate(value):
-            if not isinstance(item, str):
-                raise wrong_type(f"prompt[{i}]", "a string", item)
-        return tuple(Prompt(item) for item in value)
+        return tuple(
+            Prompt(checked(checks.string, item, f"prompt[{i}]"))
+            for i, item in enumerate(value)
+        )
     if isinstance(first, list):
         out = []
         for i, item in enumerate(value):

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mockai_tw import checks
 from mockai_tw.errors import ApiError, invalid
 from mockai_tw.request.common import (
     INT32_MAX,
     Fields,
     Source,
     check_integer,
+    checked,
     missing,
     out_of_range,
     parse_body,
@@ -86,20 +88,7 @@ def _inputs(value: Any, body: Fields) -> tuple[EmbeddingInput, ...]:
         raise wrong_type(
             "input", "one of a string, an array of strings or token arrays", value
         )
-    if not value:
-        raise invalid(
-            "Invalid 'input': empty array. Expected an array with minimum length 1,"
-            " but got an empty array instead.",
-            param="input",
-            code="empty_array",
-        )
-    if len(value) > MAX_INPUTS:
-        raise invalid(
-            f"Invalid 'input': array too long. Expected an array with maximum length"
-            f" {MAX_INPUTS}, but got an array with length {len(value)} instead.",
-            param="input",
-            code="array_above_max_length",
-        )
+    checked(checks.array, value, "input", min_items=1, max_items=MAX_INPUTS)
     first = value[0]
     if _is_int(first):
         # One token array.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mockai_tw import checks
 from mockai_tw.errors import invalid
-from mockai_tw.request.common import Fields, missing, parse_body, wrong_type
+from mockai_tw.request.common import Fields, checked, missing, parse_body, wrong_type
 
 DEFAULT_MODEL = "omni-moderation-latest"
 
@@ -33,9 +34,7 @@ def _parts(parts: list[Any]) -> ModerationInput:
     images = 0
     for i, part in enumerate(parts):
         where = f"input[{i}]"
-        if not isinstance(part, dict):
-            raise wrong_type(where, "an object", part)
-        fields = Fields(part, f"{where}.")
+        fields = Fields(checked(checks.mapping, part, where), f"{where}.")
         kind = fields.string("type", required=True)
         if kind == "text":
             texts.append(fields.string("text", required=True) or "")
@@ -62,19 +61,13 @@ def _inputs(value: Any) -> tuple[ModerationInput, ...]:
         return (ModerationInput(value),)
     if not isinstance(value, list):
         raise wrong_type("input", "one of a string or array", value)
-    if not value:
-        raise invalid(
-            "Invalid 'input': empty array. Expected an array with minimum length 1,"
-            " but got an empty array instead.",
-            param="input",
-            code="empty_array",
-        )
+    checked(checks.array, value, "input", min_items=1)
     if isinstance(value[0], dict):
         return (_parts(value),)
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise wrong_type(f"input[{i}]", "a string", item)
-    return tuple(ModerationInput(text) for text in value)
+    return tuple(
+        ModerationInput(checked(checks.string, item, f"input[{i}]"))
+        for i, item in enumerate(value)
+    )
 
 
 def parse_moderation_request(data: bytes) -> ModerationRequest:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mockai_tw import checks
 from mockai_tw.errors import invalid
 from mockai_tw.request.chat import (
     _FUNCTION_NAME,
@@ -26,6 +27,7 @@ from mockai_tw.request.common import (
     Fields,
     Source,
     check_integer,
+    checked,
     missing,
     out_of_range,
     parse_body,
@@ -148,13 +150,8 @@ class ResponsesRequest:
 
 
 def _enum(value: str | None, param: str, allowed: tuple[str, ...]) -> None:
-    if value is not None and value not in allowed:
-        names = ", ".join(f"'{a}'" for a in allowed)
-        raise invalid(
-            f"Invalid value: '{value}'. Supported values are: {names}.",
-            param=param,
-            code="invalid_value",
-        )
+    if value is not None:
+        checked(checks.one_of, value, param, choices=allowed)
 
 
 def _parts(content: list[Any], param: str, role: str) -> str:
@@ -163,9 +160,7 @@ def _parts(content: list[Any], param: str, role: str) -> str:
     texts = []
     for j, part in enumerate(content):
         where = f"{param}[{j}]"
-        if not isinstance(part, dict):
-            raise wrong_type(where, "an object", part)
-        fields = Fields(part, f"{where}.")
+        fields = Fields(checked(checks.mapping, part, where), f"{where}.")
         kind = fields.string("type", required=True)
         _enum(kind, f"{where}.type", allowed)
         if kind in ("input_text", "output_text"):
@@ -210,9 +205,7 @@ def _output_text(output: Any, param: str) -> str:
 
 def _item(value: Any, i: int) -> InputItem | None:
     param = f"input[{i}]"
-    if not isinstance(value, dict):
-        raise wrong_type(param, "an object", value)
-    fields = Fields(value, f"{param}.")
+    fields = Fields(checked(checks.mapping, value, param), f"{param}.")
     kind = fields.string("type") or "message"
     _enum(kind, f"{param}.type", ITEM_TYPES)
     if kind == "message":
@@ -248,13 +241,8 @@ def _input(body: dict[str, Any], chained: bool) -> tuple[InputItem, ...]:
         return (InputItem("message", raw, role="user", text=value),)
     if not isinstance(value, list):
         raise wrong_type("input", "one of a string or array", value)
-    if not value and not chained:
-        raise invalid(
-            "Invalid 'input': empty array. Expected an array with minimum length 1,"
-            " but got an empty array instead.",
-            param="input",
-            code="empty_array",
-        )
+    if not chained:
+        checked(checks.array, value, "input", min_items=1)
     items = (_item(v, i) for i, v in enumerate(value))
     return tuple(item for item in items if item is not None)
 
@@ -266,8 +254,7 @@ def _tools(
     functions: list[FunctionDef] = []
     for i, tool in enumerate(Fields(body).array("tools") or []):
         param = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            raise wrong_type(param, "an object", tool)
+        checked(checks.mapping, tool, param)
         kind = Fields(tool, f"{param}.").string("type", required=True)
         _enum(kind, f"{param}.type", ("function", *sorted(HOSTED_TOOLS)))
         if kind != "function":
@@ -356,18 +343,11 @@ def _text(body: dict[str, Any]) -> tuple[ResponseFormat, str | None, str]:
 def _metadata(value: dict[str, Any] | None) -> Mapping[str, str] | None:
     if value is None:
         return None
-    if len(value) > _METADATA_PAIRS:
-        raise invalid(
-            f"Invalid 'metadata': too many properties. Expected an object with at"
-            f" most {_METADATA_PAIRS} properties, but got {len(value)} instead.",
-            param="metadata",
-            code="object_above_max_properties",
-        )
+    checked(checks.mapping, value, "metadata", max_items=_METADATA_PAIRS)
     for key, item in value.items():
         if len(key) > 64:
             raise out_of_range("metadata", f"key '{key[:64]}…' is longer than 64.")
-        if not isinstance(item, str):
-            raise wrong_type(f"metadata.{key}", "a string", item)
+        checked(checks.string, item, f"metadata.{key}")
         if len(item) > 512:
             raise out_of_range(
                 f"metadata.{key}", "string too long (at most 512 characters)."
@@ -378,8 +358,7 @@ def _metadata(value: dict[str, Any] | None) -> Mapping[str, str] | None:
 def _include(body: dict[str, Any]) -> tuple[str, ...]:
     values = Fields(body).array("include") or []
     for i, value in enumerate(values):
-        if not isinstance(value, str):
-            raise wrong_type(f"include[{i}]", "a string", value)
+        checked(checks.string, value, f"include[{i}]")
         _enum(value, f"include[{i}]", tuple(sorted(INCLUDES)))
     return tuple(values)
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.internet import protocol, tcp
@@ -140,6 +142,33 @@ class GuardedChannel(http.HTTPChannel):
         if self.persistent and not self._lost:
             self._enter(_IDLE, self.limits().idle_timeout_s)
         super().requestDone(request)
+
+    def checkPersistence(self, request: http.Request, version: bytes) -> bool:
+        # A graceful stop is under way (the Site's ``draining``, drain.py): no
+        # response keeps its connection alive, and each says so.
+        if getattr(getattr(self, "site", None), "draining", False):
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        return bool(super().checkPersistence(request, version))
+
+    def close_when_idle(self) -> None:
+        """A graceful stop began: close now if no request is under way, else
+        once its response is done (saying ``Connection: close`` if its headers
+        have not gone yet)."""
+        transport: Any = self.transport
+        if self._lost or transport is None or transport.disconnecting:
+            return
+        if self._state is _IDLE or self._state is _OPENED:
+            self.loseConnection()
+            return
+        if not self.requests:
+            # Its first line is still arriving (Twisted would drop it if the
+            # channel were not persistent now): checkPersistence decides.
+            return
+        self.persistent = False
+        for request in self.requests:
+            if not request.startedWriting:
+                request.responseHeaders.setRawHeaders(b"connection", [b"close"])
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self._lost = True
@@ -348,13 +377,27 @@ class QuietPort(tcp.Port):
             self.accept_errors.round_done()
 
 
+@dataclass(frozen=True)
+class SharedPort:
+    """How a worker listens on the port its supervising parent holds: bind
+    ``port`` with ``SO_REUSEPORT`` beside the other workers, or adopt the
+    listening socket the parent passed down as descriptor ``fd``."""
+
+    port: int | None = None
+    fd: int | None = None
+
+
 class _Listening:
     """The reactor as an endpoint sees it, except that TCP and TLS ports are
     ``QuietPort``s, and TLS passes the Site's refusals on (everything else is
-    the reactor's own)."""
+    the reactor's own). With ``shared``, a TCP port (under TLS too) is the
+    worker's share of its parent's port instead of a socket of its own."""
 
-    def __init__(self, reactor: PosixReactorBase) -> None:
+    def __init__(
+        self, reactor: PosixReactorBase, shared: SharedPort | None = None
+    ) -> None:
         self._reactor = reactor
+        self._shared = shared
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
@@ -366,7 +409,20 @@ class _Listening:
         backlog: int = 50,
         interface: str = "",
     ) -> QuietPort:
-        listening = QuietPort(port, factory, backlog, interface, self._reactor)
+        shared = self._shared
+        if shared is not None and shared.fd is not None:
+            with socket.socket(fileno=os.dup(shared.fd)) as inherited:
+                family = inherited.family
+            listening = QuietPort._fromListeningDescriptor(
+                self._reactor, shared.fd, family, factory
+            )
+        elif shared is not None and shared.port is not None:
+            binding = tcp.makeBinding(
+                interface, shared.port, reuseAddress=True, reusePort=True
+            )
+            listening = QuietPort(binding, factory, backlog, interface, self._reactor)
+        else:
+            listening = QuietPort(port, factory, backlog, interface, self._reactor)
         listening.startListening()
         return listening
 
@@ -402,13 +458,17 @@ def _refusable_tls(contextFactory: Any, factory: IProtocolFactory) -> Any:
 
 
 def listen(
-    reactor: Any, description: str, factory: IProtocolFactory
+    reactor: Any,
+    description: str,
+    factory: IProtocolFactory,
+    shared: SharedPort | None = None,
 ) -> Deferred[IListeningPort]:
     """``serverFromString(reactor, description).listen(factory)``, where TCP
     and TLS ports (``tcp:``, ``tcp6:``, ``ssl:``) log accept failures once per
-    episode and let the factory refuse a connection by returning None."""
+    episode and let the factory refuse a connection by returning None;
+    ``shared``: a worker's share of its parent's port (``workers.py``)."""
     if isinstance(reactor, PosixReactorBase):
-        reactor = _Listening(reactor)
+        reactor = _Listening(reactor, shared)
     listening: Deferred[IListeningPort] = serverFromString(reactor, description).listen(
         factory
     )

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from mockai_tw.config import Config
     from mockai_tw.delivery import Ticker
+    from mockai_tw.drain import Readiness
     from mockai_tw.engine.chat import Engine
     from mockai_tw.engine.faults import FaultInjector
     from mockai_tw.engine.ratelimit import RateLimiter
@@ -28,6 +29,8 @@ class Face(Protocol):
 
     version: str
     started: float
+    # This process's index among the workers on one port (None when alone).
+    worker: int | None
     clock: IReactorTime
     config: Config
     engine: Engine
@@ -35,6 +38,8 @@ class Face(Protocol):
     faults: FaultInjector
     ticker: Ticker
     hooks: Hooks
+    # Whether to be sent new work (``/ready``): starting, ready or draining.
+    readiness: Readiness
     # Kept responses, for ``previous_response_id`` and retrieval.
     responses: ResponseStore
     # The accepted API keys, encoded once per config.

@@ -228,18 +228,23 @@ def open_stream(
         # Small paced writes must leave now, not wait on Nagle for an ACK.
         no_delay(True)
 
-    def failed() -> bytes:
+    def ending(error: ApiError) -> bytes:
+        # A paced plain body has no way to carry an error: it is cut off.
         if content_type is None:
             return b""
-        error = ApiError(
-            500,
-            "The server had an error while processing your request.",
-            type="server_error",
-        )
         return ep.error_event(error, stream.events_written)
 
+    def failed() -> bytes:
+        return ending(
+            ApiError(
+                500,
+                "The server had an error while processing your request.",
+                type="server_error",
+            )
+        )
+
     stream = Stream(
-        request, events, face.clock.seconds(), transport, face.hooks, failed
+        request, events, face.clock.seconds(), transport, face.hooks, failed, ending
     )
     request.stream = stream
     request.answered(200)

@@ -1,4 +1,4 @@
-"""The Resource tree's plumbing: JSON 404/405, auth gate, health."""
+"""The Resource tree's plumbing: JSON 404/405, auth gate, health, readiness."""
 
 from __future__ import annotations
 
@@ -87,7 +87,10 @@ class ApiResource(Resource):
             send_error(request, error, self.error_body)
         except Exception:
             log.failure(
-                "Error answering {method} {path}", method=method, path=_path(request)
+                "Error answering {method} {path} (request {request_id})",
+                method=method,
+                path=_path(request),
+                request_id=getattr(request, "request_id", None),
             )
             send_error(request, server_error(), self.error_body)
         return server.NOT_DONE_YET
@@ -171,7 +174,45 @@ class Health(ApiResource):
             "status": "ok",
             "version": state.version,
             "uptime_s": round(state.clock.seconds() - state.started, 3),
+            "worker": state.worker or 0,
             "open_streams": len(state.ticker.streams),
             "faults": dict(state.faults.counts),
+        }
+        return send_json(request, 200, orjson.dumps(body))
+
+
+# Why ``/ready`` says no, by readiness state (drain.py names them).
+_NOT_READY = {
+    "starting": ApiError(
+        503,
+        "The server is starting and not yet accepting requests. Please retry shortly.",
+        type="server_error",
+        code="server_starting",
+    ),
+    "draining": ApiError(
+        503,
+        "The server is shutting down and accepts no new requests. Please send"
+        " them to another instance.",
+        type="server_error",
+        code="server_draining",
+    ),
+}
+
+
+class Ready(ApiResource):
+    """``GET /ready``: readiness, no token. 503 with an error body while the
+    server is starting or draining, so a load balancer sends new work
+    elsewhere; ``/health`` (liveness) stays 200 meanwhile."""
+
+    def render_GET(self, request: server.Request) -> bytes:
+        state = self.state
+        refusal = _NOT_READY.get(state.readiness.state)
+        if refusal is not None:
+            raise refusal
+        body: dict[str, Any] = {
+            "status": "ready",
+            "version": state.version,
+            "uptime_s": round(state.clock.seconds() - state.started, 3),
+            "open_streams": len(state.ticker.streams),
         }
         return send_json(request, 200, orjson.dumps(body))

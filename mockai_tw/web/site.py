@@ -16,6 +16,7 @@ from twisted.web.resource import IResource
 from mockai_tw.engine.ids import request_id
 from mockai_tw.errors import ApiError, server_error
 from mockai_tw.hooks import Hooks
+from mockai_tw.logs import redacted_uri
 from mockai_tw.web.connections import (
     ConnectionCap,
     HttpLimits,
@@ -72,6 +73,9 @@ class ApiRequest(server.Request):
         self.request_id = request_id()
         self.responseHeaders.setRawHeaders(b"x-request-id", [self.request_id.encode()])
         self.responseHeaders.setRawHeaders(b"openai-version", [b"2020-10-01"])
+        if site.worker_header is not None:
+            worker = [site.worker_header]
+            self.responseHeaders.setRawHeaders(b"x-mockai-worker", worker)
         super().process()
 
     def processing_ms(self) -> bytes:
@@ -79,7 +83,12 @@ class ApiRequest(server.Request):
         return b"%d" % max(0, round((site.clock.seconds() - self.started) * 1000))
 
     def processingFailed(self, reason: Failure) -> None:
-        log.failure("Unhandled error in {uri}", failure=reason, uri=self.uri)
+        log.failure(
+            "Unhandled error in {uri} (request {request_id})",
+            failure=reason,
+            uri=redacted_uri(self.uri),
+            request_id=self.request_id,
+        )
         if self.finished or self._disconnected:
             return
         if self.startedWriting:
@@ -165,13 +174,17 @@ class MockSite(server.Site):
     requestFactory = ApiRequest
     # The pipeline's events (the server sets them; None in bare tests).
     hooks: Hooks | None = None
+    # A graceful stop has begun (mockai_tw/drain.py): from now on no response
+    # keeps its connection alive (GuardedChannel.checkPersistence).
+    draining = False
+    # ``x-mockai-worker`` on every response, with several workers (workers.py).
+    worker_header: bytes | None = None
 
     def __init__(
         self,
         resource: IResource,
         clock: IReactorTime,
         max_body_bytes: Callable[[], int],
-        log_requests: Callable[[], bool],
         limits: Callable[[], HttpLimits] = default_limits,
     ) -> None:
         super().__init__(resource, parsePOSTFormSubmission=False, reactor=clock)
@@ -182,7 +195,6 @@ class MockSite(server.Site):
         self.cap = ConnectionCap(lambda: limits().max_connections)
         self.clock = clock
         self.max_body_bytes = max_body_bytes
-        self.log_requests = log_requests
         self.channels: set[Any] = set()
         self._idle: list[defer.Deferred[None]] = []
 
@@ -190,8 +202,8 @@ class MockSite(server.Site):
         return BoundedBody(self.max_body_bytes(), length)
 
     def log(self, request: http.Request) -> None:
-        if self.log_requests():
-            super().log(request)
+        """Twisted's access log, never: ours listens to the pipeline's hooks
+        while ``http.access_log`` is on (``mockai_tw.logs.AccessLog``)."""
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
         if not self.cap.admit(len(self.channels)):

@@ -10,10 +10,10 @@ commits once the request is admitted -- and renders the answer it gets
 Pure: no Twisted, no clock of its own, no I/O except reading fixtures while
 parsing, so a reload re-reads them and a request never touches the disk.
 
-The modules, from the bottom: ``checks`` (RuleError, key-path checks),
-``context`` (the request as rules see it), ``conditions``, ``templates``,
-``answers`` (and their parser), ``rule``, ``book`` (Entry, Hit, Claim,
-RuleBook), ``rendering``.  Import from here.
+The modules, from the bottom: ``errors`` (RuleError, and how the rules word
+a failed ``mockai_tw.checks`` check), ``context`` (the request as rules see
+it), ``conditions``, ``templates``, ``answers`` (and their parser), ``rule``,
+``book`` (Entry, Hit, Claim, RuleBook), ``rendering``.  Import from here.
 """
 
 from mockai_tw.engine.rules.answers import (
@@ -34,7 +34,6 @@ from mockai_tw.engine.rules.answers import (
     ToolCallSpec,
 )
 from mockai_tw.engine.rules.book import Claim, Entry, Hit, RuleBook
-from mockai_tw.engine.rules.checks import RuleError
 from mockai_tw.engine.rules.conditions import (
     NO_CAPTURES,
     Captures,
@@ -52,6 +51,7 @@ from mockai_tw.engine.rules.context import (
     input_context,
     prompt_context,
 )
+from mockai_tw.engine.rules.errors import RuleError
 from mockai_tw.engine.rules.rendering import (
     LOREM,
     Generators,

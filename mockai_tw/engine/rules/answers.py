@@ -14,17 +14,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from mockai_tw import checks
+from mockai_tw.checks import Problem
 from mockai_tw.engine import schema_gen
-from mockai_tw.engine.rules.checks import (
-    RuleError,
-    as_int,
-    as_mapping,
-    as_string,
-    known_keys,
-)
 from mockai_tw.engine.rules.context import NO_HEADERS
+from mockai_tw.engine.rules.errors import RuleError
 from mockai_tw.engine.rules.templates import Template, json_template, parse_template
-from mockai_tw.errors import describe
 
 PICKS = ("random", "round_robin", "seeded")
 THEN = ("repeat_last", "cycle")
@@ -184,14 +179,12 @@ class AnswerParser:
         self.names = names
 
     def template(self, value: Any, path: str) -> Template:
-        return parse_template(
-            as_string(value, path, nonempty=False), path, self.groups, self.names
-        )
+        return parse_template(checks.string(value, path), path, self.groups, self.names)
 
     def answer(self, raw: Any, path: str, nested: bool = False) -> Answer:
         if isinstance(raw, str):
             return TextAnswer(self.template(raw, path))
-        spec = as_mapping(raw, path)
+        spec = checks.mapping(raw, path, string_keys=True)
         kinds = [k for k in ANSWER_KINDS if k in spec]
         if not kinds:
             unknown = [k for k in spec if k not in ("pick", "seed", "then")]
@@ -205,20 +198,18 @@ class AnswerParser:
             raise RuleError(path, f"give one answer kind, not {' and '.join(kinds)}")
         kind = kinds[0]
         extra = {"choices": ("pick", "seed"), "sequence": ("then",)}.get(kind, ())
-        known_keys(spec, path, (kind, *extra))
+        checks.known_keys(spec, path, (kind, *extra))
         at = f"{path}.{kind}"
         value = spec[kind]
         if kind == "text":
             return TextAnswer(self.template(value, at))
         if kind == "choices":
             if not isinstance(value, list) or not value:
-                raise RuleError(at, f"must be a non-empty list, got {describe(value)}")
-            pick = spec.get("pick", "random")
-            if pick not in PICKS:
-                raise RuleError(
-                    f"{path}.pick", f"must be one of {', '.join(PICKS)}; got {pick!r}"
-                )
-            seed = as_int(spec.get("seed", 0), f"{path}.seed", -(2**63), 2**63 - 1)
+                raise Problem(at, "a non-empty list", value)
+            pick = checks.one_of(spec.get("pick", "random"), f"{path}.pick", PICKS)
+            seed = checks.integer(
+                spec.get("seed", 0), f"{path}.seed", ge=-(2**63), le=2**63 - 1
+            )
             items = tuple(self.template(v, f"{at}[{i}]") for i, v in enumerate(value))
             return ChoicesAnswer(items, pick, seed)
         if kind == "echo":
@@ -226,7 +217,7 @@ class AnswerParser:
                 raise RuleError(at, "must be true")
             return EchoAnswer()
         if kind == "lorem":
-            return LoremAnswer(as_int(value, at, 1, 100_000))
+            return LoremAnswer(checks.integer(value, at, ge=1, le=100_000))
         if kind == "file":
             return self.file(value, at)
         if kind == "tool_calls":
@@ -236,7 +227,7 @@ class AnswerParser:
         if kind == "json_schema":
             if value == "request":
                 return JsonAnswer(from_request=True)
-            schema = as_mapping(value, at)
+            schema = checks.mapping(value, at, string_keys=True)
             try:
                 schema_gen.check_schema(schema)
             except schema_gen.SchemaError as error:
@@ -247,21 +238,15 @@ class AnswerParser:
         if nested:
             raise RuleError(at, "a sequence cannot hold another sequence")
         if not isinstance(value, list) or not value:
-            raise RuleError(
-                at, f"must be a non-empty list of answers, got {describe(value)}"
-            )
-        then = spec.get("then", "repeat_last")
-        if then not in THEN:
-            raise RuleError(
-                f"{path}.then", f"must be one of {', '.join(THEN)}; got {then!r}"
-            )
+            raise Problem(at, "a non-empty list of answers", value)
+        then = checks.one_of(spec.get("then", "repeat_last"), f"{path}.then", THEN)
         steps = tuple(
             self.answer(v, f"{at}[{i}]", nested=True) for i, v in enumerate(value)
         )
         return SequenceAnswer(steps, then)
 
     def file(self, value: Any, path: str) -> FileAnswer:
-        name = as_string(value, path)
+        name = checks.string(value, path, nonempty=True)
         if os.path.isabs(name):
             raise RuleError(
                 path, f"{name!r} must be relative to the config file's directory"
@@ -302,16 +287,15 @@ class AnswerParser:
             if isinstance(item, str):
                 calls.append(ToolCallSpec(_function_name(item, where)))
                 continue
-            spec = as_mapping(item, where)
-            known_keys(spec, where, ("name", "arguments"))
+            spec = checks.mapping(item, where, string_keys=True)
+            checks.known_keys(spec, where, ("name", "arguments"))
             if "name" not in spec:
                 raise RuleError(f"{where}.name", "required")
             name = _function_name(spec["name"], f"{where}.name")
             arguments = spec.get("arguments")
             if arguments is not None and not isinstance(arguments, (dict, str)):
-                raise RuleError(
-                    f"{where}.arguments",
-                    f"must be a mapping or a JSON string, got {describe(arguments)}",
+                raise Problem(
+                    f"{where}.arguments", "a mapping or a JSON string", arguments
                 )
             if isinstance(arguments, str) and "{{" not in arguments:
                 try:
@@ -331,18 +315,19 @@ class AnswerParser:
     def error(self, value: Any, path: str) -> ErrorAnswer:
         if isinstance(value, int) and not isinstance(value, bool):
             value = {"status": value}
-        spec = as_mapping(value, path)
-        known_keys(spec, path, _ERROR_KEYS)
-        status = as_int(spec.get("status", 500), f"{path}.status", 400, 599)
+        spec = checks.mapping(value, path, string_keys=True)
+        checks.known_keys(spec, path, _ERROR_KEYS)
+        status = checks.integer(
+            spec.get("status", 500), f"{path}.status", ge=400, le=599
+        )
         kind, code, message = _error_defaults(status)
         headers: dict[str, str] = {}
         if "headers" in spec:
-            for key, item in as_mapping(spec["headers"], f"{path}.headers").items():
+            given = checks.mapping(spec["headers"], f"{path}.headers", string_keys=True)
+            for key, item in given.items():
                 if isinstance(item, (int, float)) and not isinstance(item, bool):
                     item = f"{item:g}"
-                headers[key.lower()] = as_string(
-                    item, f"{path}.headers.{key}", nonempty=False
-                )
+                headers[key.lower()] = checks.string(item, f"{path}.headers.{key}")
         if status == 429 and "retry-after" not in headers:
             headers["retry-after"] = "1"
 
@@ -351,7 +336,7 @@ class AnswerParser:
                 return default
             if spec[key] is None:
                 return None
-            return as_string(spec[key], f"{path}.{key}")
+            return checks.string(spec[key], f"{path}.{key}", nonempty=True)
 
         return ErrorAnswer(
             status=status,
@@ -364,7 +349,7 @@ class AnswerParser:
 
 
 def _function_name(value: Any, path: str) -> str:
-    name = as_string(value, path)
+    name = checks.string(value, path, nonempty=True)
     if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name):
         raise RuleError(
             path, f"{name!r} is not a function name (letters, digits, _ and -)"

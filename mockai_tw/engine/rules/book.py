@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from mockai_tw.engine.rules.answers import Answer, SequenceAnswer
-from mockai_tw.engine.rules.checks import RuleError
 from mockai_tw.engine.rules.conditions import NO_CAPTURES, Captures
 from mockai_tw.engine.rules.context import RequestContext
+from mockai_tw.engine.rules.errors import RuleError
 from mockai_tw.engine.rules.rule import Rule
 
 

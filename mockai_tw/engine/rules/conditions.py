@@ -12,20 +12,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mockai_tw.engine.rules.checks import (
-    RuleError,
-    as_bool,
-    as_mapping,
-    as_string,
-    as_strings,
-    known_keys,
-)
+from mockai_tw import checks
+from mockai_tw.checks import Problem
 from mockai_tw.engine.rules.context import (
     ENDPOINTS,
     NO_HEADERS,
     RequestContext,
     as_text,
 )
+from mockai_tw.engine.rules.errors import RuleError, worded
 
 _ENDPOINT_ALIASES = {
     "chat.completions": "chat",
@@ -73,19 +68,22 @@ class TextCondition:
         return frozenset(self.pattern.groupindex)
 
 
+@worded
 def text_condition(raw: Any, path: str, default_op: str) -> TextCondition:
     """A bare string means ``default_op``; a mapping names its operator."""
     if isinstance(raw, str):
         op, value, ignore_case = default_op, raw, False
     else:
-        spec = as_mapping(raw, path)
-        known_keys(spec, path, (*_TEXT_OPS, "ignore_case"))
+        spec = checks.mapping(raw, path, string_keys=True)
+        checks.known_keys(spec, path, (*_TEXT_OPS, "ignore_case"))
         ops = [k for k in _TEXT_OPS if k in spec]
         if len(ops) != 1:
             raise RuleError(path, f"give exactly one of {', '.join(_TEXT_OPS)}")
         op = ops[0]
-        value = as_string(spec[op], f"{path}.{op}", nonempty=op != "equals")
-        ignore_case = as_bool(spec.get("ignore_case", False), f"{path}.ignore_case")
+        value = checks.string(spec[op], f"{path}.{op}", nonempty=op != "equals")
+        ignore_case = checks.boolean(
+            spec.get("ignore_case", False), f"{path}.ignore_case"
+        )
     flags = re.IGNORECASE if ignore_case else 0
     pattern = None
     if op == "regex":
@@ -201,8 +199,19 @@ class Conditions:
         return Captures((first.group(0), *first.groups()), named)
 
 
+def _strings(value: Any, path: str) -> tuple[str, ...]:
+    """A string, or a non-empty list of them."""
+    if isinstance(value, str):
+        return (checks.string(value, path, nonempty=True),)
+    if not isinstance(value, list) or not value:
+        raise Problem(path, "a string or a non-empty list", value)
+    return tuple(
+        checks.string(v, f"{path}[{i}]", nonempty=True) for i, v in enumerate(value)
+    )
+
+
 def _endpoints(raw: Any, path: str) -> tuple[str, ...] | None:
-    names = as_strings(raw, path)
+    names = _strings(raw, path)
     out: list[str] = []
     for i, name in enumerate(names):
         where = path if isinstance(raw, str) else f"{path}[{i}]"
@@ -232,7 +241,7 @@ def _model(raw: Any, path: str) -> tuple[TextCondition, ...]:
 
 
 def _keyed(raw: Any, path: str, lower: bool) -> tuple[tuple[str, TextCondition], ...]:
-    spec = as_mapping(raw, path)
+    spec = checks.mapping(raw, path, string_keys=True)
     out = []
     for key, value in spec.items():
         name = key.lower() if lower else key
@@ -256,11 +265,12 @@ _MATCH_KEYS = (
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
+@worded
 def parse_conditions(raw: Any, path: str) -> Conditions:
     if raw is None:
         return Conditions()
-    spec = as_mapping(raw, path)
-    known_keys(spec, path, _MATCH_KEYS)
+    spec = checks.mapping(raw, path, string_keys=True)
+    checks.known_keys(spec, path, _MATCH_KEYS)
     at = f"{path}.".__add__
     tools: bool | None = None
     tool_names: tuple[str, ...] = ()
@@ -268,10 +278,10 @@ def parse_conditions(raw: Any, path: str) -> Conditions:
         if isinstance(spec["tools"], bool):
             tools = spec["tools"]
         else:
-            tool_names = as_strings(spec["tools"], at("tools"))
+            tool_names = _strings(spec["tools"], at("tools"))
     last_role: tuple[str, ...] = ()
     if "last_role" in spec:
-        last_role = as_strings(spec["last_role"], at("last_role"))
+        last_role = _strings(spec["last_role"], at("last_role"))
         for role in last_role:
             if role not in _ROLES:
                 raise RuleError(
@@ -295,7 +305,9 @@ def parse_conditions(raw: Any, path: str) -> Conditions:
         last_role=last_role,
         tools=tools,
         tool_names=tool_names,
-        stream=as_bool(spec["stream"], at("stream")) if "stream" in spec else None,
+        stream=checks.boolean(spec["stream"], at("stream"))
+        if "stream" in spec
+        else None,
         headers=_keyed(spec["headers"], at("headers"), True)
         if "headers" in spec
         else (),

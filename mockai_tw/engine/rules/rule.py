@@ -12,24 +12,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from mockai_tw import checks
 from mockai_tw.engine.rules.answers import (
     Answer,
     AnswerParser,
     ErrorAnswer,
     SequenceAnswer,
 )
-from mockai_tw.engine.rules.checks import (
-    RuleError,
-    as_int,
-    as_mapping,
-    as_number,
-    as_string,
-    known_keys,
-)
 from mockai_tw.engine.rules.conditions import Conditions, parse_conditions
 from mockai_tw.engine.rules.context import ENDPOINTS, NO_HEADERS, TEXT_ENDPOINTS
+from mockai_tw.engine.rules.errors import RuleError, worded
 from mockai_tw.engine.rules.templates import TEMPLATE_FIELDS
-from mockai_tw.errors import describe
 from mockai_tw.fault_kinds import FAULT_KINDS
 
 CHUNKINGS = ("char", "word", "token")
@@ -72,14 +65,15 @@ def _only_errors(answer: Answer) -> bool:
 _RULE_KEYS = ("name", "match", "answer", "times", "ttl_s", "stream", "fault")
 
 
+@worded
 def parse_rule(raw: Any, path: str, base_dir: str | None = None) -> Rule:
     """One rule; ``base_dir`` is where ``file:`` fixtures live (default: cwd)."""
-    spec = as_mapping(raw, path)
-    known_keys(spec, path, _RULE_KEYS)
+    spec = checks.mapping(raw, path, string_keys=True)
+    checks.known_keys(spec, path, _RULE_KEYS)
     at = f"{path}.".__add__
     name = None
     if spec.get("name") is not None:
-        name = as_string(spec["name"], at("name"))
+        name = checks.string(spec["name"], at("name"), nonempty=True)
         if not _NAME.match(name):
             raise RuleError(
                 at("name"), "use letters, digits and _ . : @ - (at most 100)"
@@ -96,33 +90,27 @@ def parse_rule(raw: Any, path: str, base_dir: str | None = None) -> Rule:
             f"regex group name {sorted(clash)[0]!r} is a template field name",
         )
     answer = AnswerParser(base_dir, groups, names).answer(spec["answer"], at("answer"))
-    times = (
-        as_int(spec["times"], at("times"), 1, 2**31)
-        if spec.get("times") is not None
-        else None
-    )
-    ttl_s = (
-        as_number(spec["ttl_s"], at("ttl_s"), 0.001, 10 * 365 * 86400)
-        if spec.get("ttl_s") is not None
-        else None
-    )
+    times = ttl_s = None
+    if spec.get("times") is not None:
+        times = checks.integer(spec["times"], at("times"), ge=1, le=2**31)
+    if spec.get("ttl_s") is not None:
+        ttl_s = checks.number(spec["ttl_s"], at("ttl_s"), ge=0.001, le=10 * 365 * 86400)
     chunking = interval_ms = ttft_ms = None
     if spec.get("stream") is not None:
-        stream = as_mapping(spec["stream"], at("stream"))
-        known_keys(stream, at("stream"), ("chunking", "interval_ms", "ttft_ms"))
+        stream = checks.mapping(spec["stream"], at("stream"), string_keys=True)
+        checks.known_keys(stream, at("stream"), ("chunking", "interval_ms", "ttft_ms"))
         if "chunking" in stream:
-            chunking = stream["chunking"]
-            if chunking not in CHUNKINGS:
-                raise RuleError(
-                    at("stream.chunking"),
-                    f"must be one of {', '.join(CHUNKINGS)}; got {chunking!r}",
-                )
+            chunking = checks.one_of(
+                stream["chunking"], at("stream.chunking"), CHUNKINGS
+            )
         if "interval_ms" in stream:
-            interval_ms = as_number(
-                stream["interval_ms"], at("stream.interval_ms"), 0, 600_000
+            interval_ms = checks.number(
+                stream["interval_ms"], at("stream.interval_ms"), ge=0, le=600_000
             )
         if "ttft_ms" in stream:
-            ttft_ms = as_number(stream["ttft_ms"], at("stream.ttft_ms"), 0, 3_600_000)
+            ttft_ms = checks.number(
+                stream["ttft_ms"], at("stream.ttft_ms"), ge=0, le=3_600_000
+            )
     fault, fault_probability = _fault(spec.get("fault"), at("fault"))
     return Rule(
         name=name,
@@ -143,27 +131,30 @@ def _fault(raw: Any, path: str) -> tuple[str | None, float]:
     """``fault: cut_reset`` or ``fault: {kind: stall, probability: 0.5}``."""
     if raw is None:
         return None, 1.0
-    spec = {"kind": raw} if isinstance(raw, str) else as_mapping(raw, path)
-    known_keys(spec, path, ("kind", "probability"))
-    kind = spec.get("kind")
-    if kind not in FAULT_KINDS:
-        where = path if isinstance(raw, str) else f"{path}.kind"
-        raise RuleError(where, f"must be one of {', '.join(FAULT_KINDS)}; got {kind!r}")
+    if isinstance(raw, str):
+        spec = {"kind": raw}
+    else:
+        spec = checks.mapping(raw, path, string_keys=True)
+    checks.known_keys(spec, path, ("kind", "probability"))
+    where = path if isinstance(raw, str) else f"{path}.kind"
+    kind = checks.one_of(spec.get("kind"), where, FAULT_KINDS)
     probability = 1.0
     if spec.get("probability") is not None:
-        probability = as_number(spec["probability"], f"{path}.probability", 0, 1)
+        probability = checks.number(
+            spec["probability"], f"{path}.probability", ge=0, le=1
+        )
     return kind, probability
 
 
+@worded
 def parse_rules(
     raw: Any, path: str = "rules", base_dir: str | None = None
 ) -> tuple[Rule, ...]:
     """The config's ``rules:`` list; names must be unique."""
     if raw is None:
         return ()
-    if not isinstance(raw, list):
-        raise RuleError(path, f"must be a list, got {describe(raw)}")
-    rules = tuple(parse_rule(r, f"{path}[{i}]", base_dir) for i, r in enumerate(raw))
+    items = checks.array(raw, path)
+    rules = tuple(parse_rule(r, f"{path}[{i}]", base_dir) for i, r in enumerate(items))
     seen: dict[str, int] = {}
     for i, rule in enumerate(rules):
         if rule.name is not None:

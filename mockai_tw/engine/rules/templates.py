@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mockai_tw.engine.rules.checks import RuleError
+from mockai_tw import checks
+from mockai_tw.checks import Problem
 from mockai_tw.engine.rules.conditions import Captures
 from mockai_tw.engine.rules.context import RequestContext, as_text
-from mockai_tw.errors import describe
+from mockai_tw.engine.rules.errors import RuleError
 
 _FIELD = re.compile(r"\{\{\s*([A-Za-z0-9_]+(?:\.[A-Za-z0-9_.:-]+)?)\s*\}\}")
 #: Request fields a template can use besides the captures.
@@ -163,17 +164,14 @@ def json_template(value: Any, path: str, groups: int, names: frozenset[str]) -> 
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise RuleError(path, f"keys must be strings, got {describe(key)}")
+            checks.string_key(key, path)
             out[key] = json_template(item, f"{path}.{key}", groups, names)
         return out
+    if isinstance(value, float):
+        checks.number(value, path)
     if value is None or isinstance(value, (bool, int, float)):
-        if isinstance(value, float) and (
-            value != value or value in (float("inf"), float("-inf"))
-        ):
-            raise RuleError(path, "must be a finite number")
         return value
-    raise RuleError(path, f"must be JSON, got {describe(value)}")
+    raise Problem(path, "JSON", value)
 
 
 def render_json(value: Any, lookup: Callable[[str], str]) -> Any:

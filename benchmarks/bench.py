@@ -281,36 +281,62 @@ def rps_scenario(
     return summary
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (/proc/stat, Linux)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    busy = user + nice + system + irq + softirq + steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def workers_scenario(
     servers: Sequence[Server], workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """The rps rotation over one process and the supervisors; per run, also
-    how the workers' CPU was split (the busiest one's share: 0.5 is even)."""
+    """The rps rotation over one process and the supervisors. Per run, also
+    how the workers' CPU was split (the busiest one's share: 0.5 is even),
+    wrk's CPU, and what everything else on the machine used meanwhile (in
+    cores), so a run that other load spoiled shows."""
     lua = workdir / "post.lua"
     lua.write_text(WRK_LUA)
     for server in servers:  # warm-up, discarded
         run_wrk(server, lua, 1, args.connections)
     results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
-    busiest: dict[str, list[float]] = {s.name: [] for s in servers}
+    extra: dict[str, list[dict[str, float]]] = {s.name: [] for s in servers}
     for i in range(args.runs):
         shift = i % len(servers)
         for server in [*servers[shift:], *servers[:shift]]:
             pids = server.workers()
             before = {n: process_cpu_seconds(pid) for n, pid in pids.items()}
+            t0, machine0 = time.monotonic(), machine_cpu_seconds()
+            wrk0 = children_cpu_seconds()
             r = run_wrk(server, lua, args.seconds, args.connections)
+            wall = time.monotonic() - t0
+            wrk = (children_cpu_seconds() - wrk0) / wall
+            others = (machine_cpu_seconds() - machine0) / wall - r.cpu - wrk
             used = [process_cpu_seconds(pid) - before[n] for n, pid in pids.items()]
             share = max(used) / sum(used) if len(used) > 1 and sum(used) > 0 else 1.0
             results[server.name].append(r)
-            busiest[server.name].append(share)
+            extra[server.name].append({"busiest": share, "wrk": wrk, "others": others})
             log(
                 f"  workers run {i + 1}/{args.runs} {server.name:28} {r.rps:9.0f}/s"
-                f"  errors {r.errors}  server cpu {r.cpu:.0%}"
+                f"  errors {r.errors}  server cpu {r.cpu:.0%}  wrk {wrk:.0%}"
+                f"  others {others:.0%}"
                 + (f"  busiest worker {share:.0%}" if len(used) > 1 else "")
             )
     one = median([r.rps for r in results[servers[0].name]])
     summary: dict[str, Any] = {
-        "runs": {k: [asdict(r) for r in v] for k, v in results.items()},
-        "busiest": busiest,
+        "runs": {
+            k: [asdict(r) | e for r, e in zip(v, extra[k], strict=True)]
+            for k, v in results.items()
+        },
         "servers": {},
     }
     for name, rs in results.items():
@@ -319,8 +345,8 @@ def workers_scenario(
             "rps": rps,
             "cpu": median([r.cpu for r in rs]),
             "errors": sum(r.errors for r in rs),
-            "busiest": median(busiest[name]),
             "ratio": rps / one,
+            **{k: median([e[k] for e in extra[name]]) for k in extra[name][0]},
         }
     return summary
 
@@ -638,14 +664,14 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             " median requests/s; nothing pinned (wrk shares the cores)",
             "",
             "| server | req/s (median) | × 1 process | server CPU | busiest worker"
-            " | errors |",
-            "|---|---:|---:|---:|---:|---:|",
+            " | wrk CPU | other load | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, w in workers["servers"].items():
             share = f"{w['busiest']:.0%}" if name != "1 process" else "-"
             lines.append(
                 f"| {name} | {w['rps']:,.0f} | {w['ratio']:.2f} | {w['cpu']:.0%}"
-                f" | {share} | {w['errors']} |"
+                f" | {share} | {w['wrk']:.0%} | {w['others']:.0%} | {w['errors']} |"
             )
         lines.append("")
     streams = results.get("stream")

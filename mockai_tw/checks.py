@@ -10,10 +10,14 @@ A leaf: it imports nothing of ours, so every layer can use it.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence, Sized
+import functools
+import sys
+from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # What a value must be: a kind ...
 STRING = "string"
@@ -34,6 +38,8 @@ KNOWN_KEY = "a known key"
 STRING_KEYS = "string keys"
 MIN_ITEMS = "at least"
 MAX_ITEMS = "at most"
+#: The largest float: a number beyond it (either way) is not finite.
+_LARGEST = sys.float_info.max
 CONDITIONS = frozenset(
     (*RANGE, NONEMPTY, FINITE, ONE_OF, KNOWN_KEY, STRING_KEYS, MIN_ITEMS, MAX_ITEMS)
 )
@@ -71,13 +77,34 @@ class Problem(Exception):
 class KeyPathError(Exception):
     """A value at a key path is wrong: ``str()`` is the one line to print.
 
-    The base of ``ConfigError`` and ``RuleError``, which word a Problem alike.
+    The base of ``ConfigError`` and ``RuleError``: both say ``path: message``,
+    and word a Problem with ``must()``.
     """
 
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message
+
+
+def worded_by(
+    render: Callable[[Problem], Exception],
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """A decorator for a domain's entry points: a Problem raised below one
+    leaves it as ``render`` words it, so the code below calls the checks as
+    they are and a caller sees only the domain's own exception."""
+
+    def decorate(function: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(function)
+        def worded(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return function(*args, **kwargs)
+            except Problem as problem:
+                raise render(problem) from None
+
+        return worded
+
+    return decorate
 
 
 def key_path(path: str, key: Any) -> str:
@@ -120,13 +147,14 @@ def integer(
     when it is within the bounds and any other float is not an integer, as
     OpenAI reads JSON numbers.
     """
-    if whole_floats and isinstance(value, float):
-        if value.is_integer() and _broken(value, ge, gt, le) is None:
-            return int(value)
-        raise Problem(path, INTEGER, value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise Problem(path, INTEGER, value)
-    _within(value, path, INTEGER, ge, gt, le)
+        if not (whole_floats and isinstance(value, float) and value.is_integer()):
+            raise Problem(path, INTEGER, value)
+        if not _within(value, ge, gt, le):  # then it is no integer at all
+            raise Problem(path, INTEGER, value)
+        return int(value)
+    if not _within(value, ge, gt, le):
+        raise _range_problem(value, path, INTEGER, ge, gt, le)
     return value
 
 
@@ -141,14 +169,18 @@ def number(
 ) -> float:
     """An int or a float within the bounds, as a float; a bool is not one.
 
-    ``finite``: NaN and the infinities are refused before any bound (a NaN
-    breaks every bound anyway, an infinity only the one on its side).
+    ``finite``: NaN, the infinities and an int past the largest float are
+    refused before any bound (a NaN breaks every bound anyway, the others
+    only the one on their side).
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Problem(path, NUMBER, value)
-    if finite and not math.isfinite(value):
-        raise Problem(path, FINITE, value, kind=NUMBER)
-    _within(value, path, NUMBER, ge, gt, le)
+    # A NaN compares false; an int is compared exactly (no overflow).
+    if finite and not -_LARGEST <= value <= _LARGEST:
+        low = ge if ge is not None else gt
+        raise Problem(path, FINITE, value, kind=NUMBER, low=low, high=le)
+    if not _within(value, ge, gt, le):
+        raise _range_problem(value, path, NUMBER, ge, gt, le)
     return float(value)
 
 
@@ -161,7 +193,8 @@ def mapping(
     if string_keys:
         for key in value:
             string_key(key, path)
-    _count(value, path, MAPPING, 0, max_items)
+    if max_items is not None:
+        _count(value, path, MAPPING, 0, max_items)
     return value
 
 
@@ -192,7 +225,8 @@ def array(
     """A list (as parsed) of ``min_items`` to ``max_items`` items."""
     if not isinstance(value, list):
         raise Problem(path, LIST, value)
-    _count(value, path, LIST, min_items, max_items)
+    if min_items or max_items is not None:
+        _count(value, path, LIST, min_items, max_items)
     return value
 
 
@@ -203,31 +237,33 @@ def one_of(value: Any, path: str, choices: Sequence[str]) -> str:
     return str(value)
 
 
-def _broken(
-    value: float, ge: float | None, gt: float | None, le: float | None
-) -> tuple[str, float] | None:
-    """The first bound ``value`` breaks, as (condition, bound); NaN breaks all."""
-    if ge is not None and not value >= ge:
-        return AT_LEAST, ge
-    if gt is not None and not value > gt:
-        return ABOVE, gt
-    if le is not None and not value <= le:
-        return AT_MOST, le
-    return None
+def _within(value: float, ge: float | None, gt: float | None, le: float | None) -> bool:
+    """Whether ``value`` keeps every bound given (a NaN keeps none)."""
+    return (
+        (ge is None or value >= ge)
+        and (gt is None or value > gt)
+        and (le is None or value <= le)
+    )
 
 
-def _within(
+def _range_problem(
     value: float,
     path: str,
     kind: str,
     ge: float | None,
     gt: float | None,
     le: float | None,
-) -> None:
-    broken = _broken(value, ge, gt, le)
-    if broken is not None:
-        low = ge if ge is not None else gt
-        raise Problem(path, broken[0], value, broken[1], kind, low, le)
+) -> Problem:
+    """The first bound ``value`` breaks, and the range it was checked in."""
+    bound: float | None
+    if ge is not None and not value >= ge:
+        condition, bound = AT_LEAST, ge
+    elif gt is not None and not value > gt:
+        condition, bound = ABOVE, gt
+    else:
+        condition, bound = AT_MOST, le
+    low = ge if ge is not None else gt
+    return Problem(path, condition, value, bound, kind, low, le)
 
 
 def _count(value: Sized, path: str, kind: str, least: int, most: int | None) -> None:

@@ -3,8 +3,9 @@
 Every error names the key path (``stream.interval_ms: must be >= 0``) so the
 daemon can stop with one clear line, and never prints a secret's value.  The
 dataclasses below are the schema: field types drive conversion and
-``metadata`` carries the bounds.  A leaf: it knows nothing of files, the
-environment, the rule parser (``config_load.py`` joins them), Twisted or HTTP.
+``metadata`` carries the bounds the shared checks (``checks.py``) apply.  A
+leaf: it knows nothing of files, the environment, the rule parser
+(``config_load.py`` joins them), Twisted or HTTP.
 """
 
 from __future__ import annotations

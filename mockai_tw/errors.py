@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -37,20 +36,3 @@ def invalid(
 ) -> ApiError:
     """A 400 ``invalid_request_error``: the commonest error by far."""
     return ApiError(400, message, param=param, code=code)
-
-
-def describe(value: Any) -> str:
-    """A config value as an error message names it ("the string 'x'")."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return f"the string {value!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__

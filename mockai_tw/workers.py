@@ -292,8 +292,14 @@ class WorkerService(Service):
             "mockai worker {worker}: the parent is gone, stopping",
             worker=self.spec.index,
         )
-        with contextlib.suppress(error.ReactorNotRunning):
-            self.reactor.stop()
+        self._stop()
+
+    def _stop(self) -> None:
+        if getattr(self.reactor, "running", True):
+            with contextlib.suppress(error.ReactorNotRunning):
+                self.reactor.stop()
+        else:  # at start, under twistd: the reactor runs only after this
+            self.reactor.callWhenRunning(self._stop)
 
     def stopService(self) -> None:
         super().stopService()
@@ -413,6 +419,10 @@ class Launcher:
         """Take the port; returns where it listens (``host:port``)."""
         raise NotImplementedError
 
+    def where(self) -> str:
+        """Where the port is, for a line saying it could not be taken."""
+        return "the port"
+
     def spawn(self, index: int, protocol: WorkerProcess) -> IProcessTransport:
         raise NotImplementedError
 
@@ -440,6 +450,9 @@ class ProcessLauncher(Launcher):
         self.environ = dict(os.environ if environ is None else environ)
         self.socket: socket.socket | None = None
         self.shared = SharedPort()
+
+    def where(self) -> str:
+        return self.address.where()
 
     def open(self) -> str:
         address = self.address
@@ -550,7 +563,7 @@ class Supervisor(Service):
         except OSError as failure:
             log.error(
                 "mockai cannot listen on {where}: {why}",
-                where=getattr(self.launcher, "address", "the port"),
+                where=self.launcher.where(),
                 why=failure.strerror or failure,
             )
             self._stop_reactor()
@@ -684,9 +697,13 @@ class Supervisor(Service):
 
     def _stop_reactor(self) -> None:
         stop = getattr(self.clock, "stop", None)
-        if stop is not None:
+        if stop is None:
+            return
+        if getattr(self.clock, "running", True):
             with contextlib.suppress(error.ReactorNotRunning):
                 stop()
+        else:  # at start, under twistd: the reactor runs only after this
+            self.clock.callWhenRunning(self._stop_reactor)  # type: ignore[attr-defined]
 
     # signals
 

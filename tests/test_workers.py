@@ -200,6 +200,19 @@ class SupervisorTests(TestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
         self.assertTrue(launcher.closed)
 
+    def test_a_port_it_cannot_take_stops_it_before_any_worker(self) -> None:
+        clock = StoppableClock()
+        launcher = FakeLauncher(clock)
+
+        def taken() -> str:
+            raise OSError(98, "Address already in use")
+
+        launcher.open = taken  # type: ignore[method-assign]
+        sup = Supervisor(2, launcher, clock, signals=False)
+        sup.startService()
+        self.assertEqual((launcher.started, clock.stopped), ([], 1))
+        self.assertIsNone(sup.stopService())
+
     def test_sighup_goes_to_every_worker(self) -> None:
         sup, launcher, _clock = supervisor(self, 3)
         sup.on_signal(signal.SIGHUP)

@@ -14,9 +14,9 @@ from mockai_tw.request.common import (
     Fields,
     Source,
     check_integer,
-    checked,
     missing,
     parse_body,
+    worded,
     wrong_type,
 )
 
@@ -107,7 +107,7 @@ def _content_text(content: Any, param: str, required: bool) -> str:
     texts = []
     for i, part in enumerate(content):
         where = f"{param}[{i}]"
-        checked(checks.mapping, part, where)
+        checks.mapping(part, where)
         kind = part.get("type")
         if not isinstance(kind, str):
             raise missing(f"{where}.type")
@@ -119,7 +119,7 @@ def _content_text(content: Any, param: str, required: bool) -> str:
 
 def _message(value: Any, i: int) -> Message:
     param = f"messages[{i}]"
-    fields = Fields(checked(checks.mapping, value, param), f"{param}.")
+    fields = Fields(checks.mapping(value, param), f"{param}.")
     role = fields.string("role", required=True)
     if role not in ROLES:
         raise invalid(
@@ -147,11 +147,11 @@ def _stop(value: Any) -> tuple[str, ...]:
         return (value,)
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise wrong_type("stop", "one of a string or array of strings", value)
-    return tuple(checked(checks.array, value, "stop", max_items=4))
+    return tuple(checks.array(value, "stop", max_items=4))
 
 
 def _function(value: Any, param: str) -> FunctionDef:
-    fields = Fields(checked(checks.mapping, value, param), f"{param}.")
+    fields = Fields(checks.mapping(value, param), f"{param}.")
     name = fields.string("name", required=True) or ""
     if not _FUNCTION_NAME.match(name):
         raise invalid(
@@ -182,7 +182,7 @@ def _tools(body: dict[str, Any]) -> tuple[FunctionDef, ...]:
     out = []
     for i, tool in enumerate(tools):
         param = f"tools[{i}]"
-        checked(checks.mapping, tool, param)
+        checks.mapping(tool, param)
         kind = Fields(tool, f"{param}.").string("type", required=True)
         if kind != "function":
             raise invalid(
@@ -214,7 +214,7 @@ def _choice(
         return default, None
     modes = ("none", "auto") if legacy else ("none", "auto", "required")
     if isinstance(value, str):
-        checked(checks.one_of, value, param, choices=modes)
+        checks.one_of(value, param, modes)
         if value != "none" and not offered:
             raise invalid(
                 f"Invalid value for '{param}': '{param}' is only allowed when"
@@ -262,7 +262,7 @@ def logit_bias(fields: Fields) -> dict[str, Any] | None:
 def _response_format(value: Any) -> ResponseFormat:
     if value is None:
         return ResponseFormat()
-    checked(checks.mapping, value, "response_format")
+    checks.mapping(value, "response_format")
     kind = value.get("type")
     if kind not in ("text", "json_object", "json_schema"):
         raise invalid(
@@ -276,7 +276,7 @@ def _response_format(value: Any) -> ResponseFormat:
     spec = value.get("json_schema")
     if spec is None:
         raise missing("response_format.json_schema")
-    spec = checked(checks.mapping, spec, "response_format.json_schema")
+    spec = checks.mapping(spec, "response_format.json_schema")
     fields = Fields(spec, "response_format.json_schema.")
     name = fields.string("name", required=True) or ""
     if not _FUNCTION_NAME.match(name):
@@ -296,6 +296,7 @@ def _response_format(value: Any) -> ResponseFormat:
     )
 
 
+@worded
 def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatRequest:
     body = parse_body(data, default_model)
     fields = Fields(body, source=Source(data))

@@ -10,15 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
 from mockai_tw import checks
 from mockai_tw.checks import INTEGER, LIST, MAPPING, Problem
 from mockai_tw.errors import ApiError, invalid
-
-T = TypeVar("T")
 
 _JSON_HINT = (
     "We could not parse the JSON body of your request. (HINT: This likely means"
@@ -128,41 +126,6 @@ def wrong_type(param: str, expected: str, value: Any) -> ApiError:
     )
 
 
-def check_integer(
-    value: Any,
-    param: str,
-    *,
-    low: int = INT32_MIN,
-    high: int = INT32_MAX,
-    literal: Callable[[], str | None] | None = None,
-) -> int:
-    """``value`` as an int within ``[low, high]``, or the 400 OpenAI sends.
-
-    The one integer check of every request model.  A whole number written
-    as a float (``16.0``) is taken when it is in range; any other float is a
-    type error, as OpenAI words it ("expected an integer").  ``literal``
-    finds the value's text in the body as sent (see ``Source``), so that an
-    integer too large for orjson is still reported as the integer it was.
-    """
-    if literal is not None and isinstance(value, float) and abs(value) >= _ORJSON_INTS:
-        text = literal()
-        if text is not None:
-            # An integer orjson could not hold: beyond int64, so beyond any bound.
-            below = text.startswith("-")
-            raise as_api_error(
-                Problem(
-                    param,
-                    checks.AT_LEAST if below else checks.AT_MOST,
-                    text,
-                    low if below else high,
-                    INTEGER,
-                    low,
-                    high,
-                )
-            )
-    return checked(checks.integer, value, param, ge=low, le=high, whole_floats=True)
-
-
 def missing(param: str) -> ApiError:
     return invalid(
         f"Missing required parameter: '{param}'.",
@@ -186,14 +149,35 @@ _EXPECTED = {
 }
 
 
+#: (condition, kind, any items?) -> OpenAI's words for a count out of bounds.
+_COUNTS = {
+    (checks.MIN_ITEMS, LIST, False): (
+        "empty array. Expected an array with minimum length {bound}, but got an"
+        " empty array instead.",
+        "empty_array",
+    ),
+    (checks.MIN_ITEMS, LIST, True): (
+        "array too short. Expected an array with minimum length {bound}, but got"
+        " an array with length {size} instead.",
+        "array_below_min_length",
+    ),
+    (checks.MAX_ITEMS, LIST, True): (
+        "array too long. Expected an array with maximum length {bound}, but got"
+        " an array with length {size} instead.",
+        "array_above_max_length",
+    ),
+    (checks.MAX_ITEMS, MAPPING, True): (
+        "too many properties. Expected an object with at most {bound}"
+        " properties, but got {size} instead.",
+        "object_above_max_properties",
+    ),
+}
+
+
 def as_api_error(problem: Problem) -> ApiError:
     """A failed shared check as OpenAI answers it: sentence, param and code."""
-    param, got, bound, expected = (
-        problem.path,
-        problem.got,
-        problem.bound,
-        problem.expected,
-    )
+    param, got, bound = problem.path, problem.got, problem.bound
+    expected = problem.expected
     if problem.wrong_type:
         return wrong_type(param, _EXPECTED.get(expected, expected), got)
     if expected in checks.RANGE:
@@ -215,51 +199,63 @@ def as_api_error(problem: Problem) -> ApiError:
             param=param,
             code="invalid_value",
         )
-    if expected == checks.MIN_ITEMS and problem.kind == LIST:
-        if not got:
-            return invalid(
-                f"Invalid '{param}': empty array. Expected an array with minimum"
-                f" length {bound}, but got an empty array instead.",
-                param=param,
-                code="empty_array",
-            )
+    count = _COUNTS.get((expected, problem.kind, bool(got)))
+    if count is not None:
+        (text, code) = count
         return invalid(
-            f"Invalid '{param}': array too short. Expected an array with minimum"
-            f" length {bound}, but got an array with length {len(got)} instead.",
+            f"Invalid '{param}': {text.format(bound=bound, size=len(got))}",
             param=param,
-            code="array_below_min_length",
-        )
-    if expected == checks.MAX_ITEMS and problem.kind == LIST:
-        return invalid(
-            f"Invalid '{param}': array too long. Expected an array with maximum"
-            f" length {bound}, but got an array with length {len(got)} instead.",
-            param=param,
-            code="array_above_max_length",
-        )
-    if expected == checks.MAX_ITEMS and problem.kind == MAPPING:
-        return invalid(
-            f"Invalid '{param}': too many properties. Expected an object with at"
-            f" most {bound} properties, but got {len(got)} instead.",
-            param=param,
-            code="object_above_max_properties",
+            code=code,
         )
     # No request model checks anything else; said plainly, should one start.
     return out_of_range(param, f"{checks.must(problem)}.")
 
 
-def checked(check: Callable[..., T], value: Any, param: str, **options: Any) -> T:
-    """``check(value, param, **options)``, a failure answered as OpenAI would."""
-    try:
-        return check(value, param, **options)
-    except Problem as problem:
-        raise as_api_error(problem) from None
+#: For the request models' entry points: a failed check below one leaves it
+#: as the 400 OpenAI sends.
+worded = checks.worded_by(as_api_error)
+
+
+def read_integer(
+    value: Any,
+    param: str,
+    *,
+    low: int = INT32_MIN,
+    high: int = INT32_MAX,
+    literal: Callable[[], str | None] | None = None,
+) -> int:
+    """``value`` as an int within ``[low, high]``, or a Problem.
+
+    The one integer check of every request model.  A whole number written
+    as a float (``16.0``) is taken when it is in range; any other float is a
+    type error, as OpenAI words it ("expected an integer").  ``literal``
+    finds the value's text in the body as sent (see ``Source``), so that an
+    integer too large for orjson is still reported as the integer it was.
+    """
+    if literal is not None and isinstance(value, float) and abs(value) >= _ORJSON_INTS:
+        text = literal()
+        if text is not None:
+            # An integer orjson could not hold: beyond int64, so beyond any bound.
+            below = text.startswith("-")
+            condition = checks.AT_LEAST if below else checks.AT_MOST
+            bound = low if below else high
+            raise Problem(param, condition, text, bound, INTEGER, low, high)
+    return checks.integer(value, param, ge=low, le=high, whole_floats=True)
+
+
+#: ``read_integer`` failing with the 400 OpenAI sends, for any caller.
+check_integer = worded(read_integer)
 
 
 class Fields:
     """Typed reads from one JSON object, each failing with the param's name.
 
+    A value of exactly the type asked for (in range) is returned at once --
+    every request pays for these reads, and a call each cost a chat parse
+    13% -- and any other is the shared check's to take or refuse: a read
+    raises its Problem, worded by the request model's ``worded`` entry point.
     ``source`` and ``path`` say where the object is in the body as sent, for
-    the integers orjson cannot hold (see ``check_integer``).
+    the integers orjson cannot hold (``read_integer``).
     """
 
     def __init__(
@@ -275,30 +271,36 @@ class Fields:
         self.path = path
 
     def name(self, key: str) -> str:
-        return f"{self.prefix}{key}"
+        return self.prefix + key
 
     def string(self, key: str, *, required: bool = False) -> str | None:
         value = self.body.get(key)
+        if type(value) is str:
+            return value
         if value is None:
             if required:
                 raise missing(self.name(key))
             return None
-        return checked(checks.string, value, self.name(key))
+        return checks.string(value, self.prefix + key)
 
     def boolean(self, key: str, default: bool = False) -> bool:
         value = self.body.get(key)
+        if type(value) is bool:
+            return value
         if value is None:
             return default
-        return checked(checks.boolean, value, self.name(key))
+        return checks.boolean(value, self.prefix + key)
 
     def integer(
         self, key: str, *, low: int = INT32_MIN, high: int = INT32_MAX
     ) -> int | None:
         value = self.body.get(key)
+        if type(value) is int and low <= value <= high:
+            return value
         if value is None:
             return None
-        return check_integer(
-            value, self.name(key), low=low, high=high, literal=self.literal(key)
+        return read_integer(
+            value, self.prefix + key, low=low, high=high, literal=self.literal(key)
         )
 
     def literal(self, *steps: str | int) -> Callable[[], str | None] | None:
@@ -315,16 +317,20 @@ class Fields:
         value = self.body.get(key)
         if value is None:
             return None
-        return checked(checks.number, value, self.name(key), ge=low, le=high)
+        return checks.number(value, self.prefix + key, ge=low, le=high)
 
     def obj(self, key: str) -> dict[str, Any] | None:
         value = self.body.get(key)
+        if type(value) is dict:
+            return value
         if value is None:
             return None
-        return checked(checks.mapping, value, self.name(key))
+        return checks.mapping(value, self.prefix + key)
 
     def array(self, key: str, *, min_items: int = 0) -> list[Any] | None:
         value = self.body.get(key)
+        if type(value) is list and len(value) >= min_items:
+            return value
         if value is None:
             return None
-        return checked(checks.array, value, self.name(key), min_items=min_items)
+        return checks.array(value, self.prefix + key, min_items=min_items)

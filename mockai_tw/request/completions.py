@@ -16,9 +16,9 @@ from mockai_tw.request.common import (
     Fields,
     Source,
     check_integer,
-    checked,
     missing,
     parse_body,
+    worded,
     wrong_type,
 )
 
@@ -72,7 +72,7 @@ def _token_ids(
     value: list[Any], param: str, body: Fields, *where: str | int
 ) -> tuple[int, ...]:
     """A token array, ``where`` in ``body`` (for literals orjson cannot hold)."""
-    tokens = list(checked(checks.array, value, param, min_items=1))
+    tokens = list(checks.array(value, param, min_items=1))
     for i, token in enumerate(value):
         if type(token) is not int or not 0 <= token <= INT32_MAX:
             literal = body.literal(*where, i)
@@ -88,15 +88,14 @@ def _prompts(value: Any, fields: Fields) -> tuple[Prompt, ...]:
         return (Prompt(value),)
     if not isinstance(value, list):
         raise wrong_type("prompt", _PROMPT_TYPES, value)
-    checked(checks.array, value, "prompt", min_items=1)
+    checks.array(value, "prompt", min_items=1)
     first = value[0]
     if isinstance(first, int) and not isinstance(first, bool):
         return (Prompt("", _token_ids(value, "prompt", fields, "prompt")),)
-    checked(checks.array, value, "prompt", max_items=MAX_PROMPTS)
+    checks.array(value, "prompt", max_items=MAX_PROMPTS)
     if isinstance(first, str):
         return tuple(
-            Prompt(checked(checks.string, item, f"prompt[{i}]"))
-            for i, item in enumerate(value)
+            Prompt(checks.string(item, f"prompt[{i}]")) for i, item in enumerate(value)
         )
     if isinstance(first, list):
         out = []
@@ -109,6 +108,7 @@ def _prompts(value: Any, fields: Fields) -> tuple[Prompt, ...]:
     raise wrong_type("prompt", _PROMPT_TYPES, value)
 
 
+@worded
 def parse_completion_request(
     data: bytes, default_model: str | None = None
 ) -> CompletionRequest:

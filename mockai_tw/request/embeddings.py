@@ -12,10 +12,10 @@ from mockai_tw.request.common import (
     Fields,
     Source,
     check_integer,
-    checked,
     missing,
     out_of_range,
     parse_body,
+    worded,
     wrong_type,
 )
 
@@ -88,7 +88,7 @@ def _inputs(value: Any, body: Fields) -> tuple[EmbeddingInput, ...]:
         raise wrong_type(
             "input", "one of a string, an array of strings or token arrays", value
         )
-    checked(checks.array, value, "input", min_items=1, max_items=MAX_INPUTS)
+    checks.array(value, "input", min_items=1, max_items=MAX_INPUTS)
     first = value[0]
     if _is_int(first):
         # One token array.
@@ -111,6 +111,7 @@ def _inputs(value: Any, body: Fields) -> tuple[EmbeddingInput, ...]:
     return tuple(out)
 
 
+@worded
 def parse_embeddings_request(
     data: bytes, default_model: str | None = None
 ) -> EmbeddingsRequest:

@@ -7,7 +7,7 @@ from typing import Any
 
 from mockai_tw import checks
 from mockai_tw.errors import invalid
-from mockai_tw.request.common import Fields, checked, missing, parse_body, wrong_type
+from mockai_tw.request.common import Fields, missing, parse_body, worded, wrong_type
 
 DEFAULT_MODEL = "omni-moderation-latest"
 
@@ -34,7 +34,7 @@ def _parts(parts: list[Any]) -> ModerationInput:
     images = 0
     for i, part in enumerate(parts):
         where = f"input[{i}]"
-        fields = Fields(checked(checks.mapping, part, where), f"{where}.")
+        fields = Fields(checks.mapping(part, where), f"{where}.")
         kind = fields.string("type", required=True)
         if kind == "text":
             texts.append(fields.string("text", required=True) or "")
@@ -61,15 +61,16 @@ def _inputs(value: Any) -> tuple[ModerationInput, ...]:
         return (ModerationInput(value),)
     if not isinstance(value, list):
         raise wrong_type("input", "one of a string or array", value)
-    checked(checks.array, value, "input", min_items=1)
+    checks.array(value, "input", min_items=1)
     if isinstance(value[0], dict):
         return (_parts(value),)
     return tuple(
-        ModerationInput(checked(checks.string, item, f"input[{i}]"))
+        ModerationInput(checks.string(item, f"input[{i}]"))
         for i, item in enumerate(value)
     )
 
 
+@worded
 def parse_moderation_request(data: bytes) -> ModerationRequest:
     body = parse_body(data)
     model = Fields(body).string("model")

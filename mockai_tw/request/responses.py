@@ -27,10 +27,10 @@ from mockai_tw.request.common import (
     Fields,
     Source,
     check_integer,
-    checked,
     missing,
     out_of_range,
     parse_body,
+    worded,
     wrong_type,
 )
 
@@ -151,7 +151,7 @@ class ResponsesRequest:
 
 def _enum(value: str | None, param: str, allowed: tuple[str, ...]) -> None:
     if value is not None:
-        checked(checks.one_of, value, param, choices=allowed)
+        checks.one_of(value, param, allowed)
 
 
 def _parts(content: list[Any], param: str, role: str) -> str:
@@ -160,7 +160,7 @@ def _parts(content: list[Any], param: str, role: str) -> str:
     texts = []
     for j, part in enumerate(content):
         where = f"{param}[{j}]"
-        fields = Fields(checked(checks.mapping, part, where), f"{where}.")
+        fields = Fields(checks.mapping(part, where), f"{where}.")
         kind = fields.string("type", required=True)
         _enum(kind, f"{where}.type", allowed)
         if kind in ("input_text", "output_text"):
@@ -205,7 +205,7 @@ def _output_text(output: Any, param: str) -> str:
 
 def _item(value: Any, i: int) -> InputItem | None:
     param = f"input[{i}]"
-    fields = Fields(checked(checks.mapping, value, param), f"{param}.")
+    fields = Fields(checks.mapping(value, param), f"{param}.")
     kind = fields.string("type") or "message"
     _enum(kind, f"{param}.type", ITEM_TYPES)
     if kind == "message":
@@ -242,7 +242,7 @@ def _input(body: dict[str, Any], chained: bool) -> tuple[InputItem, ...]:
     if not isinstance(value, list):
         raise wrong_type("input", "one of a string or array", value)
     if not chained:
-        checked(checks.array, value, "input", min_items=1)
+        checks.array(value, "input", min_items=1)
     items = (_item(v, i) for i, v in enumerate(value))
     return tuple(item for item in items if item is not None)
 
@@ -254,7 +254,7 @@ def _tools(
     functions: list[FunctionDef] = []
     for i, tool in enumerate(Fields(body).array("tools") or []):
         param = f"tools[{i}]"
-        checked(checks.mapping, tool, param)
+        checks.mapping(tool, param)
         kind = Fields(tool, f"{param}.").string("type", required=True)
         _enum(kind, f"{param}.type", ("function", *sorted(HOSTED_TOOLS)))
         if kind != "function":
@@ -343,11 +343,11 @@ def _text(body: dict[str, Any]) -> tuple[ResponseFormat, str | None, str]:
 def _metadata(value: dict[str, Any] | None) -> Mapping[str, str] | None:
     if value is None:
         return None
-    checked(checks.mapping, value, "metadata", max_items=_METADATA_PAIRS)
+    checks.mapping(value, "metadata", max_items=_METADATA_PAIRS)
     for key, item in value.items():
         if len(key) > 64:
             raise out_of_range("metadata", f"key '{key[:64]}…' is longer than 64.")
-        checked(checks.string, item, f"metadata.{key}")
+        checks.string(item, f"metadata.{key}")
         if len(item) > 512:
             raise out_of_range(
                 f"metadata.{key}", "string too long (at most 512 characters)."
@@ -358,11 +358,12 @@ def _metadata(value: dict[str, Any] | None) -> Mapping[str, str] | None:
 def _include(body: dict[str, Any]) -> tuple[str, ...]:
     values = Fields(body).array("include") or []
     for i, value in enumerate(values):
-        checked(checks.string, value, f"include[{i}]")
+        checks.string(value, f"include[{i}]")
         _enum(value, f"include[{i}]", tuple(sorted(INCLUDES)))
     return tuple(values)
 
 
+@worded
 def parse_responses_request(data: bytes) -> ResponsesRequest:
     body = parse_body(data)
     fields = Fields(body, source=Source(data))
@@ -444,6 +445,7 @@ class ListParams:
     after: str | None = None
 
 
+@worded
 def parse_list_params(args: Mapping[bytes, list[bytes]]) -> ListParams:
     """The query string, checked as OpenAI checks it (400 naming the param)."""
 

@@ -7,14 +7,15 @@ so a Problem leaves them as a RuleError naming the key path
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
-
-from mockai_tw.checks import FINITE, INTEGER, RANGE, KeyPathError, Problem, must
-
-P = ParamSpec("P")
-T = TypeVar("T")
+from mockai_tw.checks import (
+    FINITE,
+    INTEGER,
+    RANGE,
+    KeyPathError,
+    Problem,
+    must,
+    worded_by,
+)
 
 
 class RuleError(KeyPathError, ValueError):
@@ -32,14 +33,5 @@ class RuleError(KeyPathError, ValueError):
         return cls(problem.path, must(problem))
 
 
-def worded(parse: Callable[P, T]) -> Callable[P, T]:
-    """``parse``, raising every failed shared check as a RuleError."""
-
-    @functools.wraps(parse)
-    def parse_worded(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return parse(*args, **kwargs)
-        except Problem as problem:
-            raise RuleError.of(problem) from None
-
-    return parse_worded
+#: For the parsers' entry points: a failed check leaves them as a RuleError.
+worded = worded_by(RuleError.of)

@@ -297,6 +297,36 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# A CPU-bound loop of N additions that prints how long it took.
+SPIN = """import time
+t = time.perf_counter()
+x = 0
+for i in range(N):
+    x += i
+print(time.perf_counter() - t)"""
+
+
+def machine_scaling(rounds: int, loops: int = 10_000_000) -> dict[str, Any]:
+    """What the machine itself gives two CPU-bound processes: a pure-Python
+    loop timed alone and as two at once, alternately; the ratio is the
+    throughput of the pair over one (2.0: two free cores)."""
+    code = SPIN.replace("range(N)", f"range({loops})")
+
+    def spin(n: int) -> list[float]:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+            for _ in range(n)
+        ]
+        return [float(p.communicate(timeout=120)[0]) for p in procs]
+
+    ratios = []
+    for _ in range(rounds):
+        alone = spin(1)[0]
+        pair = spin(2)
+        ratios.append(2 * alone / max(pair))
+    return {"ratios": ratios, "ratio": median(ratios)}
+
+
 def workers_scenario(
     servers: Sequence[Server], workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -306,6 +336,8 @@ def workers_scenario(
     cores), so a run that other load spoiled shows."""
     lua = workdir / "post.lua"
     lua.write_text(WRK_LUA)
+    scaling = machine_scaling(max(3, args.runs // 2))
+    log(f"  the machine: two CPU-bound processes do {scaling['ratio']:.2f}x one")
     for server in servers:  # warm-up, discarded
         run_wrk(server, lua, 1, args.connections)
     results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
@@ -331,13 +363,15 @@ def workers_scenario(
                 f"  others {others:.0%}"
                 + (f"  busiest worker {share:.0%}" if len(used) > 1 else "")
             )
-    one = median([r.rps for r in results[servers[0].name]])
+    firsts = [r.rps for r in results[servers[0].name]]
+    one = median(firsts)
     summary: dict[str, Any] = {
         "runs": {
             k: [asdict(r) | e for r, e in zip(v, extra[k], strict=True)]
             for k, v in results.items()
         },
         "servers": {},
+        "machine": scaling,
     }
     for name, rs in results.items():
         rps = median([r.rps for r in rs])
@@ -346,6 +380,11 @@ def workers_scenario(
             "cpu": median([r.cpu for r in rs]),
             "errors": sum(r.errors for r in rs),
             "ratio": rps / one,
+            # Each round's ratio to the one process in the same round, so the
+            # machine's drift between rounds cancels; the median of those.
+            "paired": median([r.rps / f for r, f in zip(rs, firsts, strict=True)]),
+            # Runs in which one worker did (nearly) all the work.
+            "one_idle": sum(e["busiest"] > 0.9 for e in extra[name]),
             **{k: median([e[k] for e in extra[name]]) for k in extra[name][0]},
         }
     return summary
@@ -663,17 +702,29 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f" -c{args.connections}, {args.runs} x {args.seconds:g} s each,"
             " median requests/s; nothing pinned (wrk shares the cores)",
             "",
-            "| server | req/s (median) | × 1 process | server CPU | busiest worker"
-            " | wrk CPU | other load | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| server | req/s (median) | × 1 process | × 1 process, paired by round"
+            " | server CPU | busiest worker | wrk CPU | other load | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for name, w in workers["servers"].items():
-            share = f"{w['busiest']:.0%}" if name != "1 process" else "-"
-            lines.append(
-                f"| {name} | {w['rps']:,.0f} | {w['ratio']:.2f} | {w['cpu']:.0%}"
-                f" | {share} | {w['wrk']:.0%} | {w['others']:.0%} | {w['errors']} |"
+            share = (
+                f"{w['busiest']:.0%} (one idle in {w['one_idle']}/{args.runs})"
+                if name != "1 process"
+                else "-"
             )
-        lines.append("")
+            lines.append(
+                f"| {name} | {w['rps']:,.0f} | {w['ratio']:.2f} | {w['paired']:.2f}"
+                f" | {w['cpu']:.0%} | {share} | {w['wrk']:.0%} | {w['others']:.0%}"
+                f" | {w['errors']} |"
+            )
+        machine = workers["machine"]
+        lines += [
+            "",
+            f"The machine itself: two CPU-bound Python processes at once did"
+            f" {machine['ratio']:.2f}x the work of one (median of"
+            f" {len(machine['ratios'])}; 2.00 would be two free cores).",
+            "",
+        ]
     streams = results.get("stream")
     if streams:
         ideal = 1000 / args.interval_ms

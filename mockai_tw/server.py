@@ -250,8 +250,14 @@ class ListenService(Service):
         )
         self.listening.errback(failure)
         self.listening.addErrback(lambda _: None)
-        if IReactorCore.providedBy(self.reactor) and self.reactor.running:
+        if not IReactorCore.providedBy(self.reactor):
+            return
+        # At start the reactor is not running yet: stop it once it is, or the
+        # daemon would sit there serving nothing.
+        if self.reactor.running:
             self.reactor.stop()
+        else:
+            self.reactor.callWhenRunning(self.reactor.stop)
 
     def stopService(self) -> defer.Deferred[None]:
         """The graceful stop (drain.py): readiness off, this port closed after

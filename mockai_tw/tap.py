@@ -73,11 +73,11 @@ class Options(usage.Options):
         try:
             self["loaded"] = configure(self, os.environ)
             check_listen(self["loaded"])
+            self["worker-socket"] = check_strategy(self["worker-socket"])
             if self["worker"] is not None:
                 self["worker"] = WorkerSpec.parse(self["worker"])
             elif worker_count(self["loaded"]) > 1:
                 # Fail here, with one line, rather than in the parent.
-                self["worker-socket"] = check_strategy(self["worker-socket"])
                 resolve_address(self["loaded"].http.endpoint)
         except ConfigError as error:
             # One line, no usage dump, no traceback; twistd exits non-zero.

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -154,6 +155,20 @@ class DaemonTests(TestCase):
             self.assertIn(expected, err)
             self.assertNotIn("98765432", err)
             self.assertNotIn(b"Traceback", protocol.out + protocol.err)
+
+    async def test_a_taken_port_stops_the_daemon(self) -> None:
+        # Seen: the listen failed before the reactor ran, and the daemon sat
+        # there serving nothing instead of exiting.
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        path = self.write(SEED_CONFIG.replace("port: 0", f"port: {port}"))
+        protocol = self.spawn("-n", "--pidfile=", "mockai", f"--config={path}")
+        await protocol.ended
+        self.assertIn(b"mockai cannot listen on", protocol.out)
+        self.assertNotIn(b"Traceback", protocol.out + protocol.err)
 
     async def test_missing_config_names_the_file(self) -> None:
         protocol = self.spawn(

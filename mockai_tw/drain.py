@@ -343,27 +343,48 @@ class StopOnSignal(Service):
         self.reactor = reactor
         self.previous: dict[int, Any] = {}
         self.signalled = False
+        # Signals to handle: those not ignored when the service started.
+        self.numbers: list[int] = []
+        # Before the reactor runs: what came, and the handlers found.
+        self.early: list[int] = []
+        self.original: dict[int, Any] = {}
 
     def startService(self) -> None:
         super().startService()
         if threading.current_thread() is not threading.main_thread():
             return
+        for name in STOP_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is None or signal.getsignal(number) == signal.SIG_IGN:
+                # Ignored on purpose (a worker ignores the terminal's SIGINT:
+                # its parent forwards one SIGTERM): it stays ignored.
+                continue
+            self.numbers.append(number)
+            # Until the reactor runs, a stop is only noted (Python's default
+            # would kill the process before any drain could begin).
+            self.original[number] = signal.signal(number, self._noted)
         # twistd starts its services before the reactor runs, and the reactor
         # installs its own handlers as it starts: these must come after.
         self.reactor.callWhenRunning(self._install)
 
+    def _noted(self, signum: int, frame: Any) -> None:
+        self.early.append(signum)
+
     def _install(self) -> None:
         if not self.running:
             return
-        for name in STOP_SIGNALS:
-            number = getattr(signal, name, None)
-            if number is None or number in self.previous:
+        for number in self.numbers:
+            if number in self.previous:
                 continue
-            if signal.getsignal(number) == signal.SIG_IGN:
-                # Ignored on purpose (a worker ignores the terminal's SIGINT:
-                # its parent forwards one SIGTERM): it stays ignored.
-                continue
-            self.previous[number] = signal.signal(number, self._signal)
+            found = signal.signal(number, self._signal)
+            # The reactor's own handler, or (if it installed none) the one
+            # found before this service started.
+            self.previous[number] = (
+                self.original[number] if found == self._noted else found
+            )
+        early, self.early = self.early, []
+        for signum in early:
+            self.received(signum)
 
     def _signal(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self.received, signum)
@@ -396,5 +417,6 @@ class StopOnSignal(Service):
 
     def _restore(self) -> None:
         previous, self.previous = self.previous, {}
-        for number, handler in previous.items():
+        original, self.original = self.original, {}
+        for number, handler in {**original, **previous}.items():
             signal.signal(number, handler)

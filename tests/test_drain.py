@@ -455,6 +455,27 @@ class StopSignalTests(TestCase):
         self.assertEqual(signal.getsignal(signal.SIGINT), signal.SIG_IGN)
         self.assertEqual(signal.getsignal(signal.SIGTERM), service._signal)
 
+    def test_a_signal_before_the_reactor_runs_is_a_graceful_stop(self) -> None:
+        # Seen: a SIGTERM in the second after start (before the reactor ran)
+        # killed the process outright, with Python's default action.
+        self.service._restore()
+        self.service.stopService()
+        later: list[Any] = []
+        reactor = FakeReactor()
+        reactor.callWhenRunning = lambda f, *a: later.append((f, a))  # type: ignore[method-assign]
+        service = StopOnSignal(self.mem.drain, reactor)
+        service.startService()
+        self.addCleanup(service._restore)
+        handler = signal.getsignal(signal.SIGTERM)
+        self.assertNotEqual(handler, signal.SIG_DFL)
+        assert callable(handler)
+        handler(signal.SIGTERM, None)
+        self.assertEqual(reactor.stops, 0)  # not running yet: nothing to stop
+        for f, a in later:  # the reactor starts
+            f(*a)
+        self.assertEqual(reactor.stops, 1)
+        self.assertEqual(signal.getsignal(signal.SIGTERM), service._signal)
+
     def test_stopped_without_a_drain_restores_at_once(self) -> None:
         self.assertIsNot(signal.getsignal(signal.SIGTERM), self.before[signal.SIGTERM])
         self.assertIsNone(self.service.stopService())

@@ -66,7 +66,7 @@ class ConfigError(KeyPathError):
 
 
 #: Secret keys that the suffix rule below would miss.
-_SECRET_KEYS = frozenset({"access_tokens"})
+_SECRET_KEYS = frozenset({"access_tokens", "token"})
 _SECRET_SUFFIXES = ("_token", "_key", "password")
 
 
@@ -323,6 +323,16 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # GET /metrics (Prometheus text format); off: a 404 and no hook subscribed.
+    enabled: bool = _opt(True)
+    # A scrape must send ``Authorization: Bearer <token>``; unset: no auth.
+    token: str | None = _opt(None, nonempty=True)
+    # openai: mockai_* names only; vllm: vLLM's vllm:* names as well.
+    naming: str = _opt("openai", choices=("openai", "vllm"))
+
+
+@dataclass(frozen=True)
 class ShutdownConfig:
     # After SIGTERM: /ready answers 503 at once while the listener keeps
     # accepting this long (so load balancers stop sending first) ...
@@ -366,6 +376,7 @@ class Config:
     # The bearer token of the /_mock/ control API; unset: no control API.
     admin_token: str | None = _opt(None, nonempty=True)
     journal: JournalConfig = _opt(JournalConfig())
+    metrics: MetricsConfig = _opt(MetricsConfig())
     # Scenario rules, first match wins: the loader has engine.rules parse them.
     rules: tuple[Rule, ...] = _opt(())
 

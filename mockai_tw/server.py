@@ -30,13 +30,21 @@ from mockai_tw.engine.rules import RuleBook
 from mockai_tw.hooks import Hooks
 from mockai_tw.journal import Journal
 from mockai_tw.logs import AccessLog
+from mockai_tw.metrics import Metrics
 from mockai_tw.web import endpoints
 from mockai_tw.web.azure import azure_tree
 from mockai_tw.web.connections import SharedPort, listen
 from mockai_tw.web.control import control_tree
 from mockai_tw.web.models import Models
 from mockai_tw.web.pipeline import EndpointResource
-from mockai_tw.web.resources import V1, ApiResource, Branch, Health, Ready
+from mockai_tw.web.resources import (
+    V1,
+    ApiResource,
+    Branch,
+    Health,
+    MetricsPage,
+    Ready,
+)
 from mockai_tw.web.responses import Responses
 from mockai_tw.web.site import ApiRequest, MockSite
 
@@ -77,6 +85,8 @@ class MockServer:
         # Rules added at run time and the journal outlive a reload.
         self.rules = RuleBook()
         self.journal = Journal()  # sized by apply()
+        # Its own registry; subscribed while metrics.enabled is on (apply()).
+        self.metrics = Metrics(self.hooks, clock, self.journal, worker)
         # Kept responses (previous_response_id); resized by apply().
         self.responses = ResponseStore(config.responses.store_size)
         self.apply(config)
@@ -101,6 +111,7 @@ class MockServer:
         self.config = config
         self.token_bytes = tuple(t.encode() for t in config.tokens)
         self.access_log.follow(config.http.log_requests)
+        self.metrics.follow(config)
         if config.rules is not getattr(self, "file_rules", None):
             self.file_rules = config.rules
             self.rules.load(config.rules, self.clock.seconds())
@@ -126,6 +137,7 @@ class MockServer:
         root = Branch(self)
         root.putChild(b"health", Health(self))
         root.putChild(b"ready", Ready(self))
+        root.putChild(b"metrics", MetricsPage(self))
         v1 = V1(self)
         root.putChild(b"v1", v1)
         chat = Branch(self)
@@ -162,6 +174,7 @@ class MockServer:
             log.error(
                 "mockai: config not reloaded, old config kept: {error}", error=refused
             )
+            self.metrics.reloaded("refused")
             raise refused from None
         # The rest applies now; where the server listens changes at a restart.
         running = self.config.http
@@ -174,6 +187,7 @@ class MockServer:
             )
         config = config.listening_as(running)
         self.apply(config)
+        self.metrics.reloaded("ok")
         log.info(
             "mockai: config reloaded from {path} ({rules} rules)",
             path=self.config_path,

@@ -350,6 +350,7 @@ class ConfigTests(TestCase):
             "password",
             "refresh_token",
             "ADMIN_TOKEN",
+            "token",
         ):
             self.assertTrue(is_secret(key), key)
         for key in (

@@ -308,7 +308,8 @@ class Dropper(Protocol):
 class AccessLogTests(TestCase):
     async def test_off_by_default_and_nothing_listens(self) -> None:
         captured = Captured(self)
-        live = await start(self)
+        # Metrics off too: they listen to the same hooks (test_metrics.py).
+        live = await start(self, {"metrics": {"enabled": False}})
         hooks = live.server.hooks
         self.assertEqual(hooks.listeners["last_byte"], [])
         self.assertEqual(hooks.listeners["disconnected"], [])

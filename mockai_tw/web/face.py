@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mockai_tw.engine.rules import Rule, RuleBook
     from mockai_tw.hooks import Hooks
     from mockai_tw.journal import Journal
+    from mockai_tw.metrics import Metrics
 
 
 class Face(Protocol):
@@ -44,6 +45,8 @@ class Face(Protocol):
     responses: ResponseStore
     # The accepted API keys, encoded once per config.
     token_bytes: tuple[bytes, ...]
+    # Prometheus metrics (``GET /metrics``).
+    metrics: Metrics
 
 
 class AdminFace(Face, Protocol):

@@ -121,6 +121,7 @@ def serve(
     face: Face, ep: Endpoint, request: ApiRequest, default_model: str | None
 ) -> bytes | int:
     """Run ``request`` through every step of ``ep``; errors raise ApiError."""
+    request.endpoint = ep.name
     parsed = ep.parse(request.body(), default_model)
     model: str = parsed.model
     check_model(face.config, model)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from twisted.logger import Logger
 from twisted.web import server
@@ -216,3 +217,31 @@ class Ready(ApiResource):
             "open_streams": len(state.ticker.streams),
         }
         return send_json(request, 200, orjson.dumps(body))
+
+
+class MetricsPage(ApiResource):
+    """``GET /metrics``: Prometheus text format. A 404 like any unknown path
+    while ``metrics.enabled`` is off; with ``metrics.token`` a scrape needs
+    ``Authorization: Bearer <token>``."""
+
+    def render_GET(self, request: server.Request) -> bytes:
+        config = self.state.config.metrics
+        if not config.enabled:
+            raise invalid_url(request)
+        if config.token is not None:
+            header = request.getHeader(b"authorization") or b""
+            scheme, _, rest = header.strip().partition(b" ")
+            sent = rest.strip() if scheme.lower() == b"bearer" else b""
+            if not sent:
+                raise ApiError(401, _NO_KEY)
+            if not hmac.compare_digest(sent, config.token.encode()):
+                raise ApiError(
+                    401,
+                    "Incorrect metrics token provided.",
+                    code="invalid_api_key",
+                )
+        body = self.state.metrics.exposition()
+        request.setResponseCode(200)
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return body

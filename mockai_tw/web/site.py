@@ -62,6 +62,8 @@ class ApiRequest(server.Request):
     api_key = ""
     # The paced response delivery holds for this request, if any.
     stream: Any = None
+    # The pipeline endpoint's name (web/pipeline.py serve), for metrics.
+    endpoint: str | None = None
 
     @property
     def mock_site(self) -> MockSite:

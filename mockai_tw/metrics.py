@@ -1,0 +1,426 @@
+"""Prometheus metrics: a hook subscriber and the registry ``GET /metrics`` reads.
+
+``Metrics`` listens to the pipeline's hooks (mockai_tw/hooks.py) only while
+``metrics.enabled`` is on, like the access log: off, it costs nothing per
+request.  Each server has its own ``CollectorRegistry`` (never the global
+one), so several servers in one process do not collide; with several workers
+every worker has its own, and its samples carry a ``worker`` label.
+Exposition is ``prometheus_client``'s own ``generate_latest``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+
+from mockai_tw.hooks import Hooks
+from mockai_tw.logs import _model as asked_model
+
+if TYPE_CHECKING:
+    from mockai_tw.journal import Journal
+
+# Seconds, 1 ms to 60 s: time to first token and whole requests.
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    40.0,
+    60.0,
+)
+# Between two chunks of a stream: finer at the low end.
+INTER_TOKEN_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+# A client that went away before the end (nginx's convention).
+DISCONNECTED = "499"
+
+# The pipeline's endpoint names by path tail, for requests refused before
+# the pipeline named them (a 401 at /v1, a 404 model).
+_TAILS = (
+    (b"/chat/completions", "chat"),
+    (b"/completions", "completions"),
+    (b"/embeddings", "embeddings"),
+    (b"/moderations", "moderations"),
+)
+
+
+def endpoint_of(request: Any) -> str:
+    """The endpoint label: the pipeline's name, else one read from the path."""
+    named = getattr(request, "endpoint", None)
+    if named:
+        return str(named)
+    path: bytes = request.path
+    for tail, name in _TAILS:
+        if path.endswith(tail):
+            return name
+    if path.startswith(b"/v1/responses"):
+        return "responses"
+    if path.startswith(b"/v1/models"):
+        return "models"
+    return "other"
+
+
+def _api(request: Any) -> bool:
+    path: bytes = request.path
+    return path.startswith(b"/v1/") or path.startswith(b"/openai/")
+
+
+class _Registry(CollectorRegistry):
+    """A registry whose every sample carries ``worker`` (several workers)."""
+
+    def __init__(self, worker: int | None) -> None:
+        super().__init__(auto_describe=True)
+        self.worker = None if worker is None else str(worker)
+
+    def collect(self) -> Iterable[Metric]:
+        worker = self.worker
+        for metric in super().collect():
+            if worker is not None:
+                metric.samples = [
+                    s._replace(labels={**s.labels, "worker": worker})
+                    for s in metric.samples
+                ]
+            yield metric
+
+
+class _Open:
+    """What one request's metrics need between its events."""
+
+    __slots__ = ("counted", "last_chunk", "model", "running", "stream")
+
+    def __init__(self) -> None:
+        self.running = False
+        self.stream = False
+        self.counted = False
+        self.last_chunk: float | None = None
+        self.model = ""
+
+
+class Metrics:
+    """The counters, histograms and gauges of one server (or worker)."""
+
+    def __init__(
+        self,
+        hooks: Hooks,
+        clock: Any,
+        journal: Journal,
+        worker: int | None = None,
+        models: Any = (),
+    ) -> None:
+        self.hooks = hooks
+        self.clock = clock
+        self.on = False
+        self.vllm = False
+        # Known model names: a refused request's body may name any string,
+        # and a label must not grow without bound.
+        self.models: frozenset[str] = frozenset(models)
+        self.registry = registry = _Registry(worker)
+        self.open: dict[int, _Open] = {}
+        self.requests = Counter(
+            "mockai_requests",
+            "API requests answered, by endpoint, model and status"
+            " (499: the client went away first).",
+            ("endpoint", "model", "status"),
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "mockai_request_duration_seconds",
+            "From the request's arrival to its last byte.",
+            ("endpoint", "model"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "mockai_time_to_first_token_seconds",
+            "Streams: from the request's arrival to its first chunk.",
+            ("endpoint", "model"),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.itl = Histogram(
+            "mockai_inter_token_latency_seconds",
+            "Streams: between two chunks.",
+            ("endpoint", "model"),
+            buckets=INTER_TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.prompt_tokens = Counter(
+            "mockai_prompt_tokens",
+            "Prompt tokens of finished replies (their usage).",
+            ("model",),
+            registry=registry,
+        )
+        self.completion_tokens = Counter(
+            "mockai_completion_tokens",
+            "Completion tokens of finished replies (their usage).",
+            ("model",),
+            registry=registry,
+        )
+        self.streams_open = Gauge(
+            "mockai_streams_open",
+            "Server-sent event streams open now.",
+            registry=registry,
+        )
+        self.faults = Counter(
+            "mockai_faults_injected",
+            "Faults dealt, by kind.",
+            ("kind",),
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "mockai_rate_limit_rejections",
+            "Requests refused with 429 rate_limit_exceeded.",
+            ("endpoint",),
+            registry=registry,
+        )
+        self.rule_hits = Counter(
+            "mockai_rule_hits",
+            "Requests answered by a scenario rule, by rule id.",
+            ("rule",),
+            registry=registry,
+        )
+        self.reloads = Counter(
+            "mockai_config_reloads",
+            "Config reloads, by outcome (ok, refused).",
+            ("outcome",),
+            registry=registry,
+        )
+        records = Gauge(
+            "mockai_journal_records",
+            "Requests the journal holds now.",
+            registry=registry,
+        )
+        records.set_function(lambda: len(journal))
+        held = Gauge(
+            "mockai_journal_bytes",
+            "Bytes the journal's records take now.",
+            registry=registry,
+        )
+        held.set_function(lambda: journal.bytes)
+        # vLLM's names (metrics.naming: vllm), registered only then.
+        self.vllm_metrics: tuple[Any, ...] = self._vllm()
+
+    def _vllm(self) -> tuple[Any, ...]:
+        label = ("model_name",)
+        self.v_running = Gauge(
+            "vllm:num_requests_running",
+            "Requests in flight (admitted, not finished).",
+            label,
+            registry=None,
+        )
+        self.v_waiting = Gauge(
+            "vllm:num_requests_waiting",
+            "Requests waiting for capacity (always 0: no capacity model yet).",
+            label,
+            registry=None,
+        )
+        self.v_ttft = Histogram(
+            "vllm:time_to_first_token_seconds",
+            "Time to first token.",
+            label,
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+        self.v_itl = Histogram(
+            "vllm:inter_token_latency_seconds",
+            "Inter-token latency.",
+            label,
+            buckets=INTER_TOKEN_BUCKETS,
+            registry=None,
+        )
+        self.v_e2e = Histogram(
+            "vllm:e2e_request_latency_seconds",
+            "End-to-end request latency.",
+            label,
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+        self.v_prompt = Counter(
+            "vllm:prompt_tokens", "Prompt tokens.", label, registry=None
+        )
+        self.v_generation = Counter(
+            "vllm:generation_tokens", "Generation tokens.", label, registry=None
+        )
+        return (
+            self.v_running,
+            self.v_waiting,
+            self.v_ttft,
+            self.v_itl,
+            self.v_e2e,
+            self.v_prompt,
+            self.v_generation,
+        )
+
+    # --- configuration ------------------------------------------------------
+
+    def follow(self, config: Any) -> None:
+        """Apply ``config.metrics`` (at start and at each reload)."""
+        metrics = config.metrics
+        self.models = frozenset(config.models)
+        vllm = metrics.enabled and metrics.naming == "vllm"
+        if vllm != self.vllm:
+            self.vllm = vllm
+            for metric in self.vllm_metrics:
+                if vllm:
+                    self.registry.register(metric)
+                else:
+                    self.registry.unregister(metric)
+        if vllm:
+            # Nothing waits yet (no capacity model): 0 for every known model.
+            for model in self.models:
+                self.v_waiting.labels(model).set(0)
+        on = bool(metrics.enabled)
+        if on == self.on:
+            return
+        self.on = on
+        change = self.hooks.on if on else self.hooks.off
+        change("admitted", self.admitted)
+        change("first_byte", self.first_byte)
+        change("chunk", self.chunk)
+        change("last_byte", self.finished)
+        change("disconnected", self.disconnected)
+        change("error", self.error)
+        if not on:
+            self.open.clear()
+            self.streams_open.set(0)
+
+    def reloaded(self, outcome: str) -> None:
+        self.reloads.labels(outcome).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # --- hooks ----------------------------------------------------------------
+
+    def _state(self, request: Any) -> _Open:
+        key = id(request)
+        state = self.open.get(key)
+        if state is None:
+            state = self.open[key] = _Open()
+        return state
+
+    def _model(self, request: Any) -> str:
+        model = getattr(request.reply, "model", None)
+        if isinstance(model, str):
+            return model
+        return ""
+
+    def admitted(self, request: Any) -> None:
+        if self.vllm:
+            state = self._state(request)
+            state.running = True
+            state.model = self._model(request) or self._asked(request)
+            self.v_running.labels(state.model).inc()
+
+    def first_byte(self, request: Any, status: int) -> None:
+        if request.stream is None or not _api(request):
+            return
+        content_type = request.responseHeaders.getRawHeaders(b"content-type") or [b""]
+        if not content_type[0].startswith(b"text/event-stream"):
+            return
+        state = self._state(request)
+        state.stream = True
+        self.streams_open.inc()
+
+    def chunk(self, request: Any, size: int) -> None:
+        state = self.open.get(id(request))
+        if state is None or not state.stream:
+            return
+        now = self.clock.seconds()
+        endpoint = endpoint_of(request)
+        model = self._model(request)
+        last = state.last_chunk
+        state.last_chunk = now
+        if last is None:
+            elapsed = max(0.0, now - request.started)
+            self.ttft.labels(endpoint, model).observe(elapsed)
+            if self.vllm:
+                self.v_ttft.labels(model).observe(elapsed)
+        else:
+            gap = max(0.0, now - last)
+            self.itl.labels(endpoint, model).observe(gap)
+            if self.vllm:
+                self.v_itl.labels(model).observe(gap)
+
+    def error(self, request: Any, error: Any) -> None:
+        if error.status == 429 and error.code == "rate_limit_exceeded":
+            self.rate_limited.labels(endpoint_of(request)).inc()
+
+    def finished(self, request: Any) -> None:
+        self._end(request, str(request.code), finished=True)
+
+    def disconnected(self, request: Any) -> None:
+        self._end(request, DISCONNECTED, finished=False)
+
+    def _asked(self, request: Any) -> str:
+        """The model a refused request named, if it is a known one."""
+        body = request.body_bytes
+        if not body or not self.models:
+            return ""
+        asked = asked_model(request)
+        return asked if asked in self.models else ""
+
+    def _end(self, request: Any, status: str, finished: bool) -> None:
+        state = self.open.pop(id(request), None)
+        if state is not None:
+            if state.stream:
+                self.streams_open.dec()
+            if state.running:
+                self.v_running.labels(state.model).dec()
+        if not _api(request):
+            return
+        endpoint = endpoint_of(request)
+        reply = request.reply
+        model = self._model(request) or self._asked(request)
+        self.requests.labels(endpoint, model, status).inc()
+        elapsed = max(0.0, self.clock.seconds() - request.started)
+        self.duration.labels(endpoint, model).observe(elapsed)
+        if self.vllm:
+            self.v_e2e.labels(model).observe(elapsed)
+        if request.fault:
+            self.faults.labels(request.fault).inc()
+        rule = getattr(reply, "rule", None) or getattr(request.error, "rule", None)
+        if rule:
+            self.rule_hits.labels(str(rule)).inc()
+        usage = getattr(reply, "usage", None)
+        if finished and usage is not None:
+            prompt = getattr(usage, "prompt_tokens", 0) or 0
+            completion = getattr(usage, "completion_tokens", 0) or 0
+            if prompt:
+                self.prompt_tokens.labels(model).inc(prompt)
+            if completion:
+                self.completion_tokens.labels(model).inc(completion)
+            if self.vllm:
+                if prompt:
+                    self.v_prompt.labels(model).inc(prompt)
+                if completion:
+                    self.v_generation.labels(model).inc(completion)

@@ -1,0 +1,260 @@
+"""``GET /metrics``: Prometheus text format, counted from the pipeline's hooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+import treq
+from twisted.trial.unittest import TestCase
+
+from mockai_tw.config import ConfigError
+from mockai_tw.metrics import Metrics
+from tests.support import TOKEN, Live, start
+
+CHAT = "/v1/chat/completions"
+MODEL = "gpt-4o-mini"
+
+
+def chat(stream: bool = False, model: str = MODEL) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": stream,
+    }
+
+
+async def scrape(live: Live, token: str | None = None) -> dict[str, Any]:
+    """Samples by name, then by their labels (``worker`` aside)."""
+    response = await live.request("GET", "/metrics", token=token)
+    body = (await treq.content(response)).decode()
+    assert response.code == 200, body
+    assert response.headers.getRawHeaders("content-type")[0].startswith("text/plain")
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            labels = tuple(sorted(sample.labels.items()))
+            out.setdefault(sample.name, {})[labels] = sample.value
+    return out
+
+
+def value(samples: dict[str, Any], name: str, **labels: str) -> float:
+    return samples.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+
+
+class MetricsTests(TestCase):
+    async def test_counts_exactly_the_requests_sent(self) -> None:
+        # Paced: a stream is several chunks, not one write.
+        live = await start(self, {"stream": {"interval_ms": 2}})
+        for _ in range(3):
+            response, _ = await live.json("POST", CHAT, chat())
+            self.assertEqual(response.code, 200)
+        for _ in range(2):
+            response = await live.request("POST", CHAT, chat(stream=True))
+            await treq.content(response)
+        response, _ = await live.json(
+            "POST", "/v1/embeddings", {"model": "text-embedding-3-small", "input": "x"}
+        )
+        self.assertEqual(response.code, 200)
+        response, _ = await live.json("POST", CHAT, chat(), token=None)
+        self.assertEqual(response.code, 401)
+        await live.request("GET", "/health")
+        samples = await scrape(live)
+        requests = samples["mockai_requests_total"]
+        self.assertEqual(
+            requests,
+            {
+                (("endpoint", "chat"), ("model", MODEL), ("status", "200")): 5.0,
+                (
+                    ("endpoint", "embeddings"),
+                    ("model", "text-embedding-3-small"),
+                    ("status", "200"),
+                ): 1.0,
+                # Refused at /v1: its body was never read.
+                (("endpoint", "chat"), ("model", ""), ("status", "401")): 1.0,
+            },
+        )
+        ttft = value(
+            samples,
+            "mockai_time_to_first_token_seconds_count",
+            endpoint="chat",
+            model=MODEL,
+        )
+        self.assertEqual(ttft, 2.0)
+        self.assertGreater(
+            value(
+                samples,
+                "mockai_inter_token_latency_seconds_count",
+                endpoint="chat",
+                model=MODEL,
+            ),
+            0,
+        )
+        self.assertEqual(
+            value(
+                samples,
+                "mockai_request_duration_seconds_count",
+                endpoint="chat",
+                model=MODEL,
+            ),
+            5.0,
+        )
+        self.assertGreater(value(samples, "mockai_prompt_tokens_total", model=MODEL), 0)
+        self.assertGreater(
+            value(samples, "mockai_completion_tokens_total", model=MODEL), 0
+        )
+        self.assertEqual(value(samples, "mockai_streams_open"), 0.0)
+        self.assertEqual(
+            value(samples, "mockai_journal_records"), float(len(live.server.journal))
+        )
+        self.assertEqual(
+            value(samples, "mockai_journal_bytes"), float(live.server.journal.bytes)
+        )
+        self.assertNotIn("vllm:num_requests_running", samples)
+
+    async def test_faults_and_rate_limits(self) -> None:
+        live = await start(
+            self,
+            {
+                "faults": {"header": True},
+                "rate_limits": {"enabled": True, "requests_per_minute": 1},
+            },
+        )
+        response, _ = await live.json(
+            "POST", CHAT, chat(), headers={"x-mock-fault": "http_500"}
+        )
+        self.assertEqual(response.code, 500)
+        response, _ = await live.json("POST", CHAT, chat())
+        self.assertEqual(response.code, 429)
+        samples = await scrape(live)
+        self.assertEqual(
+            value(samples, "mockai_faults_injected_total", kind="http_500"), 1.0
+        )
+        self.assertEqual(
+            value(samples, "mockai_rate_limit_rejections_total", endpoint="chat"), 1.0
+        )
+        self.assertEqual(
+            value(
+                samples,
+                "mockai_requests_total",
+                endpoint="chat",
+                model=MODEL,
+                status="429",
+            ),
+            1.0,
+        )
+
+    async def test_rule_hits(self) -> None:
+        live = await start(
+            self,
+            {"rules": [{"name": "greet", "match": {"content": "hi"}, "answer": "yo"}]},
+        )
+        await live.json("POST", CHAT, chat())
+        samples = await scrape(live)
+        self.assertEqual(value(samples, "mockai_rule_hits_total", rule="greet"), 1.0)
+
+    async def test_reloads_by_outcome(self) -> None:
+        live = await start(self)
+        path = live.server.config_path
+        assert path is not None
+        live.server.reload()
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump({"access_token": TOKEN, "seed": "not a number"}, f)
+        with self.assertRaises(ConfigError):
+            live.server.reload()
+        samples = await scrape(live)
+        self.assertEqual(value(samples, "mockai_config_reloads_total", outcome="ok"), 1)
+        self.assertEqual(
+            value(samples, "mockai_config_reloads_total", outcome="refused"), 1
+        )
+
+    async def test_token_guards_the_scrape(self) -> None:
+        live = await start(self, {"metrics": {"token": "scrape-0123456789"}})
+        for token in (None, TOKEN):
+            response, body = await live.json("GET", "/metrics", token=token)
+            self.assertEqual(response.code, 401)
+            self.assertIn("message", body["error"])
+        await scrape(live, token="scrape-0123456789")
+
+    async def test_disabled_is_a_404_and_subscribes_nothing(self) -> None:
+        live = await start(self, {"metrics": {"enabled": False}})
+        response, body = await live.json("GET", "/metrics")
+        self.assertEqual(response.code, 404)
+        self.assertEqual(body["error"]["message"], "Invalid URL (GET /metrics)")
+        metrics = live.server.metrics
+        for listeners in live.server.hooks.listeners.values():
+            for listener in listeners:
+                self.assertIsNot(getattr(listener, "__self__", None), metrics)
+
+    async def test_vllm_names(self) -> None:
+        live = await start(
+            self, {"metrics": {"naming": "vllm"}, "stream": {"interval_ms": 2}}
+        )
+        response = await live.request("POST", CHAT, chat(stream=True))
+        await treq.content(response)
+        samples = await scrape(live)
+        for name in (
+            "vllm:num_requests_running",
+            "vllm:num_requests_waiting",
+            "vllm:time_to_first_token_seconds_count",
+            "vllm:inter_token_latency_seconds_count",
+            "vllm:e2e_request_latency_seconds_count",
+            "vllm:prompt_tokens_total",
+            "vllm:generation_tokens_total",
+        ):
+            self.assertIn(name, samples, name)
+        self.assertEqual(
+            value(samples, "vllm:time_to_first_token_seconds_count", model_name=MODEL),
+            1.0,
+        )
+        self.assertEqual(
+            value(samples, "vllm:num_requests_running", model_name=MODEL), 0.0
+        )
+        self.assertIn("mockai_requests_total", samples)
+
+    def test_worker_label(self) -> None:
+        from twisted.internet.task import Clock
+
+        from mockai_tw.hooks import Hooks
+        from mockai_tw.journal import Journal
+
+        metrics = Metrics(Hooks(), Clock(), Journal(), worker=2)
+        metrics.reloaded("ok")
+        text = metrics.exposition().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        (sample,) = [
+            s
+            for s in families["mockai_config_reloads"].samples
+            if s.name.endswith("_total")
+        ]
+        self.assertEqual(sample.labels, {"outcome": "ok", "worker": "2"})
+
+    def test_token_is_never_echoed(self) -> None:
+        from mockai_tw.config_load import parse_config
+
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"access_token": "t", "metrics": {"token": 98765432109}}, {})
+        self.assertEqual(
+            str(caught.exception), "metrics.token: must be a string, got a number"
+        )
+
+    async def test_reload_turns_it_off_and_on(self) -> None:
+        import dataclasses
+
+        live = await start(self)
+        server = live.server
+        config = server.config
+        off = dataclasses.replace(
+            config, metrics=dataclasses.replace(config.metrics, enabled=False)
+        )
+        server.apply(off)
+        self.assertEqual(server.hooks.listeners["chunk"], [])
+        response = await live.request("GET", "/metrics")
+        await treq.content(response)
+        self.assertEqual(response.code, 404)
+        server.apply(config)
+        server.apply(config)
+        self.assertEqual(len(server.hooks.listeners["chunk"]), 1)
+        await scrape(live)

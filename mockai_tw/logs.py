@@ -219,17 +219,11 @@ def _rule(request: Any) -> str | None:
 
 
 def _model(request: Any) -> str | None:
+    """The reply's model, else the one the parsed request asked for."""
     model = getattr(request.reply, "model", None)
     if isinstance(model, str):
         return model
-    body = request.body_bytes
-    if not body:
-        return None
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    asked = parsed.get("model") if isinstance(parsed, dict) else None
+    asked = getattr(request, "model", None)
     return asked if isinstance(asked, str) else None
 
 

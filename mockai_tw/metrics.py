@@ -18,7 +18,6 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 
 from mockai_tw.hooks import Hooks
-from mockai_tw.logs import _model as asked_model
 
 if TYPE_CHECKING:
     from mockai_tw.journal import Journal
@@ -383,10 +382,7 @@ class Metrics:
 
     def _asked(self, request: Any) -> str:
         """The model a refused request named, if it is a known one."""
-        body = request.body_bytes
-        if not body or not self.models:
-            return ""
-        asked = asked_model(request)
+        asked = getattr(request, "model", None)
         return asked if asked in self.models else ""
 
     def _end(self, request: Any, status: str, finished: bool) -> None:

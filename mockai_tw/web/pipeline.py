@@ -124,6 +124,7 @@ def serve(
     request.endpoint = ep.name
     parsed = ep.parse(request.body(), default_model)
     model: str = parsed.model
+    request.model = model
     check_model(face.config, model)
     timing = timing_override(face, request) if ep.timed else None
     now = face.clock.seconds()

@@ -62,8 +62,10 @@ class ApiRequest(server.Request):
     api_key = ""
     # The paced response delivery holds for this request, if any.
     stream: Any = None
-    # The pipeline endpoint's name (web/pipeline.py serve), for metrics.
+    # The pipeline endpoint's name and the model the parsed body asked for
+    # (web/pipeline.py serve), so logs and metrics never parse the body again.
     endpoint: str | None = None
+    model: str | None = None
 
     @property
     def mock_site(self) -> MockSite:

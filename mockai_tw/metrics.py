@@ -59,6 +59,9 @@ INTER_TOKEN_BUCKETS = (
     2.5,
     5.0,
 )
+# Cached label children at most (label values are bounded; this is a guard).
+MAX_CHILDREN = 10_000
+
 # A client that went away before the end (nginx's convention).
 DISCONNECTED = "499"
 
@@ -144,6 +147,8 @@ class Metrics:
         self.models: frozenset[str] = frozenset(models)
         self.registry = registry = _Registry(worker)
         self.open: dict[int, _Open] = {}
+        # Label children already looked up (see _child).
+        self.children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "mockai_requests",
             "API requests answered, by endpoint, model and status"
@@ -320,6 +325,17 @@ class Metrics:
 
     # --- hooks ----------------------------------------------------------------
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, cached: prometheus_client's own lookup
+        takes a lock and checks the labels on every call (the hot path)."""
+        key = (id(metric), values)
+        child = self.children.get(key)
+        if child is None:
+            if len(self.children) >= MAX_CHILDREN:
+                self.children.clear()
+            child = self.children[key] = metric.labels(*values)
+        return child
+
     def _state(self, request: Any) -> _Open:
         key = id(request)
         state = self.open.get(key)
@@ -338,7 +354,7 @@ class Metrics:
             state = self._state(request)
             state.running = True
             state.model = self._model(request) or self._asked(request)
-            self.v_running.labels(state.model).inc()
+            self._child(self.v_running, state.model).inc()
 
     def first_byte(self, request: Any, status: int) -> None:
         if request.stream is None or not _api(request):
@@ -361,18 +377,18 @@ class Metrics:
         state.last_chunk = now
         if last is None:
             elapsed = max(0.0, now - request.started)
-            self.ttft.labels(endpoint, model).observe(elapsed)
+            self._child(self.ttft, endpoint, model).observe(elapsed)
             if self.vllm:
-                self.v_ttft.labels(model).observe(elapsed)
+                self._child(self.v_ttft, model).observe(elapsed)
         else:
             gap = max(0.0, now - last)
-            self.itl.labels(endpoint, model).observe(gap)
+            self._child(self.itl, endpoint, model).observe(gap)
             if self.vllm:
-                self.v_itl.labels(model).observe(gap)
+                self._child(self.v_itl, model).observe(gap)
 
     def error(self, request: Any, error: Any) -> None:
         if error.status == 429 and error.code == "rate_limit_exceeded":
-            self.rate_limited.labels(endpoint_of(request)).inc()
+            self._child(self.rate_limited, endpoint_of(request)).inc()
 
     def finished(self, request: Any) -> None:
         self._end(request, str(request.code), finished=True)
@@ -391,32 +407,32 @@ class Metrics:
             if state.stream:
                 self.streams_open.dec()
             if state.running:
-                self.v_running.labels(state.model).dec()
+                self._child(self.v_running, state.model).dec()
         if not _api(request):
             return
         endpoint = endpoint_of(request)
         reply = request.reply
         model = self._model(request) or self._asked(request)
-        self.requests.labels(endpoint, model, status).inc()
+        self._child(self.requests, endpoint, model, status).inc()
         elapsed = max(0.0, self.clock.seconds() - request.started)
-        self.duration.labels(endpoint, model).observe(elapsed)
+        self._child(self.duration, endpoint, model).observe(elapsed)
         if self.vllm:
-            self.v_e2e.labels(model).observe(elapsed)
+            self._child(self.v_e2e, model).observe(elapsed)
         if request.fault:
-            self.faults.labels(request.fault).inc()
+            self._child(self.faults, request.fault).inc()
         rule = getattr(reply, "rule", None) or getattr(request.error, "rule", None)
         if rule:
-            self.rule_hits.labels(str(rule)).inc()
+            self._child(self.rule_hits, str(rule)).inc()
         usage = getattr(reply, "usage", None)
         if finished and usage is not None:
             prompt = getattr(usage, "prompt_tokens", 0) or 0
             completion = getattr(usage, "completion_tokens", 0) or 0
             if prompt:
-                self.prompt_tokens.labels(model).inc(prompt)
+                self._child(self.prompt_tokens, model).inc(prompt)
             if completion:
-                self.completion_tokens.labels(model).inc(completion)
+                self._child(self.completion_tokens, model).inc(completion)
             if self.vllm:
                 if prompt:
-                    self.v_prompt.labels(model).inc(prompt)
+                    self._child(self.v_prompt, model).inc(prompt)
                 if completion:
-                    self.v_generation.labels(model).inc(completion)
+                    self._child(self.v_generation, model).inc(completion)

@@ -26,7 +26,13 @@ from mockai_tw.config import ConfigError, is_secret
 from mockai_tw.engine.rules import Rule, RuleError, parse_rule
 from mockai_tw.errors import ApiError, invalid
 from mockai_tw.request.common import parse_body
-from mockai_tw.web.resources import ApiResource, Branch, ErrorResource, invalid_url
+from mockai_tw.web.resources import (
+    ApiResource,
+    Branch,
+    ErrorResource,
+    bearer,
+    invalid_url,
+)
 from mockai_tw.web.site import ApiRequest, send_json
 
 if TYPE_CHECKING:
@@ -46,11 +52,7 @@ def check_admin(request: server.Request, state: AdminFace) -> ApiError | None:
     admin = state.config.admin_token
     if not admin:
         return invalid_url(request)
-    header = (request.getHeader(b"authorization") or b"").strip()
-    scheme, _, given = header.partition(b" ")
-    if scheme.lower() != b"bearer" or not hmac.compare_digest(
-        given.strip(), admin.encode()
-    ):
+    if not hmac.compare_digest(bearer(request), admin.encode()):
         return ApiError(
             401,
             "The control API needs the admin token:"

@@ -119,6 +119,15 @@ def _mask(token: str) -> str:
     return token[:3] + "*" * (len(token) - 7) + token[-4:]
 
 
+def bearer(request: server.Request) -> bytes:
+    """The token of an ``Authorization: Bearer`` header, or ``b""``."""
+    header = request.getHeader(b"authorization")
+    if not header:
+        return b""
+    scheme, _, rest = header.strip().partition(b" ")
+    return rest.strip() if scheme.lower() == b"bearer" else b""
+
+
 def check_token(
     request: server.Request, state: Face, *, api_key_header: bool = False
 ) -> ApiError | None:
@@ -128,14 +137,11 @@ def check_token(
     The accepted key is kept on the request: budgets are per key, and the
     header is parsed once.
     """
-    header = request.getHeader(b"authorization")
     token = b""
     if api_key_header:
         token = (request.getHeader(b"api-key") or b"").strip()
-    if header and not token:
-        scheme, _, rest = header.strip().partition(b" ")
-        if scheme.lower() == b"bearer":
-            token = rest.strip()
+    if not token:
+        token = bearer(request)
     if not token:
         return ApiError(401, _NO_KEY)
     config = state.config
@@ -229,9 +235,7 @@ class MetricsPage(ApiResource):
         if not config.enabled:
             raise invalid_url(request)
         if config.token is not None:
-            header = request.getHeader(b"authorization") or b""
-            scheme, _, rest = header.strip().partition(b" ")
-            sent = rest.strip() if scheme.lower() == b"bearer" else b""
+            sent = bearer(request)
             if not sent:
                 raise ApiError(401, _NO_KEY)
             if not hmac.compare_digest(sent, config.token.encode()):

@@ -55,7 +55,7 @@ MOCKAI_CMD = (
 )
 CHAT_PATH = "/v1/chat/completions"
 # The rps scenario's servers, in the report's order.
-RPS_SERVERS = ("mockai", "nojournal", "bare")
+RPS_SERVERS = ("mockai", "nojournal", "nometrics", "bare")
 # The workers scenario's: one process, then two workers per socket strategy.
 WORKER_SERVERS = {
     "1 process": [],
@@ -251,7 +251,7 @@ def run_wrk(server: Server, lua: Path, seconds: int, connections: int) -> WrkRes
 def rps_scenario(
     servers: Sequence[Server], workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Rotate wrk runs over ``servers`` (mockai, nojournal, bare)."""
+    """Rotate wrk runs over ``servers`` (mockai, nojournal, nometrics, bare)."""
     lua = workdir / "post.lua"
     lua.write_text(WRK_LUA)
     for server in servers:  # warm-up, discarded
@@ -276,6 +276,7 @@ def rps_scenario(
         summary[f"{name}_errors"] = sum(r.errors for r in rs)
     summary["ratio"] = summary["mockai_rps"] / summary["bare_rps"]
     summary["journal_ratio"] = summary["mockai_rps"] / summary["nojournal_rps"]
+    summary["metrics_ratio"] = summary["mockai_rps"] / summary["nometrics_rps"]
     if "baseline" in results:
         summary["baseline_ratio"] = summary["mockai_rps"] / summary["baseline_rps"]
     return summary
@@ -688,6 +689,8 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"mockai / bare twisted.web: {rps['ratio']:.2f}",
             f"journal on / off: {rps['journal_ratio']:.3f}"
             f" (the journal costs {1 - rps['journal_ratio']:.1%})",
+            f"metrics on / off: {rps['metrics_ratio']:.3f}"
+            f" (metrics cost {1 - rps['metrics_ratio']:.1%})",
             "",
         ]
         if "baseline_ratio" in rps:
@@ -913,7 +916,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     servers,
                     env={"MOCKAI_JOURNAL__ENABLED": "false"},
                 )
-                measured = [mockai, nojournal, bare]
+                # And with metrics.enabled off (nothing listens to the hooks).
+                nometrics = start_server(
+                    "nometrics",
+                    MOCKAI_CMD.split(),
+                    workdir,
+                    server_core,
+                    servers,
+                    env={"MOCKAI_METRICS__ENABLED": "false"},
+                )
+                measured = [mockai, nojournal, nometrics, bare]
                 if args.baseline is not None:
                     # Another mockai_tw (an older commit, exported), same config.
                     measured.append(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Union
 from mockai_tw import checks
 from mockai_tw.checks import KeyPathError, Problem
 from mockai_tw.fault_kinds import FAULT_KINDS
+from mockai_tw.state.url import parse_url
 
 if TYPE_CHECKING:
     from mockai_tw.engine.rules import Rule
@@ -278,6 +279,43 @@ class RateLimitConfig:
     )
 
 
+#: What a refusal past ``capacity.max_waiting`` may answer.
+CAPACITY_STATUSES = (429, 503)
+
+
+@dataclass(frozen=True)
+class ModelCapacity:
+    # A model's own pool; unset: the global value (in a pool of its own).
+    max_running: int | None = _opt(None, ge=1, le=1_000_000)
+    max_waiting: int | None = _opt(None, ge=0, le=1_000_000)
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    """A server that fills like an inference engine (engine/capacity.py)."""
+
+    enabled: bool = _opt(False)
+    # Requests decoding at once (vLLM's max_num_seqs), then a FIFO queue.
+    max_running: int = _opt(256, ge=1, le=1_000_000)
+    max_waiting: int = _opt(1024, ge=0, le=1_000_000)
+    # Past max_waiting: 429 (concurrency_limit_exceeded) or 503 (server_overloaded).
+    refuse_status: int = _opt(429, ge=429, le=503)
+    # TTFT and ITL are multiplied by 1 (nothing else running) up to this
+    # (every other slot busy), linearly in the requests running.
+    slowdown_at_capacity: float = _opt(1.0, ge=1, le=1000)
+    # Added to TTFT for each prompt token (the prefill).
+    prefill_ms_per_token: float = _opt(0.0, ge=0, le=10_000)
+    # Per model (exact name or glob): a pool of its own; others share one.
+    models: Mapping[str, ModelCapacity] = field(
+        default_factory=lambda: types.MappingProxyType({}), hash=False
+    )
+
+    def problem(self) -> tuple[str, str] | None:
+        if self.refuse_status not in CAPACITY_STATUSES:
+            return "refuse_status", f"must be 429 or 503, got {self.refuse_status}"
+        return None
+
+
 @dataclass(frozen=True)
 class ModelFaults:
     probability: float | None = _opt(None, ge=0, le=1)
@@ -333,6 +371,37 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    # memory: each process its own (rate limits, rules' counters, journal,
+    # Responses store); redis: one state for every worker and replica.
+    backend: str = _opt("memory", choices=("memory", "redis"))
+    # redis://[user:password@]host:port/db, rediss://... (TLS), unix:///path.
+    # Never printed whole: a password in it is masked.
+    url: str = _opt("redis://127.0.0.1:6379/0", nonempty=True)
+    # Every key starts with it, so several mock servers share one Redis.
+    prefix: str = _opt("mockai:", nonempty=True)
+    # Redis lost while serving. fail: /ready 503 and API requests a 503
+    # mock_state_unavailable; local: each process its own state until it is
+    # back (logged once per outage).
+    on_error: str = _opt("fail", choices=("fail", "local"))
+    # At start the daemon waits this long for Redis, then refuses to start.
+    connect_timeout_s: float = _opt(5.0, gt=0, le=300)
+    # A reply Redis does not send within this is a failure (the request gets
+    # the on_error answer).
+    reply_timeout_s: float = _opt(2.0, gt=0, le=300)
+
+    def problem(self) -> tuple[str, str] | None:
+        try:
+            parse_url(self.url)
+        except ValueError as error:
+            message = str(error)
+            return "url", message.removeprefix("state.url ")
+        if len(self.prefix) > 64:
+            return "prefix", f"must be at most 64 characters, got {len(self.prefix)}"
+        return None
+
+
+@dataclass(frozen=True)
 class ShutdownConfig:
     # After SIGTERM: /ready answers 503 at once while the listener keeps
     # accepting this long (so load balancers stop sending first) ...
@@ -373,10 +442,13 @@ class Config:
     timing: TimingConfig = _opt(TimingConfig())
     rate_limits: RateLimitConfig = _opt(RateLimitConfig())
     faults: FaultConfig = _opt(FaultConfig())
+    capacity: CapacityConfig = _opt(CapacityConfig())
     # The bearer token of the /_mock/ control API; unset: no control API.
     admin_token: str | None = _opt(None, nonempty=True)
     journal: JournalConfig = _opt(JournalConfig())
     metrics: MetricsConfig = _opt(MetricsConfig())
+    # Shared state across workers and replicas (Redis), or per process.
+    state: StateConfig = _opt(StateConfig())
     # Scenario rules, first match wins: the loader has engine.rules parse them.
     rules: tuple[Rule, ...] = _opt(())
 

@@ -7,7 +7,8 @@ exception and the request) and the request goes on as if it had not been there.
 
 | event | arguments | when |
 |---|---|---|
-| ``admitted`` | request | it passed auth, validation, rate limit and faults |
+| ``queued`` | request | it passed every check but waits for a capacity slot |
+| ``admitted`` | request | it passed every check and runs now (maybe after ``queued``) |
 | ``first_byte`` | request, status | its status is decided and headers go out |
 | ``chunk`` | request, bytes written | a streamed write (paced replies only) |
 | ``paused`` / ``resumed`` | request | the client stopped / started reading |
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 EVENTS = (
+    "queued",
     "admitted",
     "first_byte",
     "chunk",

@@ -3,20 +3,26 @@
 ``Metrics`` listens to the pipeline's hooks (mockai_tw/hooks.py) only while
 ``metrics.enabled`` is on, like the access log: off, it costs nothing per
 request.  Each server has its own ``CollectorRegistry`` (never the global
-one), so several servers in one process do not collide; with several workers
-every worker has its own, and its samples carry a ``worker`` label.
-Exposition is ``prometheus_client``'s own ``generate_latest``.
+one), so several servers in one process do not collide.  With several
+workers, each keeps its own figures and the one scraped asks its siblings
+for theirs and sums them (``merge``): the whole server's figures, and no cost
+on the request path (prometheus_client's multiprocess mode doubles the cost
+of every increment; benchmarks/README.md).  Exposition is
+``prometheus_client``'s own ``generate_latest``, parsing its own parser.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
+from mockai_tw.engine.capacity import REFUSAL_CODES
 from mockai_tw.hooks import Hooks
 
 if TYPE_CHECKING:
@@ -96,31 +102,88 @@ def _api(request: Any) -> bool:
     return path.startswith(b"/v1/") or path.startswith(b"/openai/")
 
 
-class _Registry(CollectorRegistry):
-    """A registry whose every sample carries ``worker`` (several workers)."""
+def merge(expositions: Sequence[bytes]) -> bytes:
+    """Several workers' expositions as one: every sample summed across them
+    (counters, histogram buckets, gauges), ``_created`` the earliest, and
+    ``mockai_metrics_workers`` saying how many answered."""
+    families: dict[str, Metric] = {}
+    values: dict[tuple[str, str, tuple[tuple[str, str], ...]], float] = {}
+    for text in expositions:
+        for family in text_string_to_metric_families(text.decode("utf-8")):
+            kept = families.setdefault(family.name, family)
+            earliest = family.name.endswith("_created")
+            for sample in family.samples:
+                key = (family.name, sample.name, tuple(sorted(sample.labels.items())))
+                seen = values.get(key)
+                if seen is None:
+                    values[key] = sample.value
+                    if kept is not family:
+                        kept.samples.append(sample)
+                elif earliest:
+                    values[key] = min(seen, sample.value)
+                else:
+                    values[key] = seen + sample.value
+    registry = CollectorRegistry(auto_describe=False)
+    merged = []
+    for family in families.values():
+        # One label set's samples together (a histogram's buckets, count, sum),
+        # in the order label sets were first seen.
+        groups: dict[tuple[tuple[str, str], ...], int] = {}
+        for s in family.samples:
+            groups.setdefault(_group(s.labels), len(groups))
+        family.samples = sorted(
+            (
+                Sample(
+                    s.name,
+                    s.labels,
+                    values[(family.name, s.name, tuple(sorted(s.labels.items())))],
+                )
+                for s in family.samples
+            ),
+            key=lambda s: groups[_group(s.labels)],
+        )
+        merged.append(family)
+    workers = GaugeMetricFamily(
+        "mockai_metrics_workers", "Workers whose figures this scrape sums."
+    )
+    workers.add_metric([], len(expositions))
+    merged.append(workers)
+    registry.register(_Fixed(merged))
+    return generate_latest(registry)
 
-    def __init__(self, worker: int | None) -> None:
-        super().__init__(auto_describe=True)
-        self.worker = None if worker is None else str(worker)
+
+def _group(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+
+
+class _Fixed:
+    """A collector of metrics already gathered (the merged ones)."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        worker = self.worker
-        for metric in super().collect():
-            if worker is not None:
-                metric.samples = [
-                    s._replace(labels={**s.labels, "worker": worker})
-                    for s in metric.samples
-                ]
-            yield metric
+        return self.metrics
 
 
 class _Open:
     """What one request's metrics need between its events."""
 
-    __slots__ = ("counted", "last_chunk", "model", "running", "stream")
+    __slots__ = (
+        "counted",
+        "last_chunk",
+        "model",
+        "running",
+        "stream",
+        "v_waiting",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         self.running = False
+        # Counted as waiting for capacity (mockai_*, and vllm:* when named so).
+        self.waiting = False
+        self.v_waiting = False
         self.stream = False
         self.counted = False
         self.last_chunk: float | None = None
@@ -135,7 +198,6 @@ class Metrics:
         hooks: Hooks,
         clock: Any,
         journal: Journal,
-        worker: int | None = None,
         models: Any = (),
     ) -> None:
         self.hooks = hooks
@@ -145,7 +207,7 @@ class Metrics:
         # Known model names: a refused request's body may name any string,
         # and a label must not grow without bound.
         self.models: frozenset[str] = frozenset(models)
-        self.registry = registry = _Registry(worker)
+        self.registry = registry = CollectorRegistry(auto_describe=True)
         self.open: dict[int, _Open] = {}
         # Label children already looked up (see _child).
         self.children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -206,6 +268,19 @@ class Metrics:
             ("endpoint",),
             registry=registry,
         )
+        self.waiting = Gauge(
+            "mockai_requests_waiting",
+            "Requests waiting for a capacity slot now (capacity:), by model.",
+            ("model",),
+            registry=registry,
+        )
+        self.capacity_refusals = Counter(
+            "mockai_capacity_refusals",
+            "Requests refused because the capacity queue was full"
+            " (concurrency_limit_exceeded, server_overloaded).",
+            ("endpoint", "model"),
+            registry=registry,
+        )
         self.rule_hits = Counter(
             "mockai_rule_hits",
             "Requests answered by a scenario rule, by rule id.",
@@ -243,8 +318,15 @@ class Metrics:
         )
         self.v_waiting = Gauge(
             "vllm:num_requests_waiting",
-            "Requests waiting for capacity (always 0: no capacity model yet).",
+            "Requests waiting for a capacity slot.",
             label,
+            registry=None,
+        )
+        self.v_queue = Histogram(
+            "vllm:request_queue_time_seconds",
+            "Time requests spent waiting for a capacity slot.",
+            label,
+            buckets=LATENCY_BUCKETS,
             registry=None,
         )
         self.v_ttft = Histogram(
@@ -282,6 +364,7 @@ class Metrics:
             self.v_e2e,
             self.v_prompt,
             self.v_generation,
+            self.v_queue,
         )
 
     # --- configuration ------------------------------------------------------
@@ -299,14 +382,16 @@ class Metrics:
                 else:
                     self.registry.unregister(metric)
         if vllm:
-            # Nothing waits yet (no capacity model): 0 for every known model.
+            # Every known model shows its figure, 0 until one waits (inc(0):
+            # a reload must not reset what waits now).
             for model in self.models:
-                self.v_waiting.labels(model).set(0)
+                self.v_waiting.labels(model).inc(0)
         on = bool(metrics.enabled)
         if on == self.on:
             return
         self.on = on
         change = self.hooks.on if on else self.hooks.off
+        change("queued", self.queued)
         change("admitted", self.admitted)
         change("first_byte", self.first_byte)
         change("chunk", self.chunk)
@@ -314,6 +399,8 @@ class Metrics:
         change("disconnected", self.disconnected)
         change("error", self.error)
         if not on:
+            for state in self.open.values():
+                self._unwait(state)
             self.open.clear()
             self.streams_open.set(0)
 
@@ -349,7 +436,33 @@ class Metrics:
             return model
         return ""
 
+    def queued(self, request: Any) -> None:
+        """It waits for a capacity slot (``admitted`` when it starts)."""
+        state = self._state(request)
+        state.model = self._model(request) or self._asked(request)
+        state.waiting = True
+        self._child(self.waiting, state.model).inc()
+        if self.vllm:
+            state.v_waiting = True
+            self._child(self.v_waiting, state.model).inc()
+
+    def _unwait(self, state: _Open) -> None:
+        if state.waiting:
+            state.waiting = False
+            self._child(self.waiting, state.model).dec()
+        if state.v_waiting:
+            state.v_waiting = False
+            self._child(self.v_waiting, state.model).dec()
+
     def admitted(self, request: Any) -> None:
+        queue_s = getattr(request, "queue_s", None)
+        if queue_s is not None:  # through capacity: it may have waited
+            waited = self.open.get(id(request))
+            if waited is not None:
+                self._unwait(waited)
+            if self.vllm:
+                model = self._model(request) or self._asked(request)
+                self._child(self.v_queue, model).observe(queue_s)
         if self.vllm:
             state = self._state(request)
             state.running = True
@@ -389,6 +502,9 @@ class Metrics:
     def error(self, request: Any, error: Any) -> None:
         if error.status == 429 and error.code == "rate_limit_exceeded":
             self._child(self.rate_limited, endpoint_of(request)).inc()
+        elif REFUSAL_CODES.get(error.status) == error.code:
+            model = self._asked(request)
+            self._child(self.capacity_refusals, endpoint_of(request), model).inc()
 
     def finished(self, request: Any) -> None:
         self._end(request, str(request.code), finished=True)
@@ -404,6 +520,7 @@ class Metrics:
     def _end(self, request: Any, status: str, finished: bool) -> None:
         state = self.open.pop(id(request), None)
         if state is not None:
+            self._unwait(state)
             if state.stream:
                 self.streams_open.dec()
             if state.running:

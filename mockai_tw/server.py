@@ -10,7 +10,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -22,6 +22,7 @@ from mockai_tw import __version__
 from mockai_tw.config import Config, ConfigError
 from mockai_tw.delivery import Ticker
 from mockai_tw.drain import Drain, Readiness
+from mockai_tw.engine.capacity import Capacity
 from mockai_tw.engine.chat import Engine
 from mockai_tw.engine.faults import FaultInjector
 from mockai_tw.engine.ratelimit import RateLimiter
@@ -36,6 +37,7 @@ from mockai_tw.web.azure import azure_tree
 from mockai_tw.web.connections import SharedPort, listen
 from mockai_tw.web.control import control_tree
 from mockai_tw.web.models import Models
+from mockai_tw.web.peers import Peers
 from mockai_tw.web.pipeline import EndpointResource
 from mockai_tw.web.resources import (
     V1,
@@ -47,6 +49,9 @@ from mockai_tw.web.resources import (
 )
 from mockai_tw.web.responses import Responses
 from mockai_tw.web.site import ApiRequest, MockSite
+
+if TYPE_CHECKING:
+    from mockai_tw.web.shared import Shared
 
 log = Logger()
 
@@ -86,7 +91,11 @@ class MockServer:
         self.rules = RuleBook()
         self.journal = Journal()  # sized by apply()
         # Its own registry; subscribed while metrics.enabled is on (apply()).
-        self.metrics = Metrics(self.hooks, clock, self.journal, worker)
+        self.metrics = Metrics(self.hooks, clock, self.journal)
+        # Set by the daemon when it is one of several workers (web/peers.py).
+        self.peers: Peers | None = None
+        # Set by the daemon with state.backend: redis (web/shared.py).
+        self.shared: Shared | None = None
         # Kept responses (previous_response_id); resized by apply().
         self.responses = ResponseStore(config.responses.store_size)
         self.apply(config)
@@ -126,6 +135,13 @@ class MockServer:
         limiter = getattr(self, "limiter", None)
         if limiter is None or limiter.config != config.rate_limits:
             self.limiter = RateLimiter(config.rate_limits)
+        # Kept: requests running and waiting hold tickets of its pools, and
+        # new limits apply to them at once (a larger max_running starts waiters).
+        capacity = getattr(self, "capacity", None)
+        if capacity is None:
+            self.capacity = Capacity(config.capacity, self.clock.seconds())
+        elif capacity.config != config.capacity:
+            capacity.configure(config.capacity, self.clock.seconds())
         faults = getattr(self, "faults", None)
         if faults is None or faults.config != config.faults:
             self.faults = FaultInjector(config.faults)

@@ -16,6 +16,7 @@ from mockai_tw.config_load import load_config
 from mockai_tw.drain import StopOnSignal
 from mockai_tw.logs import RootService, twistd_observer
 from mockai_tw.server import ListenService, MockServer, ReloadOnHangup
+from mockai_tw.web.peers import Peers
 from mockai_tw.web.tls import TLSFileError, check_tls_files
 from mockai_tw.workers import (
     WorkerService,
@@ -67,6 +68,7 @@ class Options(usage.Options):
             " Linux: an SO_REUSEPORT socket each) or inherited (one socket)",
         ],
         ["worker", None, None, "internal: set by the supervising parent"],
+        ["runtime-dir", None, None, "internal: set by the supervising parent"],
     ]
 
     def postOptions(self) -> None:
@@ -154,6 +156,13 @@ def makeService(
     ReloadOnHangup(state, reactor).setServiceParent(top)
     if worker is not None:
         WorkerService(worker, listener.listening, reactor).setServiceParent(top)
+        runtime = options.get("runtime-dir")
+        if isinstance(runtime, str) and runtime:
+            # Its siblings ask this worker for its metrics, and it them.
+            state.peers = Peers(
+                reactor, runtime, worker.index, state.metrics.exposition
+            )
+            state.peers.setServiceParent(top)
     top.server = state  # type: ignore[attr-defined]
     top.listener = listener  # type: ignore[attr-defined]
     return top

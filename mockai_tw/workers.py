@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -430,6 +432,20 @@ class Launcher:
         """Let the port go (the workers have all exited)."""
 
 
+#: A unix socket's path is at most 107 bytes on Linux (sun_path).
+MAX_SOCKET_PATH = 107
+
+
+def runtime_base(environ: Mapping[str, str]) -> str | None:
+    """Where the run's directory goes: ``$XDG_RUNTIME_DIR`` when the sockets'
+    paths fit there, else the temporary directory."""
+    base = environ.get("XDG_RUNTIME_DIR")
+    longest = os.path.join(base or "", "mockai-xxxxxxxx", "metrics-1024.sock")
+    if base and os.path.isdir(base) and len(longest.encode()) <= MAX_SOCKET_PATH:
+        return base
+    return None
+
+
 class ProcessLauncher(Launcher):
     """Holds the port in the parent and spawns ``twistd`` workers on it."""
 
@@ -450,6 +466,9 @@ class ProcessLauncher(Launcher):
         self.environ = dict(os.environ if environ is None else environ)
         self.socket: socket.socket | None = None
         self.shared = SharedPort()
+        # The run's own directory (the workers' metrics sockets): fresh at
+        # open, removed at close.
+        self.runtime: str | None = None
 
     def where(self) -> str:
         return self.address.where()
@@ -471,6 +490,9 @@ class ProcessLauncher(Launcher):
             sock.close()
             raise
         self.socket = sock
+        self.runtime = tempfile.mkdtemp(
+            prefix="mockai-", dir=runtime_base(self.environ)
+        )
         port = sock.getsockname()[1]
         self.shared = (
             SharedPort(port=port)
@@ -491,6 +513,7 @@ class ProcessLauncher(Launcher):
             "mockai",
             *self.arguments,
             f"--worker={spec.argument()}",
+            *([f"--runtime-dir={self.runtime}"] if self.runtime else []),
         ]
 
     def spawn(self, index: int, protocol: WorkerProcess) -> IProcessTransport:
@@ -508,6 +531,9 @@ class ProcessLauncher(Launcher):
         sock, self.socket = self.socket, None
         if sock is not None:
             sock.close()
+        runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            shutil.rmtree(runtime, ignore_errors=True)
 
 
 @dataclass

@@ -416,15 +416,13 @@ class KubernetesTests(TestCase):
         # The image's user, numeric.
         (user,) = instruction("USER")
         self.assertEqual(str(pod["securityContext"]["runAsUser"]), user.split(":")[0])
-        # No metrics endpoint yet: the scrape annotation is there, commented out.
-        self.assertNotIn(
-            "annotations",
-            resources[("Deployment", "mockai")]["spec"]["template"]["metadata"],
-        )
-        self.assertRegex(
-            read(os.path.join(KUBERNETES, "deployment.yaml")),
-            r"#\s+prometheus\.io/scrape:",
-        )
+        # Scraped where the server serves /metrics, on the container's port.
+        template = resources[("Deployment", "mockai")]["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        self.assertEqual(annotations["prometheus.io/scrape"], "true")
+        self.assertEqual(annotations["prometheus.io/path"], "/metrics")
+        (port,) = [p["containerPort"] for p in spec["ports"]]
+        self.assertEqual(annotations["prometheus.io/port"], str(port))
 
     def test_tokens_come_from_the_secret(self) -> None:
         resources = manifests()

@@ -11,7 +11,6 @@ import treq
 from twisted.trial.unittest import TestCase
 
 from mockai_tw.config import ConfigError
-from mockai_tw.metrics import Metrics
 from tests.support import TOKEN, Live, start
 
 CHAT = "/v1/chat/completions"
@@ -214,22 +213,43 @@ class MetricsTests(TestCase):
         )
         self.assertIn("mockai_requests_total", samples)
 
-    def test_worker_label(self) -> None:
-        from twisted.internet.task import Clock
+    def test_workers_figures_are_summed(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client.exposition import generate_latest
 
-        from mockai_tw.hooks import Hooks
-        from mockai_tw.journal import Journal
+        from mockai_tw.metrics import merge
 
-        metrics = Metrics(Hooks(), Clock(), Journal(), worker=2)
-        metrics.reloaded("ok")
-        text = metrics.exposition().decode()
-        families = {f.name: f for f in text_string_to_metric_families(text)}
-        (sample,) = [
-            s
-            for s in families["mockai_config_reloads"].samples
-            if s.name.endswith("_total")
-        ]
-        self.assertEqual(sample.labels, {"outcome": "ok", "worker": "2"})
+        def worker(hits: dict[str, int], latencies: list[float]) -> bytes:
+            registry = CollectorRegistry()
+            counter = Counter("r", "r", ("model",), registry=registry)
+            for model, n in hits.items():
+                counter.labels(model).inc(n)
+            histogram = Histogram("d", "d", buckets=(0.1, 1.0), registry=registry)
+            for seconds in latencies:
+                histogram.observe(seconds)
+            return generate_latest(registry)
+
+        text = merge(
+            [worker({"a": 2}, [0.05]), worker({"a": 3, "b": 1}, [0.5, 2.0])]
+        ).decode()
+        samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        created: list[float] = []
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = tuple(sorted(sample.labels.items()))
+                samples.setdefault(sample.name, {})[labels] = sample.value
+                if sample.name.endswith("_created"):
+                    created.append(sample.value)
+        self.assertEqual(value(samples, "r_total", model="a"), 5.0)
+        self.assertEqual(value(samples, "r_total", model="b"), 1.0)
+        self.assertEqual(value(samples, "d_bucket", le="0.1"), 1.0)
+        self.assertEqual(value(samples, "d_bucket", le="1.0"), 2.0)
+        self.assertEqual(value(samples, "d_bucket", le="+Inf"), 3.0)
+        self.assertEqual(value(samples, "d_count"), 3.0)
+        self.assertAlmostEqual(value(samples, "d_sum"), 2.55)
+        self.assertEqual(value(samples, "mockai_metrics_workers"), 2.0)
+        # The earliest creation time, not a sum of timestamps.
+        self.assertTrue(all(c < 4_000_000_000 for c in created), created)
 
     def test_token_is_never_echoed(self) -> None:
         from mockai_tw.config_load import parse_config

@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import tempfile
 from dataclasses import replace
 from typing import Any, cast
+
+from prometheus_client.parser import text_string_to_metric_families
 
 import treq
 from twisted.internet import reactor
@@ -450,7 +454,12 @@ class WorkerDaemonTests(TestCase):
         with open(self.path, "w", encoding="utf-8") as f:
             f.write(text)
 
-    async def spawn(self, *extra: str, config: str = SEED_CONFIG) -> tuple[Parent, int]:
+    async def spawn(
+        self,
+        *extra: str,
+        config: str = SEED_CONFIG,
+        env: dict[str, str] | None = None,
+    ) -> tuple[Parent, int]:
         """Start ``twistd -n mockai --workers=2``; returns it and its port once
         both workers listen. Cleanup stops it, then kills any worker left."""
         self.write(config)
@@ -460,7 +469,7 @@ class WorkerDaemonTests(TestCase):
             parent,
             TWISTD,
             [*argv, "--workers=2", *extra],
-            env=environ(),
+            env={**environ(), **(env or {})},
             path=self.workdir,
         )
         self.process = process
@@ -515,6 +524,50 @@ class WorkerDaemonTests(TestCase):
         self.assertEqual(sorted(parent.pids()), [0, 1])
         self.assertIn(b"(reuseport)", parent.out)
         self.assertNotIn(b"Traceback", parent.out + parent.err)
+
+    async def test_metrics_are_the_whole_servers_from_either_worker(self) -> None:
+        # Short, like /run/user/N: a socket's path has at most 107 bytes.
+        runtime = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, runtime, True)
+        parent, port = await self.spawn(env={"XDG_RUNTIME_DIR": runtime})
+        (made,) = os.listdir(runtime)  # the run's own directory
+        sent: dict[int, int] = {0: 0, 1: 0}
+        for _ in range(200):
+            worker, _text = await self.reply(port)
+            sent[worker] += 1
+            if min(sent.values()) >= 2 and sum(sent.values()) >= 6:
+                break
+        self.assertGreaterEqual(min(sent.values()), 1, sent)
+        scraped: set[int] = set()
+        for _ in range(200):
+            response = await treq.get(
+                f"http://127.0.0.1:{port}/metrics", pool=self.pool
+            )
+            text = (await treq.content(response)).decode()
+            self.assertEqual(response.code, 200, text)
+            scraped.add(int(response.headers.getRawHeaders("x-mockai-worker")[0]))
+            total = 0.0
+            workers = 0.0
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if (
+                        sample.name == "mockai_requests_total"
+                        and sample.labels["endpoint"] == "chat"
+                    ):
+                        self.assertEqual(sample.labels["status"], "200")
+                        total += sample.value
+                    if sample.name == "mockai_metrics_workers":
+                        workers = sample.value
+            self.assertEqual(total, sum(sent.values()))
+            self.assertEqual(workers, 2.0)
+            if scraped == {0, 1}:
+                break
+        self.assertEqual(scraped, {0, 1})
+        process_ended = parent.ended
+        self.process.signalProcess("TERM")
+        self.assertEqual(await process_ended, 0)
+        # Removed with the parent.
+        self.assertNotIn(made, os.listdir(runtime))
 
     async def test_the_inherited_socket_serves_too(self) -> None:
         parent, port = await self.spawn("--worker-socket=inherited")

@@ -8,6 +8,7 @@ prompt tokens plus ``max_tokens`` reserved up front); its answer carries the
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ class Bucket:
         """Seconds until the budget is full again."""
         return (self.capacity - self.available) / self.rate
 
+    def state(self, wait: float) -> State:
+        return State(self.limit, self.capacity, self.available, wait, self.reset())
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -98,68 +102,151 @@ class RateLimiter:
             return Decision({})
         requests = self._bucket(key, model, "requests", now)
         budget = self._bucket(key, model, "tokens", now)
-        error = None
+        refused: Refused | None = None
         if requests is not None:
             wait = requests.wait(1)
             if wait > 0:
-                error = self._refusal(
-                    "requests", "requests per min (RPM)", requests, 1, wait, model
-                )
+                refused = Refused("requests", requests.state(wait), 1)
         amount = 0
-        if error is None and budget is not None:
+        if refused is None and budget is not None:
             amount = tokens() if callable(tokens) else tokens
             wait = budget.wait(amount)
             if wait > 0:
-                error = self._refusal(
-                    "tokens", "tokens per min (TPM)", budget, amount, wait, model
-                )
-        if error is None:
+                refused = Refused("tokens", budget.state(wait), amount)
+        if refused is None:
             if requests is not None:
                 requests.available -= 1
             if budget is not None:
                 budget.available -= amount
-        headers: dict[str, str] = {}
-        for kind, bucket in (("requests", requests), ("tokens", budget)):
-            if bucket is not None:
-                headers[f"x-ratelimit-limit-{kind}"] = str(bucket.limit)
-                headers[f"x-ratelimit-remaining-{kind}"] = str(
-                    max(0, math.floor(bucket.available))
-                )
-                headers[f"x-ratelimit-reset-{kind}"] = duration(bucket.reset())
-        if error is not None:
-            error = ApiError(
-                error.status,
-                error.message,
-                error.type,
-                error.param,
-                error.code,
-                {**headers, **error.headers},
-            )
-        return Decision(headers, error)
+        shown = [
+            (kind, bucket.limit, bucket.available, bucket.reset())
+            for kind, bucket in (("requests", requests), ("tokens", budget))
+            if bucket is not None
+        ]
+        return decision(shown, refused, model)
 
-    def _refusal(
-        self, kind: str, unit: str, bucket: Bucket, amount: int, wait: float, model: str
-    ) -> ApiError:
-        used = math.ceil(bucket.capacity - bucket.available)
-        if math.isinf(wait):
-            message = (
-                f"Request too large for {model} on {unit}: Limit {bucket.limit},"
-                f" Requested {amount}. The input or output tokens must be reduced"
-                f" in order to run successfully. {_LEARN_MORE}"
-            )
-            return ApiError(429, message, type=kind, code="rate_limit_exceeded")
+    # --- shared budgets (state.backend: redis) --------------------------------
+
+    def charges(self, key: str, model: str) -> list[Budget]:
+        """The budgets a request of ``key`` for ``model`` charges, for a store
+        that keeps them (the amount of ``tokens`` is the caller's to add)."""
+        if not self.config.enabled:
+            return []
+        out = []
+        for kind in ("requests", "tokens"):
+            entry = self.config.models.get(model)
+            limit = getattr(entry or self.config, f"{kind}_per_minute")
+            if not limit:
+                continue
+            scope = model if (self.config.per_model or entry is not None) else ""
+            # The API key is a secret: the store sees a digest of it.
+            digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+            capacity = max(1.0, limit * self.config.window_s / 60.0)
+            out.append(Budget(kind, f"{kind}:{scope}:{digest}", limit, capacity))
+        return out
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A budget as a shared store keeps it (its ``key`` names no secret)."""
+
+    kind: str
+    key: str
+    limit: int
+    capacity: float
+
+
+@dataclass(frozen=True)
+class State:
+    """A budget after a decision: left now, seconds until the amount asked is
+    there (``inf``: never, it is above the capacity), seconds until full."""
+
+    limit: int
+    capacity: float
+    available: float
+    wait: float
+    reset: float
+
+
+@dataclass(frozen=True)
+class Refused:
+    kind: str
+    state: State
+    amount: int
+
+
+def decision(
+    shown: list[tuple[str, int, float, float]], refused: Refused | None, model: str
+) -> Decision:
+    """The headers (``kind, limit, available, reset`` per budget) and, when
+    ``refused``, OpenAI's 429 for the budget that ran out."""
+    headers: dict[str, str] = {}
+    for kind, limit, available, reset in shown:
+        headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(available)))
+        headers[f"x-ratelimit-reset-{kind}"] = duration(reset)
+    if refused is None:
+        return Decision(headers)
+    error = _refusal(refused, model)
+    return Decision(
+        headers,
+        ApiError(
+            error.status,
+            error.message,
+            error.type,
+            error.param,
+            error.code,
+            {**headers, **error.headers},
+        ),
+    )
+
+
+def _refusal(refused: Refused, model: str) -> ApiError:
+    kind, state, amount = refused.kind, refused.state, refused.amount
+    unit = "requests per min (RPM)" if kind == "requests" else "tokens per min (TPM)"
+    wait = state.wait
+    used = math.ceil(state.capacity - state.available)
+    if math.isinf(wait):
         message = (
-            f"Rate limit reached for {model} in organization org-mockai on {unit}:"
-            f" Limit {bucket.limit}, Used {used}, Requested {amount}. Please try"
-            f" again in {duration(wait)}. {_LEARN_MORE}"
+            f"Request too large for {model} on {unit}: Limit {state.limit},"
+            f" Requested {amount}. The input or output tokens must be reduced"
+            f" in order to run successfully. {_LEARN_MORE}"
         )
-        return ApiError(
-            429,
-            message,
-            type=kind,
-            code="rate_limit_exceeded",
-            headers={
-                "retry-after": str(max(1, math.ceil(wait))),
-                "retry-after-ms": str(max(1, math.ceil(wait * 1000))),
-            },
-        )
+        return ApiError(429, message, type=kind, code="rate_limit_exceeded")
+    message = (
+        f"Rate limit reached for {model} in organization org-mockai on {unit}:"
+        f" Limit {state.limit}, Used {used}, Requested {amount}. Please try"
+        f" again in {duration(wait)}. {_LEARN_MORE}"
+    )
+    return ApiError(
+        429,
+        message,
+        type=kind,
+        code="rate_limit_exceeded",
+        headers={
+            "retry-after": str(max(1, math.ceil(wait))),
+            "retry-after-ms": str(max(1, math.ceil(wait * 1000))),
+        },
+    )
+
+
+def shared_decision(
+    budgets: list[Budget],
+    amounts: list[int],
+    states: list[tuple[float, float, float]],
+    model: str,
+) -> Decision:
+    """The decision a shared store made: ``states`` holds each budget's
+    ``(available, wait, reset)``; a wait above 0 refused the request."""
+    refused = None
+    for budget, amount, (available, wait, reset) in zip(
+        budgets, amounts, states, strict=True
+    ):
+        if wait > 0 and refused is None:
+            state = State(budget.limit, budget.capacity, available, wait, reset)
+            refused = Refused(budget.kind, state, amount)
+    shown = [
+        (b.kind, b.limit, available, reset)
+        for b, (available, _wait, reset) in zip(budgets, states, strict=True)
+    ]
+    return decision(shown, refused, model)

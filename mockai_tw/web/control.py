@@ -25,7 +25,9 @@ from twisted.web.resource import IResource
 from mockai_tw.config import ConfigError, is_secret
 from mockai_tw.engine.rules import Rule, RuleError, parse_rule
 from mockai_tw.errors import ApiError, invalid
+from mockai_tw.journal import Journal
 from mockai_tw.request.common import parse_body
+from mockai_tw.state.url import redacted
 from mockai_tw.web.resources import (
     ApiResource,
     Branch,
@@ -33,7 +35,8 @@ from mockai_tw.web.resources import (
     bearer,
     invalid_url,
 )
-from mockai_tw.web.site import ApiRequest, send_json
+from mockai_tw.web.shared import Shared, unavailable
+from mockai_tw.web.site import ApiRequest, send_error, send_json
 
 if TYPE_CHECKING:
     from mockai_tw.web.face import AdminFace
@@ -165,7 +168,11 @@ def _mask_secret(value: Any) -> Any:
 def effective_config(state: AdminFace) -> dict[str, Any]:
     """The config in force, secrets masked."""
     out: dict[str, Any] = _masked(_plain(state.config))
-    return {"config_path": state.config_path, "config": out}
+    # A password in state.url is masked like any secret.
+    out["state"]["url"] = redacted(state.config.state.url)
+    shared = state.shared
+    described = shared.describe() if shared is not None else {"backend": "memory"}
+    return {"config_path": state.config_path, "config": out, "state": described}
 
 
 def read_journal(
@@ -175,8 +182,10 @@ def read_journal(
     rule: str | None = None,
     since: float | None = None,
     limit: int | None = None,
+    journal: Journal | None = None,
 ) -> dict[str, Any]:
-    journal = state.journal
+    """``journal``: the fleet's, read from the shared store (else this process's)."""
+    journal = journal or state.journal
     records = journal.query(path=path, model=model, rule=rule, since=since, limit=limit)
     return {
         "enabled": journal.enabled,
@@ -227,9 +236,62 @@ def _body(request: server.Request) -> dict[str, Any]:
 
 
 class AdminResource(ApiResource):
-    """A control resource: it sees the admin face, not only the request one."""
+    """A control resource: it sees the admin face, not only the request one.
+
+    With shared state, a call first reads what it shows from the store (the
+    run-time rules and their counters, the journal) and a change to the
+    rules is stored with a compare-and-set, tried again on a conflict."""
 
     state: AdminFace
+
+    def render(self, request: server.Request) -> bytes | int:
+        shared = self.state.shared
+        if shared is None or shared.local:
+            return super().render(request)
+        if not shared.connected:
+            send_error(request, unavailable(), self.error_body)
+            return server.NOT_DONE_YET
+        return self.later(request, self.shared(request, shared))
+
+    async def shared(self, request: server.Request, shared: Shared) -> bytes | int:
+        """Answer with the fleet's state (the resource's own ``render``)."""
+        await shared.sync(self.state.rules, self.parse)
+        return super().render(request)
+
+    def parse(self, raw: Mapping[str, Any]) -> Rule:
+        return parse_rule(dict(raw), "rule", _base_dir(self.state))
+
+    async def shown(self, shared: Shared) -> None:
+        """The rules' counters as the store counts them, for the views."""
+        entries = self.state.rules.entries(self.state.clock.seconds())
+        counts = await shared.store.counters([e.counter for e in entries])
+        for entry in entries:
+            count = counts.get(entry.counter)
+            if count is not None:
+                entry.hits = count.hits
+                entry.left = entry.rule.times if count.left is None else count.left
+
+    async def changed(self, request: server.Request, shared: Shared) -> bytes | int:
+        """A change to the run-time rules, stored for every process."""
+        result = await shared.change_rules(
+            self.state.rules,
+            self.parse,
+            lambda: super(AdminResource, self).render(request),
+        )
+        await self.shown(shared)
+        return result
+
+
+class _RulesResource(AdminResource):
+    async def shared(self, request: server.Request, shared: Shared) -> bytes | int:
+        if request.method in (b"GET", b"HEAD"):
+            await shared.sync(self.state.rules, self.parse)
+            await self.shown(shared)
+            return ApiResource.render(self, request)
+        if request.method == b"DELETE" and isinstance(self, Rules):
+            # Back to the file's rules: every counter afresh, fleet-wide.
+            await shared.store.reset_counters()
+        return await self.changed(request, shared)
 
 
 class Control(Branch):
@@ -274,7 +336,7 @@ class Control(Branch):
         )
 
 
-class Rules(AdminResource):
+class Rules(_RulesResource):
     """``/_mock/rules``: list, add, reset; ``/_mock/rules/{id}`` for one."""
 
     def render_GET(self, request: server.Request) -> bytes:
@@ -292,7 +354,7 @@ class Rules(AdminResource):
         return RuleItem(self.state, path.decode("utf-8", "replace"))
 
 
-class RuleItem(AdminResource):
+class RuleItem(_RulesResource):
     isLeaf = True
 
     def __init__(self, state: AdminFace, rule_id: str) -> None:
@@ -320,6 +382,9 @@ class ConfigView(AdminResource):
 
 class Requests(AdminResource):
     """``GET /_mock/requests?path=&model=&rule=&since=&limit=``; ``DELETE`` clears."""
+
+    # The fleet's journal while a shared read is answered.
+    fleet: Journal | None = None
 
     def render_GET(self, request: server.Request) -> bytes:
         args = _args(request)
@@ -354,11 +419,28 @@ class Requests(AdminResource):
                 rule=args.get("rule"),
                 since=since,
                 limit=limit,
+                journal=self.fleet,
             ),
         )
 
     def render_DELETE(self, request: server.Request) -> bytes:
         return _json(request, clear_journal(self.state))
+
+    async def shared(self, request: server.Request, shared: Shared) -> bytes | int:
+        if request.method == b"DELETE":
+            deleted = await shared.store.journal_clear()
+            self.state.journal.clear()
+            return _json(request, {"deleted": deleted})
+        records = await shared.store.journal_all()
+        journal = self.state.journal
+        fleet = Journal(journal.size, journal.enabled, journal.max_bytes)
+        fleet.ring.extend(records)
+        fleet.bytes = sum(len(r) for r in records)
+        self.fleet = fleet
+        try:
+            return ApiResource.render(self, request)
+        finally:
+            self.fleet = None
 
 
 class Reload(AdminResource):

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from mockai_tw.config import Config
     from mockai_tw.delivery import Ticker
     from mockai_tw.drain import Readiness
+    from mockai_tw.engine.capacity import Capacity
     from mockai_tw.engine.chat import Engine
     from mockai_tw.engine.faults import FaultInjector
     from mockai_tw.engine.ratelimit import RateLimiter
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from mockai_tw.hooks import Hooks
     from mockai_tw.journal import Journal
     from mockai_tw.metrics import Metrics
+    from mockai_tw.web.peers import Peers
+    from mockai_tw.web.shared import Shared
 
 
 class Face(Protocol):
@@ -36,6 +39,8 @@ class Face(Protocol):
     config: Config
     engine: Engine
     limiter: RateLimiter
+    # Slots and queues (capacity:); ``enabled`` off: never entered.
+    capacity: Capacity
     faults: FaultInjector
     ticker: Ticker
     hooks: Hooks
@@ -47,6 +52,10 @@ class Face(Protocol):
     token_bytes: tuple[bytes, ...]
     # Prometheus metrics (``GET /metrics``).
     metrics: Metrics
+    # The sibling workers whose figures a scrape sums (None when alone).
+    peers: Peers | None
+    # The store every process shares (state.backend: redis), else None.
+    shared: Shared | None
 
 
 class AdminFace(Face, Protocol):

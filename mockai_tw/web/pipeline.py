@@ -6,10 +6,14 @@ them.  The order is the contract:
 
     parse -> model check -> match rules (claimed, not committed)
       -> rate limit (plans first only when a token budget needs the reply)
+      -> capacity (a slot, a place in the queue, or a refusal)
       -> fault (one decision) -> plan -> commit the claim -> deliver
 
-so a request refused by the rate limit, a fault before headers, or a 400
-raised while planning moves no rule counter and leaves nothing behind.
+so a request refused by the rate limit, by capacity, a fault before headers,
+or a 400 raised while planning moves no rule counter and leaves nothing
+behind.  A request that waits for capacity returns ``NOT_DONE_YET`` and is
+delivered, slowed as the pool is full, when a slot frees (on the reactor: no
+thread, no sleep); it holds its slot until its last byte or its disconnect.
 """
 
 from __future__ import annotations
@@ -18,19 +22,23 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from twisted.logger import Logger
 from twisted.web import server
 
 from mockai_tw.delivery import Event, Stream
+from mockai_tw.engine.capacity import Ticket, slowed
 from mockai_tw.engine.faults import Fault, break_body, break_events
 from mockai_tw.engine.models import check_model
 from mockai_tw.engine.rules import Claim, ErrorAnswer, Hit, scripted_error
 from mockai_tw.engine.timing import Override
-from mockai_tw.errors import ApiError, invalid
+from mockai_tw.errors import ApiError, invalid, server_error
 from mockai_tw.journal import HeaderMap
 from mockai_tw.web.face import Face
 from mockai_tw.web.resources import ApiResource
-from mockai_tw.web.site import ApiRequest, send_json
+from mockai_tw.web.site import ApiRequest, send_error, send_json
 from mockai_tw.wire.errors import error_body, error_event
+
+log = Logger()
 
 SSE = b"text/event-stream; charset=utf-8"
 
@@ -141,20 +149,112 @@ def serve(
         return planned[0]
 
     reserve = (lambda: 0) if refusal is not None else (lambda: ep.reserve(parsed, plan))
-    fault = _admit(face, request, model, reserve, hits, now)
-    if fault is not None and fault.drop:
-        request.transport.abortConnection()  # type: ignore[union-attr]
-        return server.NOT_DONE_YET
-    if fault is not None and fault.error is not None:
-        raise fault.error
-    reply = None if refusal is not None else plan()
+    # A rule's error answer is sent at once: it takes no capacity.
+    limited = face.capacity.enabled and refusal is None
+    fault, ticket = _admit(face, request, model, reserve, hits, now, limited)
+    try:
+        if fault is not None and fault.drop:
+            request.transport.abortConnection()  # type: ignore[union-attr]
+            if ticket is not None:
+                face.capacity.release(ticket, now)
+            return server.NOT_DONE_YET
+        if fault is not None and fault.error is not None:
+            raise fault.error
+        reply = None if refusal is not None else plan()
+    except BaseException:
+        if ticket is not None:
+            face.capacity.release(ticket, now)
+        raise
     # Admitted and planned: only now do the rule's counters move.
     face.engine.rules.commit(claim, now)
+    streamed = ep.stream is not None and parsed.stream
+    if ticket is not None:
+        return _hold(face, ep, request, streamed, reply, fault, ticket)
     face.hooks.emit("admitted", request)
     if refusal is not None:
         raise refusal
     request.reply = reply
-    streamed = ep.stream is not None and parsed.stream
+    result = _deliver(face, ep, request, streamed, reply, fault)
+    if ep.sent is not None:
+        ep.sent(face, reply)
+    return result
+
+
+def _enter(face: Face, model: str, now: float) -> Ticket:
+    """A capacity slot or a place in the queue; a full queue refuses (before
+    any header, before the rule's counters move)."""
+    capacity = face.capacity
+    ticket = capacity.enter(model, now)
+    if ticket.running or ticket.waiting:
+        return ticket
+    raise capacity.refusal(ticket, model)
+
+
+def _hold(
+    face: Face,
+    ep: Endpoint,
+    request: ApiRequest,
+    streamed: bool,
+    reply: Any,
+    fault: Fault | None,
+    ticket: Ticket,
+) -> bytes | int:
+    """Deliver now or when a slot frees; the slot is held to the last byte
+    (or the disconnect), and a client gone while waiting leaves the queue."""
+    capacity = face.capacity
+
+    def release(_: object) -> None:
+        capacity.release(ticket, face.clock.seconds())
+
+    request.notifyFinish().addBoth(release)
+    if ticket.running:
+        return _run(face, ep, request, streamed, reply, fault, ticket)
+
+    def start(started: Ticket) -> None:
+        request.queued = False
+        try:
+            result = _run(face, ep, request, streamed, reply, fault, started)
+            if result != server.NOT_DONE_YET:
+                data = cast(bytes, result)
+                request.setHeader(b"content-length", b"%d" % len(data))
+                request.write(data)
+                request.finish()
+        except Exception:
+            log.failure(
+                "mockai: a request that waited for capacity failed to start"
+                " (request {request_id})",
+                request_id=request.request_id,
+            )
+            if request.finished:
+                return
+            if request.startedWriting:
+                request.channel.forceAbortClient()
+                return
+            send_error(request, server_error(), ep.error_body)
+
+    ticket.on_start = start
+    request.queued = True
+    face.hooks.emit("queued", request)
+    return server.NOT_DONE_YET
+
+
+def _run(
+    face: Face,
+    ep: Endpoint,
+    request: ApiRequest,
+    streamed: bool,
+    reply: Any,
+    fault: Fault | None,
+    ticket: Ticket,
+) -> bytes | int:
+    """Start a request that has its slot, paced as the pool is full."""
+    request.queue_s = ticket.queue_s
+    config = face.config
+    if config.timing.enabled:
+        prefill = config.capacity.prefill_ms_per_token
+        reply = slowed(reply, ticket.factor, prefill, streamed)
+    face.hooks.emit("admitted", request)
+    request.reply = reply
     result = _deliver(face, ep, request, streamed, reply, fault)
     if ep.sent is not None:
         ep.sent(face, reply)
@@ -168,23 +268,32 @@ def _admit(
     reserve: Callable[[], int],
     hits: tuple[Hit | None, ...],
     now: float,
-) -> Fault | None:
-    """The rate limit (a 429 raises), then the one fault decision."""
+    limited: bool,
+) -> tuple[Fault | None, Ticket | None]:
+    """The rate limit (a 429 raises), capacity when ``limited`` (a slot or
+    a place in the queue, held from here; a full queue raises), then the one
+    fault decision."""
     decision = face.limiter.admit(request.api_key, model, reserve, now)
     for name, value in decision.headers.items():
         request.setHeader(name.encode(), value.encode())
     if decision.error is not None:
         raise decision.error
+    ticket = _enter(face, model, now) if limited else None
     first = next((h for h in hits if h is not None), None)
     asked = _header(request, b"x-mock-fault") if face.config.faults.header else None
-    fault = face.faults.decide(
-        model,
-        asked,
-        first.fault if first is not None else None,
-        first.fault_probability if first is not None else 1.0,
-    )
+    try:
+        fault = face.faults.decide(
+            model,
+            asked,
+            first.fault if first is not None else None,
+            first.fault_probability if first is not None else 1.0,
+        )
+    except BaseException:
+        if ticket is not None:
+            face.capacity.release(ticket, now)
+        raise
     request.fault = fault.kind if fault is not None else None
-    return fault
+    return fault, ticket
 
 
 def _deliver(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import IResource, Resource
 
 from mockai_tw.errors import ApiError, server_error
+from mockai_tw.metrics import merge
 from mockai_tw.web.site import ApiRequest, send_error, send_json
 from mockai_tw.wire.errors import error_body
 
@@ -80,7 +83,11 @@ class ApiResource(Resource):
                     code="method_not_allowed",
                 )
             result = handler(request)
-            if isinstance(request, ApiRequest) and not request.journaled:
+            if (
+                isinstance(request, ApiRequest)
+                and not request.journaled
+                and not request.queued  # answered when it starts
+            ):
                 # Not through send_json: raw bytes, or no answer (a dropped line).
                 request.answered(request.code if result != server.NOT_DONE_YET else 0)
             return result
@@ -94,6 +101,53 @@ class ApiResource(Resource):
                 request_id=getattr(request, "request_id", None),
             )
             send_error(request, server_error(), self.error_body)
+        return server.NOT_DONE_YET
+
+    def later(
+        self, request: server.Request, work: Coroutine[Any, Any, bytes | int]
+    ) -> int:
+        """Answer when ``work`` is done (it waits on the shared store), as
+        ``render`` would have answered its result or its error."""
+        if isinstance(request, ApiRequest):
+            request.queued = True  # answered when the work is done
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def done(result: bytes | int) -> None:
+            if isinstance(request, ApiRequest):
+                request.queued = False
+                if not request.journaled:
+                    code = request.code if result != server.NOT_DONE_YET else 0
+                    request.answered(code)
+            if gone or request.finished or result == server.NOT_DONE_YET:
+                return
+            data = cast(bytes, result)
+            request.setHeader(b"content-length", b"%d" % len(data))
+            if request.method != b"HEAD":
+                request.write(data)
+            request.finish()
+
+        def failed(failure: Failure) -> None:
+            if isinstance(request, ApiRequest):
+                request.queued = False
+            if gone or request.finished:
+                return
+            if request.startedWriting:
+                request.channel.forceAbortClient()
+                return
+            if isinstance(failure.value, ApiError):
+                send_error(request, failure.value, self.error_body)
+                return
+            log.failure(
+                "Error answering {method} {path} (request {request_id})",
+                failure,
+                method=request.method.decode("ascii", "replace"),
+                path=_path(request),
+                request_id=getattr(request, "request_id", None),
+            )
+            send_error(request, server_error(), self.error_body)
+
+        defer.ensureDeferred(work).addCallbacks(done, failed)
         return server.NOT_DONE_YET
 
 
@@ -230,7 +284,7 @@ class MetricsPage(ApiResource):
     while ``metrics.enabled`` is off; with ``metrics.token`` a scrape needs
     ``Authorization: Bearer <token>``."""
 
-    def render_GET(self, request: server.Request) -> bytes:
+    def render_GET(self, request: server.Request) -> bytes | int:
         config = self.state.config.metrics
         if not config.enabled:
             raise invalid_url(request)
@@ -244,8 +298,30 @@ class MetricsPage(ApiResource):
                     "Incorrect metrics token provided.",
                     code="invalid_api_key",
                 )
-        body = self.state.metrics.exposition()
-        request.setResponseCode(200)
-        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
-        request.setHeader(b"content-length", b"%d" % len(body))
-        return body
+        own = self.state.metrics.exposition()
+        peers = self.state.peers
+        if peers is None:
+            return _exposed(request, own)
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def answer(others: list[bytes]) -> None:
+            if not gone:
+                request.write(_exposed(request, merge([own, *others])))
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            log.failure("merging the workers' metrics", failure)
+            if not gone:
+                request.write(_exposed(request, own))
+                request.finish()
+
+        peers.gather().addCallback(answer).addErrback(failed)
+        return server.NOT_DONE_YET
+
+
+def _exposed(request: server.Request, body: bytes) -> bytes:
+    request.setResponseCode(200)
+    request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body

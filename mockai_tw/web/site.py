@@ -66,6 +66,10 @@ class ApiRequest(server.Request):
     # (web/pipeline.py serve), so logs and metrics never parse the body again.
     endpoint: str | None = None
     model: str | None = None
+    # Waiting for a capacity slot (engine/capacity.py): its answer comes
+    # when it starts; and how long it waited (None: capacity off).
+    queued = False
+    queue_s: float | None = None
 
     @property
     def mock_site(self) -> MockSite:

@@ -6,7 +6,10 @@ refuses moves no counter.  Pure: the caller passes the time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +31,13 @@ class Entry:
     hits: int = 0
     left: int | None = None
     expires: float | None = None
+    # Names this entry's counter in a shared store: a replaced rule or a
+    # changed file rule starts afresh (the token is new).
+    token: str = ""
+
+    @property
+    def counter(self) -> str:
+        return f"{self.origin}:{self.id}:{self.token}"
 
     def view(self, position: int) -> dict[str, Any]:
         return {
@@ -65,9 +75,14 @@ class Claim:
     a refused request (429, a fault before headers) leaves the rules alone.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, recording: bool = False) -> None:
         self._claimed: list[tuple[Entry, Hit]] = []
         self._committed = 0  # how many of them the book has applied
+        # Shared counters (state.backend: redis): each question's candidates
+        # (every live rule whose conditions hold, in order), for the store to
+        # pick from; ``match`` answers None until ``resolve``.
+        self.recording = recording
+        self.questions: list[list[tuple[Entry, RequestContext, Captures]]] = []
 
     @property
     def hits(self) -> tuple[Hit, ...]:
@@ -110,7 +125,11 @@ class RuleBook:
     def __bool__(self) -> bool:
         return bool(self.first or self.file or self.last)
 
-    def _entry(self, rule: Rule, entry_id: str, origin: str, now: float) -> Entry:
+    def _entry(
+        self, rule: Rule, entry_id: str, origin: str, now: float, token: str = ""
+    ) -> Entry:
+        if not token:
+            token = _digest(rule) if origin == "file" else secrets.token_hex(8)
         return Entry(
             id=entry_id,
             rule=rule,
@@ -118,6 +137,7 @@ class RuleBook:
             added=now,
             left=rule.times,
             expires=None if rule.ttl_s is None else now + rule.ttl_s,
+            token=token,
         )
 
     def load(self, rules: Sequence[Rule], now: float) -> None:
@@ -172,6 +192,60 @@ class RuleBook:
                     return True
         return False
 
+    # --- a shared store's copy (state.backend: redis) -------------------------
+
+    def runtime(self) -> tuple[list[bytes], list[bytes]]:
+        """The run-time rules, ``first`` and ``last``, as a store keeps them."""
+
+        def blob(entry: Entry) -> bytes:
+            return json.dumps(
+                {
+                    "id": entry.id,
+                    "added": entry.added,
+                    "token": entry.token,
+                    "rule": _plain(entry.rule.source),
+                },
+                separators=(",", ":"),
+            ).encode()
+
+        return [blob(e) for e in self.first], [blob(e) for e in self.last]
+
+    def install(
+        self,
+        first: Sequence[bytes],
+        last: Sequence[bytes],
+        parse: Callable[[Mapping[str, Any]], Rule],
+    ) -> None:
+        """Make the store's run-time rules this book's (the file's stay).
+
+        A blob that does not parse is a store written by another version:
+        a RuleError names it."""
+
+        def entry(raw: bytes) -> Entry:
+            try:
+                data = json.loads(raw)
+                rule = parse(data["rule"])
+                return self._entry(
+                    rule,
+                    str(data["id"]),
+                    "runtime",
+                    float(data["added"]),
+                    str(data["token"]),
+                )
+            except (ValueError, KeyError, TypeError) as error:
+                raise RuleError(
+                    "rules", f"a shared rule is unreadable: {error}"
+                ) from None
+
+        self.first = [entry(b) for b in first]
+        self.last = [entry(b) for b in last]
+        numbers = [
+            int(e.id.removeprefix("added-"))
+            for e in (*self.first, *self.last)
+            if e.id.startswith("added-") and e.id.removeprefix("added-").isdigit()
+        ]
+        self._added = max([self._added, *numbers])
+
     def _expire(self, now: float) -> None:
         for entries in (self.first, self.file, self.last):
             if any(e.expires is not None and now >= e.expires for e in entries):
@@ -194,6 +268,15 @@ class RuleBook:
             hit = self.match(ctx, now, claim)
             self.commit(claim, now)
             return hit
+        if claim.recording:
+            question = []
+            for entry in self.entries(now):
+                rule = entry.rule
+                captures = rule.match.evaluate(ctx, rule.endpoints)
+                if captures is not None:
+                    question.append((entry, ctx, captures))
+            claim.questions.append(question)
+            return None
         for entries in (self.first, self.file, self.last):
             for entry in entries:
                 if entry.expires is not None and now >= entry.expires:
@@ -205,26 +288,26 @@ class RuleBook:
                 captures = rule.match.evaluate(ctx, rule.endpoints)
                 if captures is None:
                     continue
-                count = entry.hits + earlier + 1
-                answer = rule.answer
-                if isinstance(answer, SequenceAnswer):
-                    answer = answer.step(count)
-                hit = Hit(
-                    rule=entry.id,
-                    answer=answer,
-                    context=ctx,
-                    captures=captures,
-                    count=count,
-                    chunking=rule.chunking,
-                    interval_ms=rule.interval_ms,
-                    ttft_ms=rule.ttft_ms,
-                    fault=rule.fault,
-                    fault_probability=rule.fault_probability,
-                )
+                hit = _hit(entry, ctx, captures, entry.hits + earlier + 1)
                 claim._record(entry, hit)
                 return hit
         self._expire(now)
         return None
+
+    @staticmethod
+    def resolve(
+        claim: Claim, picks: Sequence[tuple[int, int]]
+    ) -> tuple[Hit | None, ...]:
+        """A recording claim's hits, as a shared store picked them: per
+        question, the candidate chosen (-1: none) and its hits after this."""
+        hits: list[Hit | None] = []
+        for candidates, (chosen, count) in zip(claim.questions, picks, strict=True):
+            if chosen < 0 or chosen >= len(candidates):
+                hits.append(None)
+                continue
+            entry, ctx, captures = candidates[chosen]
+            hits.append(_hit(entry, ctx, captures, count))
+        return tuple(hits)
 
     def commit(self, claim: Claim, now: float) -> None:
         """Apply the claim's hits not yet committed, in order.
@@ -252,3 +335,37 @@ class RuleBook:
             if any(e is entry for e in entries):
                 return entries
         return None
+
+
+def _hit(entry: Entry, ctx: RequestContext, captures: Captures, count: int) -> Hit:
+    rule = entry.rule
+    answer = rule.answer
+    if isinstance(answer, SequenceAnswer):
+        answer = answer.step(count)
+    return Hit(
+        rule=entry.id,
+        answer=answer,
+        context=ctx,
+        captures=captures,
+        count=count,
+        chunking=rule.chunking,
+        interval_ms=rule.interval_ms,
+        ttft_ms=rule.ttft_ms,
+        fault=rule.fault,
+        fault_probability=rule.fault_probability,
+    )
+
+
+def _digest(rule: Rule) -> str:
+    """A file rule's token: the same rule in every process's file, the same
+    counter; a changed rule, a fresh one."""
+    text = json.dumps(_plain(rule.source), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -336,8 +336,9 @@ class Journal:
         reply: Any = None,
         error: Any = None,
         fault: str | None = None,
-    ) -> None:
-        """Keep a packed copy; the request's own objects are all let go."""
+    ) -> bytes:
+        """Keep a packed copy (returned, for a shared store to keep too); the
+        request's own objects are all let go."""
         body_size = 0
         if body is None:
             body = b""
@@ -374,6 +375,7 @@ class Journal:
         self.bytes += len(packed)
         if len(ring) > self.size or self.bytes > self.max_bytes:
             self._trim()
+        return packed
 
     def clear(self) -> int:
         """Forget everything; returns how many records there were."""

@@ -7,9 +7,10 @@ ticker), so a reload swaps one object and in-flight streams keep their plan.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
@@ -27,11 +28,12 @@ from mockai_tw.engine.chat import Engine
 from mockai_tw.engine.faults import FaultInjector
 from mockai_tw.engine.ratelimit import RateLimiter
 from mockai_tw.engine.responses import ResponseStore
-from mockai_tw.engine.rules import RuleBook
+from mockai_tw.engine.rules import Rule, RuleBook, parse_rule
 from mockai_tw.hooks import Hooks
 from mockai_tw.journal import Journal
 from mockai_tw.logs import AccessLog
 from mockai_tw.metrics import Metrics
+from mockai_tw.state.types import StoreError
 from mockai_tw.web import endpoints
 from mockai_tw.web.azure import azure_tree
 from mockai_tw.web.connections import SharedPort, listen
@@ -94,8 +96,12 @@ class MockServer:
         self.metrics = Metrics(self.hooks, clock, self.journal)
         # Set by the daemon when it is one of several workers (web/peers.py).
         self.peers: Peers | None = None
-        # Set by the daemon with state.backend: redis (web/shared.py).
+        # One state for every process (state.backend: redis), else None.
         self.shared: Shared | None = None
+        if config.state.backend == "redis":
+            from mockai_tw.web.shared import Shared
+
+            self.shared = Shared(config.state, self.parse_rule)
         # Kept responses (previous_response_id); resized by apply().
         self.responses = ResponseStore(config.responses.store_size)
         self.apply(config)
@@ -114,6 +120,13 @@ class MockServer:
         )
         if worker is not None:
             self.site.worker_header = b"%d" % worker
+
+    def parse_rule(self, raw: Mapping[str, Any]) -> Rule:
+        """A run-time rule as the control API reads one (files beside the
+        config file)."""
+        path = self.config_path
+        base = os.path.dirname(os.path.abspath(path)) if path else None
+        return parse_rule(dict(raw), "rule", base)
 
     def apply(self, config: Config) -> None:
         """Make ``config`` the one new requests see."""
@@ -222,7 +235,7 @@ class MockServer:
         path = request.path
         if not (path.startswith(b"/v1/") or path.startswith(b"/openai/")):
             return
-        journal.record(
+        packed = journal.record(
             request.started,
             request.method,
             request.uri,
@@ -233,6 +246,9 @@ class MockServer:
             request.error,
             request.fault,
         )
+        shared = self.shared
+        if shared is not None and shared.connected:
+            shared.journal(packed, journal.size, journal.max_bytes)
 
 
 class ListenService(Service):
@@ -255,6 +271,16 @@ class ListenService(Service):
 
     def startService(self) -> None:
         super().startService()
+        store = self.server.shared
+        if store is None:
+            self._listen()
+            return
+        # Redis down at start: the daemon does not start (one line, state.url
+        # redacted).
+        waited = store.store.wait_connected(store.config.connect_timeout_s)
+        waited.addCallbacks(lambda _: self._listen(), self._failed)
+
+    def _listen(self) -> None:
         d = listen(self.reactor, self.endpoint, self.server.site, self.shared)
         d.addCallbacks(self._listening, self._failed)
 
@@ -273,11 +299,14 @@ class ListenService(Service):
         self.listening.callback(port)
 
     def _failed(self, failure: Any) -> None:
-        log.error(
-            "mockai cannot listen on {endpoint}: {why}",
-            endpoint=self.endpoint,
-            why=failure.getErrorMessage(),
-        )
+        if failure.check(StoreError):
+            log.error("mockai cannot start: {why}", why=failure.getErrorMessage())
+        else:
+            log.error(
+                "mockai cannot listen on {endpoint}: {why}",
+                endpoint=self.endpoint,
+                why=failure.getErrorMessage(),
+            )
         self.listening.errback(failure)
         self.listening.addErrback(lambda _: None)
         if not IReactorCore.providedBy(self.reactor):
@@ -295,7 +324,14 @@ class ListenService(Service):
         Deferred fires when it is over."""
         super().stopService()
         port, self.port = self.port, None
-        return self.server.drain.start(port.stopListening if port is not None else None)
+        drained = self.server.drain.start(
+            port.stopListening if port is not None else None
+        )
+        shared = self.server.shared
+        if shared is not None:
+            # After the drain: a stream running to its end still journals.
+            drained.addCallback(lambda _: shared.store.close())
+        return drained
 
 
 class ReloadOnHangup(Service):

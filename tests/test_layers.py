@@ -91,6 +91,16 @@ class LayerTests(TestCase):
             {n for n in names if n.startswith("mockai_tw.engine")}, set(), names
         )
 
+    def test_the_memory_backend_loads_no_redis_client(self) -> None:
+        # state.backend: memory (the default) is today's server: no client.
+        for module in ("mockai_tw.tap", "mockai_tw.server", "mockai_tw.web.control"):
+            names = loaded(module)
+            self.assertEqual(
+                [n for n in names if n.split(".")[0] in ("txredisapi", "hiredis")],
+                [],
+                module,
+            )
+
     def test_engine_knows_no_twisted(self) -> None:
         for module in (
             "mockai_tw.engine.chat",

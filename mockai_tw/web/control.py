@@ -185,7 +185,7 @@ def read_journal(
     journal: Journal | None = None,
 ) -> dict[str, Any]:
     """``journal``: the fleet's, read from the shared store (else this process's)."""
-    journal = journal or state.journal
+    journal = state.journal if journal is None else journal
     records = journal.query(path=path, model=model, rule=rule, since=since, limit=limit)
     return {
         "enabled": journal.enabled,
@@ -255,11 +255,8 @@ class AdminResource(ApiResource):
 
     async def shared(self, request: server.Request, shared: Shared) -> bytes | int:
         """Answer with the fleet's state (the resource's own ``render``)."""
-        await shared.sync(self.state.rules, self.parse)
+        await shared.sync(self.state.rules)
         return super().render(request)
-
-    def parse(self, raw: Mapping[str, Any]) -> Rule:
-        return parse_rule(dict(raw), "rule", _base_dir(self.state))
 
     async def shown(self, shared: Shared) -> None:
         """The rules' counters as the store counts them, for the views."""
@@ -274,9 +271,7 @@ class AdminResource(ApiResource):
     async def changed(self, request: server.Request, shared: Shared) -> bytes | int:
         """A change to the run-time rules, stored for every process."""
         result = await shared.change_rules(
-            self.state.rules,
-            self.parse,
-            lambda: super(AdminResource, self).render(request),
+            self.state.rules, lambda: ApiResource.render(self, request)
         )
         await self.shown(shared)
         return result
@@ -285,7 +280,7 @@ class AdminResource(ApiResource):
 class _RulesResource(AdminResource):
     async def shared(self, request: server.Request, shared: Shared) -> bytes | int:
         if request.method in (b"GET", b"HEAD"):
-            await shared.sync(self.state.rules, self.parse)
+            await shared.sync(self.state.rules)
             await self.shown(shared)
             return ApiResource.render(self, request)
         if request.method == b"DELETE" and isinstance(self, Rules):

@@ -121,6 +121,9 @@ RESPONSES = Endpoint(
     stream=response_stream,
     error_event=response_error_event,
     sent=lambda face, plan: face.responses.keep(plan),
+    continues=lambda request: (
+        (request.previous_response_id,) if request.previous_response_id else ()
+    ),
 )
 
 

@@ -18,7 +18,7 @@ thread, no sleep); it holds its slot until its last byte or its disconnect.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,12 +29,15 @@ from mockai_tw.delivery import Event, Stream
 from mockai_tw.engine.capacity import Ticket, slowed
 from mockai_tw.engine.faults import Fault, break_body, break_events
 from mockai_tw.engine.models import check_model
-from mockai_tw.engine.rules import Claim, ErrorAnswer, Hit, scripted_error
+from mockai_tw.engine.ratelimit import Decision, shared_decision
+from mockai_tw.engine.rules import Claim, ErrorAnswer, Hit, RuleBook, scripted_error
 from mockai_tw.engine.timing import Override
 from mockai_tw.errors import ApiError, invalid, server_error
 from mockai_tw.journal import HeaderMap
+from mockai_tw.state.types import UNLIMITED, BucketCharge, Candidate, StoreUnavailable
 from mockai_tw.web.face import Face
 from mockai_tw.web.resources import ApiResource
+from mockai_tw.web.shared import MAX_STALE, Shared, unavailable
 from mockai_tw.web.site import ApiRequest, send_error, send_json
 from mockai_tw.wire.errors import error_body, error_event
 
@@ -71,6 +74,9 @@ class Endpoint:
     error_event: Callable[[ApiError, int], bytes] = error_event
     # After the reply is handed to delivery (the Responses store keeps it).
     sent: Callable[[Face, Any], None] | None = None
+    # The ids of kept replies a request continues (previous_response_id):
+    # with shared state they are fetched from the store first.
+    continues: Callable[[Any], Sequence[str]] | None = None
 
 
 def _header(request: server.Request, name: bytes) -> str | None:
@@ -122,41 +128,118 @@ class EndpointResource(ApiResource):
 
     def render_POST(self, request: server.Request) -> bytes | int:
         request = cast(ApiRequest, request)
+        shared = self.state.shared
+        if shared is not None and not shared.local:
+            return self.later(
+                request,
+                serve_shared(self.state, self.endpoint, request, self.default_model),
+            )
         return serve(self.state, self.endpoint, request, self.default_model)
 
 
-def serve(
+@dataclass
+class _Asked:
+    """What the steps before admission found out about one request."""
+
+    parsed: Any
+    model: str
+    timing: Override | None
+    now: float
+
+
+def _front(
     face: Face, ep: Endpoint, request: ApiRequest, default_model: str | None
-) -> bytes | int:
-    """Run ``request`` through every step of ``ep``; errors raise ApiError."""
+) -> _Asked:
+    """Parse, check the model, read the timing headers: no state is touched."""
     request.endpoint = ep.name
     parsed = ep.parse(request.body(), default_model)
     model: str = parsed.model
     request.model = model
     check_model(face.config, model)
     timing = timing_override(face, request) if ep.timed else None
-    now = face.clock.seconds()
-    claim = Claim()
-    prepared, hits = ep.match(
-        face, parsed, HeaderMap(request.requestHeaders), now, claim
-    )
-    refusal = _refusal(hits)
+    return _Asked(parsed, model, timing, face.clock.seconds())
+
+
+def _planner(
+    face: Face, ep: Endpoint, asked: _Asked, prepared: Any, hits: tuple[Hit | None, ...]
+) -> Callable[[], Any]:
+    """The reply, planned once, when first asked for."""
     planned: list[Any] = []
 
     def plan() -> Any:
         if not planned:
-            planned.append(ep.plan(face, prepared, hits, now, timing))
+            planned.append(ep.plan(face, prepared, hits, asked.now, asked.timing))
         return planned[0]
 
-    reserve = (lambda: 0) if refusal is not None else (lambda: ep.reserve(parsed, plan))
+    return plan
+
+
+def serve(
+    face: Face, ep: Endpoint, request: ApiRequest, default_model: str | None
+) -> bytes | int:
+    """Run ``request`` through every step of ``ep``; errors raise ApiError."""
+    asked = _front(face, ep, request, default_model)
+    now = asked.now
+    claim = Claim()
+    prepared, hits = ep.match(
+        face, asked.parsed, HeaderMap(request.requestHeaders), now, claim
+    )
+    refusal = _refusal(hits)
+    plan = _planner(face, ep, asked, prepared, hits)
+    if refusal is not None:
+        reserve: Callable[[], int] = lambda: 0  # noqa: E731
+    else:
+        reserve = lambda: ep.reserve(asked.parsed, plan)  # noqa: E731
+    decision = face.limiter.admit(request.api_key, asked.model, reserve, now)
+    _limited(request, decision)
+    return _proceed(
+        face,
+        ep,
+        request,
+        asked,
+        hits,
+        plan,
+        commit=lambda: face.engine.rules.commit(claim, now),
+        release=lambda: None,
+    )
+
+
+def _times(times: int | None) -> int:
+    return UNLIMITED if times is None else times
+
+
+def _limited(request: ApiRequest, decision: Decision) -> None:
+    """The rate limit's headers; its 429 raises."""
+    for name, value in decision.headers.items():
+        request.setHeader(name.encode(), value.encode())
+    if decision.error is not None:
+        raise decision.error
+
+
+def _proceed(
+    face: Face,
+    ep: Endpoint,
+    request: ApiRequest,
+    asked: _Asked,
+    hits: tuple[Hit | None, ...],
+    plan: Callable[[], Any],
+    commit: Callable[[], None],
+    release: Callable[[], None],
+) -> bytes | int:
+    """After the rate limit: capacity, the fault, the plan, then the rule's
+    counters (``commit``; ``release`` undoes a store's claim refused here)."""
+    now = asked.now
+    refusal = _refusal(hits)
     # A rule's error answer is sent at once: it takes no capacity.
     limited = face.capacity.enabled and refusal is None
-    fault, ticket = _admit(face, request, model, reserve, hits, now, limited)
+    ticket = None
     try:
+        fault, ticket = _admit(face, request, asked.model, hits, now, limited)
         if fault is not None and fault.drop:
             request.transport.abortConnection()  # type: ignore[union-attr]
             if ticket is not None:
                 face.capacity.release(ticket, now)
+            release()
             return server.NOT_DONE_YET
         if fault is not None and fault.error is not None:
             raise fault.error
@@ -164,10 +247,11 @@ def serve(
     except BaseException:
         if ticket is not None:
             face.capacity.release(ticket, now)
+        release()
         raise
     # Admitted and planned: only now do the rule's counters move.
-    face.engine.rules.commit(claim, now)
-    streamed = ep.stream is not None and parsed.stream
+    commit()
+    streamed = ep.stream is not None and asked.parsed.stream
     if ticket is not None:
         return _hold(face, ep, request, streamed, reply, fault, ticket)
     face.hooks.emit("admitted", request)
@@ -175,9 +259,104 @@ def serve(
         raise refusal
     request.reply = reply
     result = _deliver(face, ep, request, streamed, reply, fault)
+    _sent(face, ep, reply)
+    return result
+
+
+def _sent(face: Face, ep: Endpoint, reply: Any) -> None:
     if ep.sent is not None:
         ep.sent(face, reply)
-    return result
+        if face.shared is not None and not face.shared.local:
+            face.shared.keep(reply, face.config.responses.store_size)
+
+
+async def serve_shared(
+    face: Face, ep: Endpoint, request: ApiRequest, default_model: str | None
+) -> bytes | int:
+    """``serve`` with the state every process shares: one round trip admits
+    the request (rules version, budgets, rule counters) before the same
+    steps as ``serve``.  A token budget that needs the reply is charged in a
+    second trip, once the reply is planned."""
+    shared = face.shared
+    assert shared is not None
+    asked = _front(face, ep, request, default_model)
+    if not shared.connected:
+        if shared.local:
+            return serve(face, ep, request, default_model)
+        raise unavailable()
+    try:
+        return await _serve_shared(face, ep, request, asked, shared)
+    except StoreUnavailable:
+        raise unavailable() from None
+
+
+async def _serve_shared(
+    face: Face, ep: Endpoint, request: ApiRequest, asked: _Asked, shared: Shared
+) -> bytes | int:
+    book = face.engine.rules
+    if shared.version < 0:
+        await shared.sync(book)
+    if ep.continues is not None:
+        # The kept replies this one follows, from whichever process kept them.
+        ids = [i for i in ep.continues(asked.parsed) if face.responses.get(i) is None]
+        for kept in (await shared.fetch(ids)).values():
+            face.responses.keep(kept)
+    budgets = face.limiter.charges(request.api_key, asked.model)
+    requests = [b for b in budgets if b.kind == "requests"]
+    tokens = [b for b in budgets if b.kind == "tokens"]
+    headers = HeaderMap(request.requestHeaders)
+    for _ in range(MAX_STALE):
+        claim = Claim(recording=True)
+        prepared, hits = ep.match(face, asked.parsed, headers, asked.now, claim)
+        questions = [
+            [
+                Candidate(
+                    e.counter, UNLIMITED if e.rule.times is None else e.rule.times
+                )
+                for e, _ctx, _captures in question
+            ]
+            for question in claim.questions
+        ]
+        charges = [BucketCharge(b.key, b.limit, b.capacity, 1) for b in requests]
+        result = await shared.store.admit(shared.version, charges, questions)
+        if not result.stale:
+            break
+        await shared.sync(book)
+    else:
+        raise unavailable()
+    if claim.questions:
+        hits = RuleBook.resolve(claim, result.picks)
+    claimed = result.claimed(questions)
+
+    def release() -> None:
+        if claimed:
+            shared.store.guard(shared.store.release(claimed), "rule release")
+
+    states = [(s.available, s.wait, s.reset) for s in result.buckets]
+    decision = shared_decision(requests, [1] * len(requests), states, asked.model)
+    plan = _planner(face, ep, asked, prepared, hits)
+    if decision.error is None and tokens and _refusal(hits) is None:
+        try:
+            amount = ep.reserve(asked.parsed, plan)
+        except BaseException:
+            release()
+            raise
+        charged = await shared.store.charge(
+            [BucketCharge(b.key, b.limit, b.capacity, amount) for b in tokens]
+        )
+        both = shared_decision(
+            [*requests, *tokens],
+            [1] * len(requests) + [amount] * len(tokens),
+            [*states, *((s.available, s.wait, s.reset) for s in charged.buckets)],
+            asked.model,
+        )
+        if both.error is not None:
+            release()
+        decision = both
+    _limited(request, decision)
+    return _proceed(
+        face, ep, request, asked, hits, plan, commit=lambda: None, release=release
+    )
 
 
 def _enter(face: Face, model: str, now: float) -> Ticket:
@@ -256,8 +435,7 @@ def _run(
     face.hooks.emit("admitted", request)
     request.reply = reply
     result = _deliver(face, ep, request, streamed, reply, fault)
-    if ep.sent is not None:
-        ep.sent(face, reply)
+    _sent(face, ep, reply)
     return result
 
 
@@ -265,19 +443,12 @@ def _admit(
     face: Face,
     request: ApiRequest,
     model: str,
-    reserve: Callable[[], int],
     hits: tuple[Hit | None, ...],
     now: float,
     limited: bool,
 ) -> tuple[Fault | None, Ticket | None]:
-    """The rate limit (a 429 raises), capacity when ``limited`` (a slot or
-    a place in the queue, held from here; a full queue raises), then the one
-    fault decision."""
-    decision = face.limiter.admit(request.api_key, model, reserve, now)
-    for name, value in decision.headers.items():
-        request.setHeader(name.encode(), value.encode())
-    if decision.error is not None:
-        raise decision.error
+    """Capacity when ``limited`` (a slot or a place in the queue, held from
+    here; a full queue raises), then the one fault decision."""
     ticket = _enter(face, model, now) if limited else None
     first = next((h for h in hits if h is not None), None)
     asked = _header(request, b"x-mock-fault") if face.config.faults.header else None

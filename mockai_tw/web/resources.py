@@ -238,9 +238,27 @@ class Health(ApiResource):
             "worker": state.worker or 0,
             "open_streams": len(state.ticker.streams),
             "faults": dict(state.faults.counts),
+            "state": (
+                {"backend": "memory"}
+                if state.shared is None
+                else {
+                    "backend": "redis",
+                    "connected": state.shared.connected,
+                    "url": state.shared.url.redacted,
+                }
+            ),
         }
         return send_json(request, 200, orjson.dumps(body))
 
+
+# Why ``/ready`` says no while the shared state is away (on_error: fail).
+_STATE_LOST = ApiError(
+    503,
+    "The server's shared state (Redis) is unavailable; it is not accepting"
+    " requests until it is back.",
+    type="server_error",
+    code="mock_state_unavailable",
+)
 
 # Why ``/ready`` says no, by readiness state (drain.py names them).
 _NOT_READY = {
@@ -270,6 +288,9 @@ class Ready(ApiResource):
         refusal = _NOT_READY.get(state.readiness.state)
         if refusal is not None:
             raise refusal
+        shared = state.shared
+        if shared is not None and not shared.connected and not shared.local:
+            raise _STATE_LOST
         body: dict[str, Any] = {
             "status": "ready",
             "version": state.version,

@@ -16,7 +16,8 @@ from mockai_tw.request.responses import parse_list_params
 from mockai_tw.web.endpoints import RESPONSES
 from mockai_tw.web.face import Face
 from mockai_tw.web.pipeline import EndpointResource
-from mockai_tw.web.resources import ApiResource
+from mockai_tw.web.resources import ApiResource, ErrorResource
+from mockai_tw.web.shared import Shared, unavailable
 from mockai_tw.web.site import send_json
 from mockai_tw.wire.responses import deleted_body, input_items_body, response_body
 
@@ -33,7 +34,31 @@ class Responses(EndpointResource):
         return ResponseEntry(self.state, unquote(path.decode("utf-8", "replace")))
 
 
-class ResponseEntry(ApiResource):
+class _Kept(ApiResource):
+    """A kept response's resource: with shared state, the response is first
+    fetched from the store (it may have been made by another process)."""
+
+    response_id: str
+
+    def render(self, request: server.Request) -> bytes | int:
+        shared = self.state.shared
+        if shared is None or shared.local:
+            return super().render(request)
+        if not shared.connected:
+            raise_later = unavailable()
+            return ErrorResource(raise_later).render(request)
+        return self.later(request, self._fetched(request, shared))
+
+    async def _fetched(self, request: server.Request, shared: Shared) -> bytes | int:
+        found = await shared.fetch([self.response_id])
+        for plan in found.values():
+            self.state.responses.keep(plan)
+        if request.method == b"DELETE":
+            await shared.store.response_delete(self.response_id)
+        return ApiResource.render(self, request)
+
+
+class ResponseEntry(_Kept):
     """``GET`` / ``DELETE /v1/responses/{id}``; 404 for an id not kept."""
 
     def __init__(self, face: Face, response_id: str) -> None:
@@ -60,7 +85,7 @@ class ResponseEntry(ApiResource):
         return super().getChild(path, request)
 
 
-class InputItems(ApiResource):
+class InputItems(_Kept):
     """``GET /v1/responses/{id}/input_items``: the items the response was given."""
 
     isLeaf = True
@@ -68,6 +93,7 @@ class InputItems(ApiResource):
     def __init__(self, entry: ResponseEntry) -> None:
         super().__init__(entry.state)
         self.entry = entry
+        self.response_id = entry.response_id
 
     def render_GET(self, request: server.Request) -> bytes:
         params = parse_list_params(request.args or {})

@@ -37,6 +37,8 @@ T = TypeVar("T")
 #: How often a change to the run-time rules is tried again when another
 #: process changed them first.
 MAX_RULE_RETRIES = 16
+#: How often a request is admitted again after finding its rules stale.
+MAX_STALE = 4
 
 
 def unavailable() -> ApiError:
@@ -53,8 +55,15 @@ class Shared:
     """The store, the run-time rules' version this process holds, and the
     outage policy."""
 
-    def __init__(self, config: StateConfig, store: RedisStore | None = None) -> None:
+    def __init__(
+        self,
+        config: StateConfig,
+        parse: Callable[[Mapping[str, Any]], Rule],
+        store: RedisStore | None = None,
+    ) -> None:
         self.config = config
+        # The rule parser (with the config file's directory for file answers).
+        self.parse = parse
         self.url = parse_url(config.url)
         if store is None:
             from mockai_tw.state.redis import RedisStore
@@ -109,29 +118,22 @@ class Shared:
 
     # --- run-time rules ---------------------------------------------------
 
-    def sync(
-        self, book: RuleBook, parse: Callable[[Mapping[str, Any]], Rule]
-    ) -> defer.Deferred[int]:
+    def sync(self, book: RuleBook) -> defer.Deferred[int]:
         """The store's run-time rules into ``book`` (when they changed)."""
 
         def got(snapshot: Any) -> int:
             if snapshot.version != self.version:
-                book.install(snapshot.first, snapshot.last, parse)
+                book.install(snapshot.first, snapshot.last, self.parse)
                 self.version = snapshot.version
             return int(snapshot.version)
 
         return self.store.rules_get().addCallback(got)
 
-    async def change_rules(
-        self,
-        book: RuleBook,
-        parse: Callable[[Mapping[str, Any]], Rule],
-        change: Callable[[], T],
-    ) -> T:
+    async def change_rules(self, book: RuleBook, change: Callable[[], T]) -> T:
         """Apply ``change`` to the freshest copy and store it; when another
         process changed the rules meanwhile, read them again and redo it."""
         for _ in range(MAX_RULE_RETRIES):
-            version = await self.sync(book, parse)
+            version = await self.sync(book)
             before = book.runtime()
             result = change()
             after = book.runtime()
@@ -152,8 +154,9 @@ class Shared:
             self.store.journal_append(packed, size, max_bytes), "journal append"
         )
 
-    def keep(self, plan: ResponsePlan, size: int) -> None:
-        if not plan.request.store:
+    def keep(self, plan: Any, size: int) -> None:
+        """Share a kept reply (a Responses plan with ``store`` on)."""
+        if not isinstance(plan, ResponsePlan) or not plan.request.store:
             return
         try:
             blob = dump(plan)

@@ -7,6 +7,7 @@ ticker), so a reload swaps one object and in-flight streams keep their plan.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -214,6 +215,13 @@ class MockServer:
                 " still listening on {endpoint}",
                 endpoint=running.endpoint,
             )
+        if config.state != self.config.state:
+            log.warn(
+                "mockai: a new shared state (state.*) needs a restart;"
+                " still using {backend}",
+                backend=self.config.state.backend,
+            )
+            config = dataclasses.replace(config, state=self.config.state)
         config = config.listening_as(running)
         self.apply(config)
         self.metrics.reloaded("ok")

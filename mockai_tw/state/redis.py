@@ -488,12 +488,13 @@ class RedisStore:
         def failed(failure: Failure) -> None:
             if not self._closing and what not in self._logged:
                 self._logged.add(what)
-                log.failure(
-                    "Redis {what} failed ({url}); further failures not logged"
-                    " until Redis is back",
-                    failure,
+                # One line, no traceback: an outage is expected, not a bug.
+                log.warn(
+                    "Redis {what} failed ({url}): {why}; further failures not"
+                    " logged until Redis is back",
                     what=what,
                     url=self.url.redacted,
+                    why=failure.getErrorMessage(),
                 )
 
         d.addErrback(failed)

@@ -4,10 +4,10 @@ clients sharing one server, NOSCRIPT, Redis lost and back, unix and TLS."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from mockai_tw.state.redis import _PROTOCOLS, RedisStore
@@ -399,8 +399,9 @@ class JournalTests(StoreCase):
         await self.server.kill()
         self.assertFalse(store.connected)
         seen: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(seen.append)
-        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        observer = cast(ILogObserver, seen.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         for _ in range(3):
             store.guard(store.journal_append(b"r", 10, 100), "journal")
         warned = [e for e in seen if e.get("what") == "journal"]

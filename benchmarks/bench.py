@@ -34,6 +34,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -391,6 +392,64 @@ def workers_scenario(
     return summary
 
 
+# --- state scenario: memory against redis -----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(workdir: Path, pin: str | None, servers: list[Server]) -> str:
+    """A throwaway redis-server on a free loopback port; its ``state.url``."""
+    path = shutil.which("redis-server")
+    if path is None:
+        raise RuntimeError("redis-server not found (apt-get install redis-server)")
+    port = free_port()
+    argv = [path, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no"]
+    ready = rf"Running mode=standalone, port=({port})"
+    start_server("redis", argv, workdir, pin, servers, ready=ready)
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def state_scenario(
+    servers: Sequence[Server], workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The rps rotation over ``memory`` and ``redis`` (the same config with
+    state.backend: redis), rate limits on in both, so every request makes
+    its admission round trip."""
+    lua = workdir / "post.lua"
+    lua.write_text(WRK_LUA)
+    for server in servers:  # warm-up, discarded
+        run_wrk(server, lua, 1, args.connections)
+    results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
+    for i in range(args.runs):
+        shift = i % len(servers)
+        for server in [*servers[shift:], *servers[:shift]]:
+            r = run_wrk(server, lua, args.seconds, args.connections)
+            results[server.name].append(r)
+            log(
+                f"  state run {i + 1}/{args.runs} {server.name:6} {r.rps:9.0f}/s"
+                f"  errors {r.errors}  server cpu {r.cpu:.0%}"
+            )
+    memory = results["memory"]
+    summary: dict[str, Any] = {
+        "runs": {k: [asdict(r) for r in v] for k, v in results.items()}
+    }
+    for name, rs in results.items():
+        summary[f"{name}_rps"] = median([r.rps for r in rs])
+        summary[f"{name}_cpu"] = median([r.cpu for r in rs])
+        summary[f"{name}_errors"] = sum(r.errors for r in rs)
+    # Each round's redis run against the memory run of the same round.
+    summary["paired_ratio"] = median(
+        [r.rps / m.rps for r, m in zip(results["redis"], memory, strict=True)]
+    )
+    summary["ratio"] = summary["redis_rps"] / summary["memory_rps"]
+    return summary
+
+
 # --- stream scenario (asyncio raw sockets) ----------------------------------
 
 
@@ -698,6 +757,27 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"mockai / baseline ({results['baseline']}):"
                 f" {rps['baseline_ratio']:.3f}",
             ]
+    state = results.get("state")
+    if state:
+        lines += [
+            f"state.backend memory against redis (a local redis-server, unpinned):"
+            f" non-stream POST {CHAT_PATH}, rate limits on, wrk -t1"
+            f" -c{args.connections}, {args.runs} x {args.seconds:g} s each",
+            "",
+            "| backend | req/s (median) | server CPU | errors |",
+            "|---|---:|---:|---:|",
+        ]
+        for name in ("memory", "redis"):
+            lines.append(
+                f"| {name} | {state[name + '_rps']:,.0f} | {state[name + '_cpu']:.0%}"
+                f" | {state[name + '_errors']} |"
+            )
+        lines += [
+            "",
+            f"redis / memory: {state['ratio']:.3f} (paired by round:"
+            f" {state['paired_ratio']:.3f})",
+            "",
+        ]
     workers = results.get("workers")
     if workers:
         lines += [
@@ -774,9 +854,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a smoke run, under 60 s")
     p.add_argument(
         "--scenario",
-        choices=("all", "rps", "stream", "workers"),
+        choices=("all", "rps", "stream", "workers", "state"),
         default="all",
-        help="all: rps and stream; workers: one process against two workers",
+        help="all: rps and stream; workers: one process against two workers;"
+        " state: state.backend memory against redis (needs redis-server)",
     )
     p.add_argument("--runs", type=int, default=5, help="rps runs per server")
     p.add_argument("--seconds", type=int, default=5, help="length of one rps run")
@@ -878,6 +959,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
         try:
+            if args.scenario == "state":
+                log("state scenario")
+                url = start_redis(workdir, None, servers)
+                limits = {
+                    "MOCKAI_RATE_LIMITS__ENABLED": "true",
+                    "MOCKAI_RATE_LIMITS__REQUESTS_PER_MINUTE": "1000000000",
+                }
+                measured = [
+                    start_server(
+                        name,
+                        MOCKAI_CMD.split(),
+                        workdir,
+                        server_core,
+                        servers,
+                        env={**limits, **extra},
+                    )
+                    for name, extra in (
+                        ("memory", {}),
+                        (
+                            "redis",
+                            {
+                                "MOCKAI_STATE__BACKEND": "redis",
+                                "MOCKAI_STATE__URL": url,
+                            },
+                        ),
+                    )
+                ]
+                for server in measured:
+                    status, body = http_post(server.port, CHAT_BODY)
+                    if status != 200:
+                        raise RuntimeError(f"{server.name} answered {status}")
+                results["state"] = state_scenario(measured, workdir, args)
+                return finish(results, args)
             if args.scenario == "workers":
                 log("workers scenario")
                 results["workers"] = workers_scenario(

@@ -24,6 +24,7 @@ from mockai_tw import __version__
 from mockai_tw.config import Config, ConfigError
 from mockai_tw.delivery import Ticker
 from mockai_tw.drain import Drain, Readiness
+from mockai_tw.engine import tokenizer
 from mockai_tw.engine.capacity import Capacity
 from mockai_tw.engine.chat import Engine
 from mockai_tw.engine.faults import FaultInjector
@@ -279,6 +280,8 @@ class ListenService(Service):
 
     def startService(self) -> None:
         super().startService()
+        # Before listening: the first request must not pay for loading them.
+        tokenizer.warm(self.server.config.models)
         store = self.server.shared
         if store is None:
             self._listen()

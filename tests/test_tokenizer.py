@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mockai_tw.engine import tokenizer
 from mockai_tw.engine.tokenizer import Tokenizer, approximate_pieces, encoding_name
@@ -83,3 +83,18 @@ class TokenizerTests(SynchronousTestCase):
         self.assertEqual(
             tokenizer.count_messages(image, model="gpt-4o"), 3 + 3 + 1 + 85
         )
+
+
+class WarmTests(TestCase):
+    async def test_the_service_loads_its_encodings_before_it_listens(self) -> None:
+        from tests.support import start
+
+        if tokenizer._encoding("o200k_base") is None:
+            raise self.skipTest("bpe-openai is not installed")
+        tokenizer.for_model.cache_clear()
+        tokenizer._encoding.cache_clear()
+        self.addCleanup(tokenizer.for_model.cache_clear)
+        await start(self, {"models": ["gpt-4o-mini", "gpt-4"]})
+        # Both encodings the two models count with, before any request.
+        self.assertEqual(tokenizer._encoding.cache_info().currsize, 2)
+        self.assertEqual(tokenizer.for_model.cache_info().currsize, 2)

@@ -211,6 +211,13 @@ def for_model(model: str | None) -> Tokenizer:
     return Tokenizer(name, _encoding(name))
 
 
+def warm(models: Iterable[str]) -> None:
+    """Load the encodings ``models`` count with now (a second or two each),
+    so the first request is not the one that waits for them."""
+    for model in models:
+        for_model(model)
+
+
 def pieces(text: str, model: str | None = None) -> list[str]:
     """Split ``text`` into token pieces that join back to ``text``."""
     return for_model(model).pieces(text)

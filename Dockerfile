@@ -6,7 +6,8 @@
 #
 # The config is read from /app/config.yaml (a copy of the repo's config.yaml);
 # mount or `docker config` another file there, or override single keys with
-# MOCKAI_* environment variables (see deploy/README.md).
+# MOCKAI_* environment variables (see deploy/README.md). Replicas share one state
+# with -e MOCKAI_STATE__BACKEND=redis -e MOCKAI_STATE__URL=redis://HOST:6379/0.
 FROM python:3.12-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -19,10 +20,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 COPY . /src
-# A regular (non-editable) install, then build Twisted's plugin cache while we
-# are still root: site-packages is read-only to the runtime user, and without a
-# prebuilt dropin.cache every start warns that it cannot write one.
-RUN pip install --no-cache-dir "/src[exact,tls]" \
+# A regular (non-editable) install with its extras (exact: exact token counts;
+# tls: ssl: listeners; redis: state.backend redis), then build Twisted's plugin
+# cache while we are still root: site-packages is read-only to the runtime user,
+# and without a prebuilt dropin.cache every start warns that it cannot write one.
+RUN pip install --no-cache-dir "/src[exact,tls,redis]" \
     && python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))" \
     && install -d /app \
     && cp /src/config.yaml /app/config.yaml \

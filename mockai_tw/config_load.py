@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -191,6 +192,13 @@ def _refuse_exhaustion(source: str) -> Iterator[None]:
 # --- the environment ---------------------------------------------------------
 
 
+#: What Kubernetes sets in every pod for a Service named ``mockai`` (unless
+#: ``enableServiceLinks: false``): not settings, so not refused as unknown.
+_SERVICE_LINK = re.compile(
+    r"MOCKAI_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_[A-Z]+)?)?)$"
+)
+
+
 def _with_environment(
     raw: Mapping[str, Any], environ: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -199,6 +207,8 @@ def _with_environment(
     for name, text in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name == "MOCKAI_CONFIG":
             continue
+        if _SERVICE_LINK.match(name):
+            continue  # Kubernetes' own, for a Service named mockai
         key = name[len(ENV_PREFIX) :].lower()
         parts = ["http", "listen"] if key == "listen" else key.split("__")
         tp = setting_type(parts)

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from mockai_tw.logs import AccessLog
 from mockai_tw.metrics import Metrics
 from mockai_tw.state.types import StoreError
 from mockai_tw.web import endpoints
+from mockai_tw.web.anthropic import Messages
 from mockai_tw.web.azure import azure_tree
 from mockai_tw.web.connections import SharedPort, listen
 from mockai_tw.web.control import control_tree
@@ -178,6 +180,7 @@ class MockServer:
         v1.putChild(b"embeddings", EndpointResource(self, endpoints.EMBEDDINGS))
         v1.putChild(b"moderations", EndpointResource(self, endpoints.MODERATIONS))
         v1.putChild(b"responses", Responses(self))
+        v1.putChild(b"messages", Messages(self))
         v1.putChild(b"models", Models(self))
         root.putChild(b"openai", azure_tree(self))
         root.putChild(b"_mock", control_tree(self))
@@ -260,6 +263,14 @@ class MockServer:
             shared.journal(packed, journal.size, journal.max_bytes)
 
 
+def _exit_failed() -> None:
+    """Exit 1 once the reactor has stopped (its log written out)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(1)
+
+
 class ListenService(Service):
     """Listens on one endpoint description; ``listening`` fires with the port."""
 
@@ -322,6 +333,9 @@ class ListenService(Service):
         self.listening.addErrback(lambda _: None)
         if not IReactorCore.providedBy(self.reactor):
             return
+        # twistd exits 0 whenever the reactor stops: a supervisor that
+        # restarts on failure (systemd, Swarm on-failure) must see one.
+        self.reactor.addSystemEventTrigger("after", "shutdown", _exit_failed)
         # At start the reactor is not running yet: stop it once it is, or the
         # daemon would sit there serving nothing.
         if self.reactor.running:

@@ -126,6 +126,24 @@ class ConfigTests(TestCase):
             load_config("/nonexistent/mockai.yaml", {})
         self.assertIn("/nonexistent/mockai.yaml: cannot read", str(caught.exception))
 
+    def test_kubernetes_service_links_are_not_settings(self) -> None:
+        # What a pod gets for a Service named mockai (enableServiceLinks on).
+        links = {
+            "MOCKAI_SERVICE_HOST": "10.0.0.1",
+            "MOCKAI_SERVICE_PORT": "8082",
+            "MOCKAI_SERVICE_PORT_HTTP": "8082",
+            "MOCKAI_PORT": "tcp://10.0.0.1:8082",
+            "MOCKAI_PORT_8082_TCP": "tcp://10.0.0.1:8082",
+            "MOCKAI_PORT_8082_TCP_PROTO": "tcp",
+            "MOCKAI_PORT_8082_TCP_PORT": "8082",
+            "MOCKAI_PORT_8082_TCP_ADDR": "10.0.0.1",
+        }
+        config = parse_config({"access_token": "t"}, links)
+        self.assertEqual(config.http.port, 8082)
+        with self.assertRaises(ConfigError) as caught:
+            parse_config({"access_token": "t"}, {"MOCKAI_SERVICE_HOSTS": "x"})
+        self.assertIn("unknown setting service_hosts", str(caught.exception))
+
     def test_environment_overrides(self) -> None:
         environ = {
             "MOCKAI_LISTEN": "tcp:9000",

@@ -166,7 +166,8 @@ class DaemonTests(TestCase):
         port = taken.getsockname()[1]
         path = self.write(SEED_CONFIG.replace("port: 0", f"port: {port}"))
         protocol = self.spawn("-n", "--pidfile=", "mockai", f"--config={path}")
-        await protocol.ended
+        # A failure a supervisor restarting on failure sees.
+        self.assertEqual(await protocol.ended, 1)
         self.assertIn(b"mockai cannot listen on", protocol.out)
         self.assertNotIn(b"Traceback", protocol.out + protocol.err)
 

@@ -331,7 +331,7 @@ class SharedDaemonTests(TestCase):
             SEED_CONFIG
             + f"state: {{backend: redis, url: '{url}', connect_timeout_s: 1}}\n"
         )
-        await protocol.ended
+        self.assertEqual(await protocol.ended, 1)
         out = protocol.out + protocol.err
         self.assertRegex(
             out.decode(),

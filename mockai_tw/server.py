@@ -105,7 +105,7 @@ class MockServer:
         if config.state.backend == "redis":
             from mockai_tw.web.shared import Shared
 
-            self.shared = Shared(config.state, self.parse_rule)
+            self.shared = Shared(config.state, self.parse_rule, clock)
         # Kept responses (previous_response_id); resized by apply().
         self.responses = ResponseStore(config.responses.store_size)
         self.apply(config)

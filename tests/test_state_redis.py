@@ -394,6 +394,17 @@ class JournalTests(StoreCase):
         await a.journal_append(b"small", 1000, 350)
         self.assertEqual(await a.journal_all(), [b"small"])
 
+    async def test_a_batch_goes_in_order_within_the_bounds(self) -> None:
+        a, b = await self.store(), await self.store()
+        await a.journal_append(b"first", 4, 1 << 20)
+        self.assertEqual(
+            await b.journal_append([b"r%d" % i for i in range(5)], 4, 1 << 20), 4
+        )
+        self.assertEqual(await a.journal_all(), [b"r1", b"r2", b"r3", b"r4"])
+        self.assertEqual(await a._call("GET", a.key("journal", "bytes")), b"8")
+        self.assertEqual(await a.journal_append([], 4, 1 << 20), 0)
+        self.assertEqual(await a.journal_len(), 4)
+
     async def test_guard_logs_once_per_outage(self) -> None:
         store = await self.store()
         await self.server.kill()

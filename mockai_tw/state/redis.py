@@ -687,12 +687,16 @@ class RedisStore:
         return [self.key("journal"), self.key("journal", "bytes")]
 
     def journal_append(
-        self, record: bytes, size: int, max_bytes: int
+        self, records: bytes | Sequence[bytes], size: int, max_bytes: int
     ) -> defer.Deferred[int]:
-        """Append a record, dropping the oldest while there are more than
-        ``size`` or more than ``max_bytes`` (the newest always stays).
-        Returns the length; fire and forget with ``guard``."""
-        args: list[Arg] = [record, int(size), int(max_bytes)]
+        """Append a record (or a batch, oldest first), dropping the oldest
+        while there are more than ``size`` or more than ``max_bytes`` (the
+        newest always stays).  Returns the length; fire and forget with
+        ``guard``."""
+        batch = [records] if isinstance(records, bytes) else list(records)
+        if not batch:
+            return defer.succeed(0)
+        args: list[Arg] = [int(size), int(max_bytes), *batch]
         d = self._eval(scripts.JOURNAL_APPEND, self._journal_keys(), args)
         return d.addCallback(int)
 

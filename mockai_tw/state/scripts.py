@@ -251,20 +251,24 @@ return version
 JOURNAL_APPEND = Script(
     "journal_append",
     b"""
--- KEYS: the list, its byte count.  ARGV: record, size, max bytes.
--- Drops the oldest while more than `size` records or `max` bytes, but the
--- newest always stays (as the in-process journal).  Returns the length.
-redis.call('RPUSH', KEYS[1], ARGV[1])
-local total = (tonumber(redis.call('GET', KEYS[2])) or 0) + #ARGV[1]
+-- KEYS: the list, its byte count.  ARGV: size, max bytes, then the records,
+-- oldest first (a batch).  Drops the oldest while more than `size` records
+-- or `max` bytes, but the newest always stays (as the in-process journal).
+-- Returns the length.
+local size, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local total = tonumber(redis.call('GET', KEYS[2])) or 0
+for i = 3, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+  total = total + #ARGV[i]
+end
 local n = redis.call('LLEN', KEYS[1])
-local size, max = tonumber(ARGV[2]), tonumber(ARGV[3])
 while n > 1 and (n > size or total > max) do
   local old = redis.call('LPOP', KEYS[1])
   total = total - #old
   n = n - 1
 end
 if n == 1 then
-  total = #ARGV[1]  -- resynchronise a count that drifted (list lost alone)
+  total = #redis.call('LINDEX', KEYS[1], 0)  -- resynchronise a drifted count
 end
 redis.call('SET', KEYS[2], total)
 return n

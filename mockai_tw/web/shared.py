@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from mockai_tw.config import StateConfig
@@ -59,9 +60,15 @@ class Shared:
         self,
         config: StateConfig,
         parse: Callable[[Mapping[str, Any]], Rule],
+        clock: IReactorTime,
         store: RedisStore | None = None,
     ) -> None:
         self.config = config
+        self.clock = clock
+        # Journal records of this reactor turn, appended at its end.
+        self._pending: list[bytes] = []
+        self._bounds = (0, 0)
+        self._flush: IDelayedCall | None = None
         # The rule parser (with the config file's directory for file answers).
         self.parse = parse
         self.url = parse_url(config.url)
@@ -149,9 +156,18 @@ class Shared:
     # --- the journal and the Responses store --------------------------------
 
     def journal(self, packed: bytes, size: int, max_bytes: int) -> None:
-        """Append in the background: a lost record is logged, not waited on."""
+        """Append in the background: a lost record is logged, not waited on.
+        The records of one reactor turn go in one round trip, in order."""
+        self._pending.append(packed)
+        self._bounds = (size, max_bytes)
+        if self._flush is None:
+            self._flush = self.clock.callLater(0, self._append)
+
+    def _append(self) -> None:
+        self._flush = None
+        records, self._pending = self._pending, []
         self.store.guard(
-            self.store.journal_append(packed, size, max_bytes), "journal append"
+            self.store.journal_append(records, *self._bounds), "journal append"
         )
 
     def keep(self, plan: Any, size: int) -> None:

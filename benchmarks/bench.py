@@ -249,25 +249,33 @@ def run_wrk(server: Server, lua: Path, seconds: int, connections: int) -> WrkRes
     return WrkResult(float(rps.group(1)), errors, cpu)
 
 
-def rps_scenario(
-    servers: Sequence[Server], workdir: Path, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Rotate wrk runs over ``servers`` (mockai, nojournal, nometrics, bare)."""
+def rotate(
+    servers: Sequence[Server], workdir: Path, args: argparse.Namespace, label: str
+) -> dict[str, list[WrkResult]]:
+    """``args.runs`` rounds of one wrk run per server after a warm-up; each
+    round starts with the next server, so none is always first."""
     lua = workdir / "post.lua"
     lua.write_text(WRK_LUA)
     for server in servers:  # warm-up, discarded
         run_wrk(server, lua, 1, args.connections)
     results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
     for i in range(args.runs):
-        # Each round starts with the next server, so none is always first.
         shift = i % len(servers)
         for server in [*servers[shift:], *servers[:shift]]:
             r = run_wrk(server, lua, args.seconds, args.connections)
             results[server.name].append(r)
             log(
-                f"  rps run {i + 1}/{args.runs} {server.name:6} {r.rps:9.0f}/s"
+                f"  {label} run {i + 1}/{args.runs} {server.name:9} {r.rps:9.0f}/s"
                 f"  errors {r.errors}  server cpu {r.cpu:.0%}"
             )
+    return results
+
+
+def rps_scenario(
+    servers: Sequence[Server], workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Rotate wrk runs over ``servers`` (mockai, nojournal, nometrics, bare)."""
+    results = rotate(servers, workdir, args, "rps")
     summary: dict[str, Any] = {
         "runs": {k: [asdict(r) for r in v] for k, v in results.items()}
     }
@@ -420,20 +428,7 @@ def state_scenario(
     """The rps rotation over ``memory`` and ``redis`` (the same config with
     state.backend: redis), rate limits on in both, so every request makes
     its admission round trip."""
-    lua = workdir / "post.lua"
-    lua.write_text(WRK_LUA)
-    for server in servers:  # warm-up, discarded
-        run_wrk(server, lua, 1, args.connections)
-    results: dict[str, list[WrkResult]] = {s.name: [] for s in servers}
-    for i in range(args.runs):
-        shift = i % len(servers)
-        for server in [*servers[shift:], *servers[:shift]]:
-            r = run_wrk(server, lua, args.seconds, args.connections)
-            results[server.name].append(r)
-            log(
-                f"  state run {i + 1}/{args.runs} {server.name:6} {r.rps:9.0f}/s"
-                f"  errors {r.errors}  server cpu {r.cpu:.0%}"
-            )
+    results = rotate(servers, workdir, args, "state")
     memory = results["memory"]
     summary: dict[str, Any] = {
         "runs": {k: [asdict(r) for r in v] for k, v in results.items()}

@@ -68,21 +68,26 @@ def environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("MOCKAI_")}
 
 
+def spawn_twistd(case: TestCase, workdir: str, *args: str) -> Twistd:
+    """``twistd *args`` in ``workdir``; the test's cleanup stops it (SIGTERM)."""
+    protocol = Twistd()
+    process = reactor.spawnProcess(
+        protocol, TWISTD, [TWISTD, *args], env=environ(), path=workdir
+    )
+
+    def stop() -> Deferred[Any] | None:
+        if protocol.ended.called:
+            return None
+        process.signalProcess("TERM")
+        return protocol.ended
+
+    case.addCleanup(stop)
+    return protocol
+
+
 class DaemonTests(TestCase):
     def spawn(self, *args: str) -> Twistd:
-        protocol = Twistd()
-        process = reactor.spawnProcess(
-            protocol, TWISTD, [TWISTD, *args], env=environ(), path=self.workdir
-        )
-
-        def stop() -> Deferred[Any] | None:
-            if protocol.ended.called:
-                return None
-            process.signalProcess("TERM")
-            return protocol.ended
-
-        self.addCleanup(stop)
-        return protocol
+        return spawn_twistd(self, self.workdir, *args)
 
     def setUp(self) -> None:
         self.workdir = os.path.abspath(self.mktemp())

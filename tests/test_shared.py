@@ -19,7 +19,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from tests.redisserver import RedisServer, free_port
 from tests.support import Live, start
-from tests.test_daemon import AUTH, SEED_CONFIG, TWISTD, Twistd, environ
+from tests.test_daemon import AUTH, SEED_CONFIG, Twistd, spawn_twistd
 
 ADMIN = "sk-admin-test"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -309,20 +309,8 @@ class SharedDaemonTests(TestCase):
         path = os.path.join(self.workdir, "config.yaml")
         with open(path, "w", encoding="utf-8") as f:
             f.write(config)
-        protocol = Twistd()
-        argv = [TWISTD, "-n", "--pidfile=", "mockai", f"--config={path}", *extra]
-        process = reactor.spawnProcess(
-            protocol, TWISTD, argv, env=environ(), path=self.workdir
-        )
-
-        def stop() -> Deferred[Any] | None:
-            if protocol.ended.called:
-                return None
-            process.signalProcess("TERM")
-            return protocol.ended
-
-        self.addCleanup(stop)
-        return protocol
+        argv = ["-n", "--pidfile=", "mockai", f"--config={path}", *extra]
+        return spawn_twistd(self, self.workdir, *argv)
 
     async def test_redis_down_at_start_stops_the_daemon(self) -> None:
         port = free_port()  # nothing listens there

@@ -48,6 +48,10 @@ DEFAULT_MODELS = (
     "text-embedding-ada-002",
     "omni-moderation-latest",
     "text-moderation-latest",
+    "claude-sonnet-4-5",
+    "claude-opus-4-1",
+    "claude-haiku-4-5",
+    "claude-3-5-haiku-latest",
 )
 
 

@@ -17,6 +17,9 @@ class ApiError(Exception):
     param: str | None = None
     code: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The answered request's id, stamped when the error is sent (a provider
+    # whose error body names it, Anthropic's, reads it from here).
+    request_id: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.status} {self.type}: {self.message}"

@@ -38,6 +38,7 @@ from mockai_tw.logs import AccessLog
 from mockai_tw.metrics import Metrics
 from mockai_tw.state.types import StoreError
 from mockai_tw.web import endpoints
+from mockai_tw.web.anthropic import Messages
 from mockai_tw.web.azure import azure_tree
 from mockai_tw.web.connections import SharedPort, listen
 from mockai_tw.web.control import control_tree
@@ -179,6 +180,7 @@ class MockServer:
         v1.putChild(b"embeddings", EndpointResource(self, endpoints.EMBEDDINGS))
         v1.putChild(b"moderations", EndpointResource(self, endpoints.MODERATIONS))
         v1.putChild(b"responses", Responses(self))
+        v1.putChild(b"messages", Messages(self))
         v1.putChild(b"models", Models(self))
         root.putChild(b"openai", azure_tree(self))
         root.putChild(b"_mock", control_tree(self))

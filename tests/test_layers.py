@@ -62,6 +62,7 @@ class LayerTests(TestCase):
             "moderations",
             "models",
             "azure",
+            "anthropic",
             "errors",
         ):
             names = loaded(f"mockai_tw.wire.{name}")

@@ -52,16 +52,38 @@ def apply_limits(
     text: str, stop: Sequence[str], max_tokens: int | None, model: str | None = None
 ) -> tuple[str, str]:
     """Cut ``text`` at the first stop sequence, then at ``max_tokens``."""
+    text, finish, _ = limited(text, stop, max_tokens, model)
+    return text, finish
+
+
+def limited(
+    text: str, stop: Sequence[str], max_tokens: int | None, model: str | None = None
+) -> tuple[str, str, str | None]:
+    """``apply_limits``, and the stop sequence that ended the text (None when
+    none did, or when ``max_tokens`` cut it shorter still)."""
     finish = "stop"
-    cuts = [text.find(s) for s in stop if s]
-    cuts = [c for c in cuts if c >= 0]
+    found = [(text.find(s), s) for s in stop if s]
+    cuts = [(at, s) for at, s in found if at >= 0]
+    sequence = None
     if cuts:
-        text = text[: min(cuts)]
+        at, sequence = min(cuts, key=lambda cut: cut[0])
+        text = text[:at]
     if max_tokens is not None:
         text, cut = tokenizer.for_model(model).truncate(text, max_tokens)
         if cut:
             finish = "length"
-    return text, finish
+            sequence = None
+    return text, finish, sequence
+
+
+def prompt_tokens(request: ChatRequest) -> int:
+    """The prompt's tokens, as ``usage.prompt_tokens`` counts them (every
+    provider's token counting goes through here)."""
+    return tokenizer.count_messages(
+        (m.raw for m in request.messages),
+        [{"type": "function", "function": t.__dict__} for t in request.tools],
+        request.model,
+    )
 
 
 @lru_cache(maxsize=256)
@@ -285,7 +307,9 @@ class Engine:
                 plan = ChoicePlan(index, (), "function_call", function_call=calls[0])
                 return plan, tokens[0]
             return ChoicePlan(index, (), "tool_calls", tool_calls=calls), sum(tokens)
-        text, finish = apply_limits(reply.text, request.stop, request.max_tokens, model)
+        text, finish, sequence = limited(
+            reply.text, request.stop, request.max_tokens, model
+        )
         mode = (
             "token" if request.logprobs else hit.chunking or self.config.stream.chunking
         )
@@ -293,7 +317,9 @@ class Engine:
         logprobs = None
         if request.logprobs:
             logprobs = synthetic_logprobs(pieces, rng, request.top_logprobs or 0)
-        plan = ChoicePlan(index, pieces, finish, logprobs=logprobs)
+        plan = ChoicePlan(
+            index, pieces, finish, logprobs=logprobs, stop_sequence=sequence
+        )
         return plan, tokenizer.count(text, model)
 
     def _choice(
@@ -340,13 +366,15 @@ class Engine:
             )
             return ChoicePlan(index, (), "function_call", function_call=call), tokens
         text = self.structured_text(request, rng)
-        text, finish = apply_limits(text, request.stop, request.max_tokens, model)
+        text, finish, sequence = limited(text, request.stop, request.max_tokens, model)
         mode = "token" if request.logprobs else self.config.stream.chunking
         pieces = chunk(text, mode, model)
         logprobs = None
         if request.logprobs:
             logprobs = synthetic_logprobs(pieces, rng, request.top_logprobs or 0)
-        plan = ChoicePlan(index, pieces, finish, logprobs=logprobs)
+        plan = ChoicePlan(
+            index, pieces, finish, logprobs=logprobs, stop_sequence=sequence
+        )
         return plan, tokenizer.count(text, model)
 
     def check(self, request: ChatRequest) -> None:
@@ -390,11 +418,6 @@ class Engine:
             choice, tokens = self._choice(request, index, rng, hit)
             choices.append(choice)
             completion_tokens += tokens
-        prompt_tokens = tokenizer.count_messages(
-            (m.raw for m in request.messages),
-            [{"type": "function", "function": t.__dict__} for t in request.tools],
-            request.model,
-        )
         steps = max(c.steps for c in choices)
         pacing = self.timing.pacing(request.model, steps, timing)
         return ChatPlan(
@@ -403,7 +426,7 @@ class Engine:
             model=request.model,
             system_fingerprint=self.config.system_fingerprint,
             choices=tuple(choices),
-            usage=Usage(prompt_tokens, completion_tokens),
+            usage=Usage(prompt_tokens(request), completion_tokens),
             stream=request.stream,
             include_usage=request.include_usage,
             content_filter=self.config.stream.content_filter_results,

@@ -31,6 +31,10 @@ _KNOWN: dict[str, tuple[int, str]] = {
     "text-embedding-ada-002": (1671217299, "openai"),
     "omni-moderation-latest": (1731689265, "system"),
     "text-moderation-latest": (1677610602, "openai"),
+    "claude-sonnet-4-5": (1759104000, "anthropic"),
+    "claude-opus-4-1": (1754352000, "anthropic"),
+    "claude-haiku-4-5": (1760486400, "anthropic"),
+    "claude-3-5-haiku-latest": (1729555200, "anthropic"),
 }
 
 # Ids we have no date for get a stable one in this window (mid-2023 to 2025).

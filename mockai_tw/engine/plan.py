@@ -65,6 +65,8 @@ class ChoicePlan:
     tool_calls: tuple[ToolCallPlan, ...] = ()
     # The legacy ``functions`` answer.
     function_call: ToolCallPlan | None = None
+    # The request's stop sequence that ended the text, if one did.
+    stop_sequence: str | None = None
 
     @property
     def text(self) -> str:
@@ -237,6 +239,18 @@ class ResponsePlan:
     @property
     def model(self) -> str:
         return self.request.model
+
+
+# --- token counting -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """A prompt's tokens, counted as the reply's ``usage`` counts them."""
+
+    model: str
+    # Named as the embeddings plan names it: the journal and metrics read it.
+    prompt_tokens: int
 
 
 # --- embeddings, moderations, models -------------------------------------------

@@ -63,10 +63,16 @@ class Bucket:
         return State(self.limit, self.capacity, self.available, wait, self.reset())
 
 
+#: One budget as a decision shows it: kind, limit, available, seconds to full.
+Shown = tuple[str, int, float, float]
+
+
 @dataclass(frozen=True)
 class Decision:
     headers: dict[str, str]
     error: ApiError | None = None
+    # The budgets behind ``headers``, for a provider that names them its way.
+    budgets: tuple[Shown, ...] = ()
 
 
 class RateLimiter:
@@ -185,8 +191,9 @@ def decision(
         headers[f"x-ratelimit-limit-{kind}"] = str(limit)
         headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(available)))
         headers[f"x-ratelimit-reset-{kind}"] = duration(reset)
+    budgets = tuple(shown)
     if refused is None:
-        return Decision(headers)
+        return Decision(headers, budgets=budgets)
     error = _refusal(refused, model)
     return Decision(
         headers,
@@ -198,6 +205,7 @@ def decision(
             error.code,
             {**headers, **error.headers},
         ),
+        budgets,
     )
 
 

@@ -11,9 +11,11 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mockai_tw.engine.chat import check_schema, prompt_tokens
 from mockai_tw.engine.completions import match_completion, plan_completion
 from mockai_tw.engine.embeddings import embeddings
 from mockai_tw.engine.moderations import moderate
+from mockai_tw.engine.plan import TokenCount
 from mockai_tw.engine.responses import (
     match_response,
     plan_prepared,
@@ -21,6 +23,11 @@ from mockai_tw.engine.responses import (
 )
 from mockai_tw.engine.rules import Claim, Hit, chat_context, input_context
 from mockai_tw.engine.timing import Override
+from mockai_tw.request.anthropic import (
+    MessagesRequest,
+    parse_count_tokens_request,
+    parse_messages_request,
+)
 from mockai_tw.request.chat import ChatRequest, parse_chat_request
 from mockai_tw.request.completions import parse_completion_request
 from mockai_tw.request.embeddings import parse_embeddings_request
@@ -28,7 +35,7 @@ from mockai_tw.request.moderations import parse_moderation_request
 from mockai_tw.request.responses import parse_responses_request
 from mockai_tw.web.face import Face
 from mockai_tw.web.pipeline import Endpoint
-from mockai_tw.wire import azure
+from mockai_tw.wire import anthropic, azure
 from mockai_tw.wire.chat import chat_completion, chat_stream
 from mockai_tw.wire.completions import completion, completion_stream
 from mockai_tw.wire.embeddings import embeddings_body
@@ -181,3 +188,64 @@ AZURE_COMPLETIONS = dataclasses.replace(
 )
 # Embeddings carry no content-filter annotations on Azure: OpenAI's body.
 AZURE_EMBEDDINGS = EMBEDDINGS
+
+
+# --- Anthropic: the Messages API on the chat engine -----------------------------
+
+
+def _check_tools(request: MessagesRequest) -> None:
+    """Unusable ``input_schema``s refused before answering, named Anthropic's way."""
+    for i, tool in enumerate(request.chat.tools):
+        if tool.parameters is not None:
+            check_schema(tool.parameters, f"tools.{i}.input_schema")
+
+
+def _match_messages(
+    face: Face,
+    request: MessagesRequest,
+    headers: Mapping[str, str],
+    now: float,
+    c: Claim,
+) -> tuple[MessagesRequest, Hits]:
+    _check_tools(request)
+    engine = face.engine
+    if not engine.rules:
+        return request, (None,)
+    context = chat_context(request.chat, headers, "messages")
+    return request, (engine.match(context, now, c),)
+
+
+MESSAGES = Endpoint(
+    name="messages",
+    parse=parse_messages_request,
+    match=_match_messages,
+    plan=lambda face, request, hits, now, timing: _plan_chat(
+        face, request.chat, hits, now, timing
+    ),
+    reserve=lambda request, plan: _reply_tokens(request.max_tokens, plan),
+    body=anthropic.message_body,
+    stream=anthropic.message_stream,
+    error_body=anthropic.error_body,
+    error_event=anthropic.error_event,
+    headers=anthropic.ratelimit_headers,
+)
+
+
+def _count(face: Face, request: MessagesRequest) -> TokenCount:
+    _check_tools(request)
+    return TokenCount(request.model, prompt_tokens(request.chat))
+
+
+COUNT_TOKENS = Endpoint(
+    name="count_tokens",
+    parse=parse_count_tokens_request,
+    # Counting answers no rule: only the request budget applies.
+    match=lambda face, request, headers, now, claim: (request, (None,)),
+    plan=lambda face, request, hits, now, timing: _count(face, request),
+    reserve=lambda request, plan: 0,
+    body=anthropic.count_body,
+    timed=False,
+    error_body=anthropic.error_body,
+    error_event=anthropic.error_event,
+    headers=anthropic.ratelimit_headers,
+)

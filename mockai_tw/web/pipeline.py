@@ -18,6 +18,7 @@ thread, no sleep); it holds its slot until its last byte or its disconnect.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -29,7 +30,7 @@ from mockai_tw.delivery import Event, Stream
 from mockai_tw.engine.capacity import Ticket, slowed
 from mockai_tw.engine.faults import Fault, break_body, break_events
 from mockai_tw.engine.models import check_model
-from mockai_tw.engine.ratelimit import Decision, shared_decision
+from mockai_tw.engine.ratelimit import Decision, Shown, shared_decision
 from mockai_tw.engine.rules import Claim, ErrorAnswer, Hit, RuleBook, scripted_error
 from mockai_tw.engine.timing import Override
 from mockai_tw.errors import ApiError, invalid, server_error
@@ -77,6 +78,10 @@ class Endpoint:
     # The ids of kept replies a request continues (previous_response_id):
     # with shared state they are fetched from the store first.
     continues: Callable[[Any], Sequence[str]] | None = None
+    # The provider's own rate-limit headers, from the budgets a decision
+    # shows (kind, limit, available, seconds to full) and the time now;
+    # None: OpenAI's ``x-ratelimit-*``.
+    headers: Callable[[Sequence[Shown], float], Mapping[str, str]] | None = None
 
 
 def _header(request: server.Request, name: bytes) -> str | None:
@@ -191,7 +196,7 @@ def serve(
     else:
         reserve = lambda: ep.reserve(asked.parsed, plan)  # noqa: E731
     decision = face.limiter.admit(request.api_key, asked.model, reserve, now)
-    _limited(request, decision)
+    _limited(request, decision, ep, now)
     return _proceed(
         face,
         ep,
@@ -208,12 +213,21 @@ def _times(times: int | None) -> int:
     return UNLIMITED if times is None else times
 
 
-def _limited(request: ApiRequest, decision: Decision) -> None:
-    """The rate limit's headers; its 429 raises."""
-    for name, value in decision.headers.items():
+def _limited(request: ApiRequest, decision: Decision, ep: Endpoint, now: float) -> None:
+    """The rate limit's headers (OpenAI's, or the endpoint's provider's own
+    names); its 429 raises."""
+    error = decision.error
+    headers: Mapping[str, str] = decision.headers
+    if ep.headers is not None and decision.budgets:
+        headers = ep.headers(decision.budgets, now)
+        if error is not None:
+            # The 429 keeps its retry-after, under the provider's names.
+            kept = {k: v for k, v in error.headers.items() if k not in decision.headers}
+            error = dataclasses.replace(error, headers={**headers, **kept})
+    for name, value in headers.items():
         request.setHeader(name.encode(), value.encode())
-    if decision.error is not None:
-        raise decision.error
+    if error is not None:
+        raise error
 
 
 def _proceed(
@@ -353,7 +367,7 @@ async def _serve_shared(
         if both.error is not None:
             release()
         decision = both
-    _limited(request, decision)
+    _limited(request, decision, ep, asked.now)
     return _proceed(
         face, ep, request, asked, hits, plan, commit=lambda: None, release=release
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -158,12 +158,15 @@ class Branch(ApiResource):
 class ErrorResource(Resource):
     isLeaf = True
 
-    def __init__(self, error: ApiError) -> None:
+    def __init__(
+        self, error: ApiError, render: Callable[[ApiError], bytes] = error_body
+    ) -> None:
         super().__init__()
         self.error = error
+        self.error_body = render
 
     def render(self, request: server.Request) -> int:
-        send_error(request, self.error)
+        send_error(request, self.error, self.error_body)
         return server.NOT_DONE_YET
 
 
@@ -183,17 +186,24 @@ def bearer(request: server.Request) -> bytes:
 
 
 def check_token(
-    request: server.Request, state: Face, *, api_key_header: bool = False
+    request: server.Request,
+    state: Face,
+    *,
+    api_key_header: bool = False,
+    key_header: bytes | None = None,
 ) -> ApiError | None:
     """None if the bearer token is accepted; otherwise the 401 to send.
 
-    With ``api_key_header`` (the Azure tree) an ``api-key`` header counts too.
+    With ``api_key_header`` (the Azure tree) an ``api-key`` header counts too;
+    ``key_header`` names another such header (Anthropic's ``x-api-key``).
     The accepted key is kept on the request: budgets are per key, and the
     header is parsed once.
     """
     token = b""
     if api_key_header:
-        token = (request.getHeader(b"api-key") or b"").strip()
+        key_header = b"api-key"
+    if key_header is not None:
+        token = (request.getHeader(key_header) or b"").strip()
     if not token:
         token = bearer(request)
     if not token:
@@ -216,10 +226,26 @@ def check_token(
     )
 
 
+class Gated(Protocol):
+    """A child of ``/v1`` that checks its own provider's credentials and
+    headers (Anthropic's ``x-api-key``), answering in its own error shape."""
+
+    def gate(self, request: server.Request) -> ApiError | None: ...
+
+    def error_body(self, error: ApiError) -> bytes: ...
+
+
 class V1(Branch):
     """``/v1``: nothing below it answers without a valid token."""
 
     def getChildWithDefault(self, path: bytes, request: server.Request) -> IResource:
+        child = self.children.get(path)
+        if hasattr(child, "gate"):
+            gated = cast(Gated, child)
+            error = gated.gate(request)
+            if error is not None:
+                return ErrorResource(error, gated.error_body)
+            return cast(IResource, child)
         error = check_token(request, self.state)
         if error is not None:
             return ErrorResource(error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable
 from typing import Any, cast
@@ -163,6 +164,8 @@ def send_error(
 ) -> None:
     """Answer with the provider's error body and finish the request."""
     if isinstance(request, ApiRequest):
+        if request.request_id and error.request_id is None:
+            error = dataclasses.replace(error, request_id=request.request_id)
         request.error = error
         hooks = request.hooks
         if hooks is not None:

@@ -28,6 +28,7 @@ _ENDPOINT_ALIASES = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/responses": "responses",
+    "/v1/messages": "messages",
     "/v1/embeddings": "embeddings",
     "/v1/moderations": "moderations",
 }

@@ -16,9 +16,16 @@ from mockai_tw.request.chat import ChatRequest, FunctionDef
 from mockai_tw.request.completions import CompletionRequest, Prompt
 
 #: Every endpoint a rule can name, and the paths that mean the same.
-ENDPOINTS = ("chat", "completions", "responses", "embeddings", "moderations")
+ENDPOINTS = (
+    "chat",
+    "completions",
+    "responses",
+    "messages",
+    "embeddings",
+    "moderations",
+)
 #: Endpoints that answer with text: the default for rules that do.
-TEXT_ENDPOINTS = ("chat", "completions", "responses")
+TEXT_ENDPOINTS = ("chat", "completions", "responses", "messages")
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 

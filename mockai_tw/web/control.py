@@ -35,8 +35,8 @@ from mockai_tw.web.resources import (
     bearer,
     invalid_url,
 )
-from mockai_tw.web.shared import Shared, unavailable
-from mockai_tw.web.site import ApiRequest, send_error, send_json
+from mockai_tw.web.shared import Shared, ThroughStore
+from mockai_tw.web.site import ApiRequest, send_json
 
 if TYPE_CHECKING:
     from mockai_tw.web.face import AdminFace
@@ -235,7 +235,7 @@ def _body(request: server.Request) -> dict[str, Any]:
     return parse_body(api_request.body())
 
 
-class AdminResource(ApiResource):
+class AdminResource(ThroughStore):
     """A control resource: it sees the admin face, not only the request one.
 
     With shared state, a call first reads what it shows from the store (the
@@ -244,19 +244,10 @@ class AdminResource(ApiResource):
 
     state: AdminFace
 
-    def render(self, request: server.Request) -> bytes | int:
-        shared = self.state.shared
-        if shared is None or shared.local:
-            return super().render(request)
-        if not shared.connected:
-            send_error(request, unavailable(), self.error_body)
-            return server.NOT_DONE_YET
-        return self.later(request, self.shared(request, shared))
-
     async def shared(self, request: server.Request, shared: Shared) -> bytes | int:
         """Answer with the fleet's state (the resource's own ``render``)."""
         await shared.sync(self.state.rules)
-        return super().render(request)
+        return ApiResource.render(self, request)
 
     async def shown(self, shared: Shared) -> None:
         """The rules' counters as the store counts them, for the views."""

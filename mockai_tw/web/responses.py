@@ -16,8 +16,8 @@ from mockai_tw.request.responses import parse_list_params
 from mockai_tw.web.endpoints import RESPONSES
 from mockai_tw.web.face import Face
 from mockai_tw.web.pipeline import EndpointResource
-from mockai_tw.web.resources import ApiResource, ErrorResource
-from mockai_tw.web.shared import Shared, unavailable
+from mockai_tw.web.resources import ApiResource
+from mockai_tw.web.shared import Shared, ThroughStore
 from mockai_tw.web.site import send_json
 from mockai_tw.wire.responses import deleted_body, input_items_body, response_body
 
@@ -34,22 +34,13 @@ class Responses(EndpointResource):
         return ResponseEntry(self.state, unquote(path.decode("utf-8", "replace")))
 
 
-class _Kept(ApiResource):
+class _Kept(ThroughStore):
     """A kept response's resource: with shared state, the response is first
     fetched from the store (it may have been made by another process)."""
 
     response_id: str
 
-    def render(self, request: server.Request) -> bytes | int:
-        shared = self.state.shared
-        if shared is None or shared.local:
-            return super().render(request)
-        if not shared.connected:
-            raise_later = unavailable()
-            return ErrorResource(raise_later).render(request)
-        return self.later(request, self._fetched(request, shared))
-
-    async def _fetched(self, request: server.Request, shared: Shared) -> bytes | int:
+    async def shared(self, request: server.Request, shared: Shared) -> bytes | int:
         found = await shared.fetch([self.response_id])
         for plan in found.values():
             self.state.responses.keep(plan)

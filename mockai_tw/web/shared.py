@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.web import server
 
 from mockai_tw.config import StateConfig
 from mockai_tw.engine.codec import CodecError, dump, load
@@ -26,6 +27,8 @@ from mockai_tw.engine.rules import Rule, RuleBook
 from mockai_tw.errors import ApiError
 from mockai_tw.state.types import StoreError
 from mockai_tw.state.url import parse_url
+from mockai_tw.web.resources import ApiResource
+from mockai_tw.web.site import send_error
 
 if TYPE_CHECKING:
     # Imported when used: the memory backend needs no Redis client.
@@ -196,3 +199,20 @@ class Shared:
                     why=error,
                 )
         return found
+
+
+class ThroughStore(ApiResource):
+    """A resource that reads the shared store before it answers, when there
+    is one: ``shared`` does the reading, then answers as ``render`` would."""
+
+    def render(self, request: server.Request) -> bytes | int:
+        shared = self.state.shared
+        if shared is None or shared.local:
+            return super().render(request)
+        if not shared.connected:
+            send_error(request, unavailable(), self.error_body)
+            return server.NOT_DONE_YET
+        return self.later(request, self.shared(request, shared))
+
+    async def shared(self, request: server.Request, shared: Shared) -> bytes | int:
+        return ApiResource.render(self, request)

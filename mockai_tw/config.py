@@ -52,6 +52,9 @@ DEFAULT_MODELS = (
     "claude-opus-4-1",
     "claude-haiku-4-5",
     "claude-3-5-haiku-latest",
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+    "gemini-2.0-flash",
 )
 
 

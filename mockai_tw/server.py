@@ -42,6 +42,7 @@ from mockai_tw.web.anthropic import Messages
 from mockai_tw.web.azure import azure_tree
 from mockai_tw.web.connections import SharedPort, listen
 from mockai_tw.web.control import control_tree
+from mockai_tw.web.gemini import divert, gemini_tree
 from mockai_tw.web.models import Models
 from mockai_tw.web.peers import Peers
 from mockai_tw.web.pipeline import EndpointResource
@@ -183,6 +184,9 @@ class MockServer:
         v1.putChild(b"messages", Messages(self))
         v1.putChild(b"models", Models(self))
         root.putChild(b"openai", azure_tree(self))
+        gemini = gemini_tree(self)
+        root.putChild(b"v1beta", gemini)
+        v1.diverts.append(divert(gemini))
         root.putChild(b"_mock", control_tree(self))
         return root
 

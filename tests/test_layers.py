@@ -63,6 +63,7 @@ class LayerTests(TestCase):
             "models",
             "azure",
             "anthropic",
+            "gemini",
             "errors",
         ):
             names = loaded(f"mockai_tw.wire.{name}")

@@ -37,6 +37,8 @@ NATIVE_DIMENSIONS = {
     "text-embedding-3-small": 1536,
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
+    "gemini-embedding-001": 3072,
+    "text-embedding-004": 768,
 }
 DEFAULT_DIMENSIONS = 1536
 # Models that refuse ``dimensions`` (it came with text-embedding-3).

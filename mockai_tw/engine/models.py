@@ -35,6 +35,9 @@ _KNOWN: dict[str, tuple[int, str]] = {
     "claude-opus-4-1": (1754352000, "anthropic"),
     "claude-haiku-4-5": (1760486400, "anthropic"),
     "claude-3-5-haiku-latest": (1729555200, "anthropic"),
+    "gemini-2.5-flash": (1750118400, "google"),
+    "gemini-2.5-pro": (1750118400, "google"),
+    "gemini-2.0-flash": (1738713600, "google"),
 }
 
 # Ids we have no date for get a stable one in this window (mid-2023 to 2025).

@@ -31,11 +31,19 @@ from mockai_tw.request.anthropic import (
 from mockai_tw.request.chat import ChatRequest, parse_chat_request
 from mockai_tw.request.completions import parse_completion_request
 from mockai_tw.request.embeddings import parse_embeddings_request
+from mockai_tw.request.gemini import (
+    GeminiRequest,
+    parse_batch_embed_request,
+    parse_count_request,
+    parse_embed_request,
+    parse_generate_request,
+    parse_stream_request,
+)
 from mockai_tw.request.moderations import parse_moderation_request
 from mockai_tw.request.responses import parse_responses_request
 from mockai_tw.web.face import Face
 from mockai_tw.web.pipeline import Endpoint
-from mockai_tw.wire import anthropic, azure
+from mockai_tw.wire import anthropic, azure, gemini
 from mockai_tw.wire.chat import chat_completion, chat_stream
 from mockai_tw.wire.completions import completion, completion_stream
 from mockai_tw.wire.embeddings import embeddings_body
@@ -249,3 +257,98 @@ COUNT_TOKENS = Endpoint(
     error_event=anthropic.error_event,
     headers=anthropic.ratelimit_headers,
 )
+
+
+# --- Google Gemini: generateContent on the chat engine --------------------------
+
+
+def _check_declarations(request: GeminiRequest) -> None:
+    """Unusable ``parameters`` / ``responseSchema`` refused before answering."""
+    for i, tool in enumerate(request.chat.tools):
+        if tool.parameters is not None:
+            check_schema(
+                tool.parameters, f"tools.function_declarations[{i}].parameters"
+            )
+    fmt = request.chat.response_format
+    if fmt.type == "json_schema":
+        check_schema(fmt.schema, "generation_config.response_schema")
+
+
+def _match_gemini(
+    face: Face,
+    request: GeminiRequest,
+    headers: Mapping[str, str],
+    now: float,
+    c: Claim,
+) -> tuple[GeminiRequest, Hits]:
+    _check_declarations(request)
+    engine = face.engine
+    if not engine.rules:
+        return request, (None,)
+    context = chat_context(request.chat, headers, "gemini")
+    return request, (engine.match(context, now, c),)
+
+
+GENERATE_CONTENT = Endpoint(
+    name="gemini",
+    parse=parse_generate_request,
+    match=_match_gemini,
+    plan=lambda face, request, hits, now, timing: _plan_chat(
+        face, request.chat, hits, now, timing
+    ),
+    reserve=lambda request, plan: _reply_tokens(request.max_tokens, plan),
+    body=gemini.generate_body,
+    stream=gemini.generate_stream,
+    error_body=gemini.error_body,
+    error_event=gemini.error_event,
+    headers=gemini.no_headers,
+)
+
+STREAM_GENERATE_CONTENT = dataclasses.replace(
+    GENERATE_CONTENT, parse=parse_stream_request
+)
+
+
+def _count_gemini(face: Face, request: GeminiRequest) -> TokenCount:
+    _check_declarations(request)
+    return TokenCount(request.model, prompt_tokens(request.chat))
+
+
+GEMINI_COUNT_TOKENS = Endpoint(
+    name="gemini_count_tokens",
+    parse=parse_count_request,
+    # Counting answers no rule: only the request budget applies.
+    match=lambda face, request, headers, now, claim: (request, (None,)),
+    plan=lambda face, request, hits, now, timing: _count_gemini(face, request),
+    reserve=lambda request, plan: 0,
+    body=gemini.count_body,
+    timed=False,
+    error_body=gemini.error_body,
+    error_event=gemini.error_event,
+    headers=gemini.no_headers,
+)
+
+
+def _gemini_embed(body: Callable[[Any], bytes], parse: Any) -> Endpoint:
+    """``embedContent`` / ``batchEmbedContents`` on the embeddings engine."""
+    return Endpoint(
+        name="embeddings",
+        parse=parse,
+        match=lambda face, request, headers, now, claim: (
+            request,
+            _match_inputs("embeddings", lambda r: list(r.embeddings.inputs))(
+                face, request, headers, now, claim
+            )[1],
+        ),
+        plan=lambda face, request, hits, now, timing: embeddings(request.embeddings),
+        reserve=lambda request, plan: int(plan().prompt_tokens),
+        body=body,
+        timed=False,
+        error_body=gemini.error_body,
+        error_event=gemini.error_event,
+        headers=gemini.no_headers,
+    )
+
+
+GEMINI_EMBED = _gemini_embed(gemini.embed_body, parse_embed_request)
+GEMINI_BATCH_EMBED = _gemini_embed(gemini.batch_embed_body, parse_batch_embed_request)

@@ -191,11 +191,13 @@ def check_token(
     *,
     api_key_header: bool = False,
     key_header: bytes | None = None,
+    query_key: bytes | None = None,
 ) -> ApiError | None:
     """None if the bearer token is accepted; otherwise the 401 to send.
 
     With ``api_key_header`` (the Azure tree) an ``api-key`` header counts too;
-    ``key_header`` names another such header (Anthropic's ``x-api-key``).
+    ``key_header`` names another such header (Anthropic's ``x-api-key``),
+    ``query_key`` a query parameter that may carry the key (Gemini's ``?key=``).
     The accepted key is kept on the request: budgets are per key, and the
     header is parsed once.
     """
@@ -204,6 +206,8 @@ def check_token(
         key_header = b"api-key"
     if key_header is not None:
         token = (request.getHeader(key_header) or b"").strip()
+    if not token and query_key is not None and request.args:
+        token = (request.args.get(query_key) or [b""])[0].strip()
     if not token:
         token = bearer(request)
     if not token:
@@ -236,9 +240,23 @@ class Gated(Protocol):
 
 
 class V1(Branch):
-    """``/v1``: nothing below it answers without a valid token."""
+    """``/v1``: nothing below it answers without a valid token.
+
+    ``diverts`` may claim a request for another provider's tree first (a
+    Gemini SDK, whose default version is ``v1``, calls
+    ``/v1/models/{model}:generateContent``): each returns the resource to
+    route to, or None.
+    """
+
+    def __init__(self, face: Face) -> None:
+        super().__init__(face)
+        self.diverts: list[Callable[[bytes, server.Request], IResource | None]] = []
 
     def getChildWithDefault(self, path: bytes, request: server.Request) -> IResource:
+        for divert in self.diverts:
+            diverted = divert(path, request)
+            if diverted is not None:
+                return diverted
         child = self.children.get(path)
         if hasattr(child, "gate"):
             gated = cast(Gated, child)

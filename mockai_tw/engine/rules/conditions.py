@@ -29,6 +29,8 @@ _ENDPOINT_ALIASES = {
     "/v1/completions": "completions",
     "/v1/responses": "responses",
     "/v1/messages": "messages",
+    "generateContent": "gemini",
+    "generate_content": "gemini",
     "/v1/embeddings": "embeddings",
     "/v1/moderations": "moderations",
 }

@@ -21,11 +21,12 @@ ENDPOINTS = (
     "completions",
     "responses",
     "messages",
+    "gemini",
     "embeddings",
     "moderations",
 )
 #: Endpoints that answer with text: the default for rules that do.
-TEXT_ENDPOINTS = ("chat", "completions", "responses", "messages")
+TEXT_ENDPOINTS = ("chat", "completions", "responses", "messages", "gemini")
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 

@@ -1,0 +1,267 @@
+"""Google Gemini API shapes: ``GenerateContentResponse`` bodies, the SSE
+stream of them (``?alt=sse``), ``countTokens``, the model resource and the
+``google.rpc.Status`` error body -- all rendered from the engine's
+provider-neutral plans.
+
+Pure: the stream's times are the plan's pacing, step for step as the chat
+stream spends them (one step per text piece; a function call, sent whole as
+Gemini sends it, is due when its last argument fragment would be), so a
+rule's or a header's timing reads the same on every API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from mockai_tw.engine.plan import (
+    ChatPlan,
+    ChoicePlan,
+    EmbeddingsPlan,
+    ModelInfo,
+    TokenCount,
+)
+from mockai_tw.errors import ApiError
+
+# ``google.rpc.Code`` names by HTTP status; other 4xx are invalid
+# arguments, other 5xx internal errors.
+STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+    # Anthropic-style "overloaded": Google says the model is unavailable.
+    529: "UNAVAILABLE",
+}
+_OPENAI_SORRY = "The server had an error while processing your request."
+
+SAFETY_RATINGS = [
+    {"category": c, "probability": "NEGLIGIBLE"}
+    for c in (
+        "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+        "HARM_CATEGORY_HATE_SPEECH",
+        "HARM_CATEGORY_HARASSMENT",
+        "HARM_CATEGORY_DANGEROUS_CONTENT",
+    )
+]
+
+
+def response_id(plan: ChatPlan) -> str:
+    """The plan's id without OpenAI's prefix (stable per plan)."""
+    return plan.id.partition("-")[2][:24] or plan.id
+
+
+def finish_reason(choice: ChoicePlan) -> str:
+    if choice.finish_reason == "length":
+        return "MAX_TOKENS"
+    if choice.finish_reason == "content_filter":
+        return "SAFETY"
+    return "STOP"
+
+
+def _call_part(name: str, arguments: str) -> dict[str, Any]:
+    return {"functionCall": {"name": name, "args": orjson.loads(arguments)}}
+
+
+def _parts(choice: ChoicePlan) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    if choice.text:
+        parts.append({"text": choice.text})
+    calls = choice.tool_calls or (
+        (choice.function_call,) if choice.function_call is not None else ()
+    )
+    parts.extend(_call_part(c.name, c.arguments) for c in calls)
+    return parts
+
+
+def _candidate(
+    index: int, parts: list[dict[str, Any]], finish: str | None
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {
+        "content": {"role": "model", "parts": parts},
+        "index": index,
+    }
+    if finish is not None:
+        candidate["finishReason"] = finish
+        candidate["safetyRatings"] = SAFETY_RATINGS
+    return candidate
+
+
+def _usage(prompt: int, completion: int | None) -> dict[str, Any]:
+    usage: dict[str, Any] = {"promptTokenCount": prompt}
+    if completion is not None:
+        usage["candidatesTokenCount"] = completion
+    usage["totalTokenCount"] = prompt + (completion or 0)
+    usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+    return usage
+
+
+def _response(
+    plan: ChatPlan, candidates: list[dict[str, Any]], done: bool
+) -> dict[str, Any]:
+    usage = plan.usage
+    return {
+        "candidates": candidates,
+        "usageMetadata": _usage(
+            usage.prompt_tokens, usage.completion_tokens if done else None
+        ),
+        "modelVersion": plan.model,
+        "responseId": response_id(plan),
+    }
+
+
+def generate_body(plan: ChatPlan) -> bytes:
+    """The whole non-streamed ``GenerateContentResponse``."""
+    candidates = [
+        _candidate(c.index, _parts(c), finish_reason(c)) for c in plan.choices
+    ]
+    return orjson.dumps(_response(plan, candidates, done=True))
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    # Google frames each chunk with CRLF line ends.
+    return b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
+
+
+def generate_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
+    """Each SSE event (``?alt=sse``) with the time (from start) it is due:
+    one ``GenerateContentResponse`` per text piece or function call; the last
+    carries ``finishReason`` and the whole usage."""
+    choice = plan.choices[0]
+    pacing = plan.pacing
+    # (step it is due at, its parts).
+    steps: list[tuple[int, list[dict[str, Any]]]] = [
+        (i, [{"text": p}]) for i, p in enumerate(choice.pieces)
+    ]
+    calls = choice.tool_calls or (
+        (choice.function_call,) if choice.function_call is not None else ()
+    )
+    step = 0
+    for k, call in enumerate(calls):
+        if k > 0:
+            step += 1
+        step += len(call.fragments)
+        steps.append((max(step - 1, 0), [_call_part(call.name, call.arguments)]))
+    finish = finish_reason(choice)
+    if not steps:
+        steps.append((0, [{"text": ""}]))
+    last = len(steps) - 1
+    for n, (due, parts) in enumerate(steps):
+        done = n == last
+        candidate = _candidate(choice.index, parts, finish if done else None)
+        yield pacing.due(due), _event(_response(plan, [candidate], done))
+
+
+def embed_body(plan: EmbeddingsPlan) -> bytes:
+    """``embedContent``: ``{"embedding": {"values": [...]}}``."""
+    return orjson.dumps({"embedding": {"values": plan.vectors[0].tolist()}})
+
+
+def batch_embed_body(plan: EmbeddingsPlan) -> bytes:
+    """``batchEmbedContents``: ``{"embeddings": [{"values": [...]}, ...]}``."""
+    return orjson.dumps({"embeddings": [{"values": v.tolist()} for v in plan.vectors]})
+
+
+def count_body(count: TokenCount) -> bytes:
+    """``countTokens``: ``{"totalTokens": N}``."""
+    return orjson.dumps(
+        {
+            "totalTokens": count.prompt_tokens,
+            "promptTokensDetails": [
+                {"modality": "TEXT", "tokenCount": count.prompt_tokens}
+            ],
+        }
+    )
+
+
+def model_json(info: ModelInfo) -> dict[str, Any]:
+    """A ``Model`` resource as ``GET /v1beta/models`` lists it."""
+    name = info.id
+    return {
+        "name": f"models/{name}",
+        "version": "001",
+        "displayName": name,
+        "description": f"{name}, served by mockai.",
+        "inputTokenLimit": 1048576,
+        "outputTokenLimit": 65536,
+        "supportedGenerationMethods": [
+            "generateContent",
+            "countTokens",
+            "streamGenerateContent",
+            "embedContent",
+            "batchEmbedContents",
+        ],
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+        "maxTemperature": 2,
+    }
+
+
+def model_body(info: ModelInfo) -> bytes:
+    return orjson.dumps(model_json(info))
+
+
+def models_body(infos: Sequence[ModelInfo]) -> bytes:
+    return orjson.dumps({"models": [model_json(i) for i in infos]})
+
+
+def status(error: ApiError) -> str:
+    found = STATUSES.get(error.status)
+    if found is not None:
+        return found
+    return "INTERNAL" if error.status >= 500 else "INVALID_ARGUMENT"
+
+
+def error_message(error: ApiError) -> str:
+    """The message as Google would word it where OpenAI's names OpenAI."""
+    if error.status == 429 and error.code == "rate_limit_exceeded":
+        return (
+            "You exceeded your current quota, please check your plan and billing"
+            f" details. {error.message}"
+        )
+    if error.status == 500 and error.message.startswith(_OPENAI_SORRY):
+        return "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"
+    if error.code == "model_not_found":
+        name = error.message.split("'")[1] if "'" in error.message else "model"
+        return (
+            f"models/{name} is not found for API version v1beta, or is not supported"
+            " for generateContent. Call ListModels to see the list of available"
+            " models and their supported methods."
+        )
+    return error.message
+
+
+def _error_json(error: ApiError) -> dict[str, Any]:
+    return {
+        "code": error.status,
+        "message": error_message(error),
+        "status": status(error),
+    }
+
+
+def error_body(error: ApiError) -> bytes:
+    """``{"error": {"code", "message", "status"}}`` (``google.rpc.Status``)."""
+    return orjson.dumps({"error": _error_json(error)})
+
+
+def error_event(error: ApiError, sent: int = 0) -> bytes:
+    """A stream's end on failure: a ``data:`` chunk holding the error, which
+    the SDK raises as an ``APIError``."""
+    return _event({"error": _error_json(error)})
+
+
+def no_headers(
+    budgets: Sequence[tuple[str, int, float, float]], now: float
+) -> dict[str, str]:
+    """Gemini sends no rate-limit headers (a 429 keeps its ``retry-after``)."""
+    return {}

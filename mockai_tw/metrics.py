@@ -9,11 +9,22 @@ for theirs and sums them (``merge``): the whole server's figures, and no cost
 on the request path (prometheus_client's multiprocess mode doubles the cost
 of every increment; benchmarks/README.md).  Exposition is
 ``prometheus_client``'s own ``generate_latest``, parsing its own parser.
+
+The request path is kept short (benchmarks/README.md, "Metrics on and
+off"): the end of a request finds everything it touches in one row per
+(endpoint, model, status), its label children looked up once.  There its
+counts (requests, tokens) add up as plain ints and its duration joins a
+short list; they go into prometheus_client's counters (``inc``) and
+histograms (``observe``, in a batch: ``OBSERVE_BATCH``) before anything
+reads the registry (``_Registry.collect``), so every scrape shows every
+request.  Gauges and the streams' histograms are observed as they happen.
+``admitted`` is heard only when something needs it (vLLM's names,
+capacity's queue).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -65,11 +76,18 @@ INTER_TOKEN_BUCKETS = (
     2.5,
     5.0,
 )
+# Durations a row holds before it observes them (and at every read): in a
+# loop prometheus_client's ``observe`` costs well under half what it does once
+# amid each request's other work (benchmarks/README.md).  1: one by one.
+OBSERVE_BATCH = 64
 # Cached label children at most (label values are bounded; this is a guard).
 MAX_CHILDREN = 10_000
 
 # A client that went away before the end (nginx's convention).
-DISCONNECTED = "499"
+DISCONNECTED = 499
+
+# The paths whose requests are counted.
+_API = (b"/v1/", b"/openai/")
 
 # The pipeline's endpoint names by path tail, for requests refused before
 # the pipeline named them (a 401 at /v1, a 404 model).
@@ -86,7 +104,10 @@ def endpoint_of(request: Any) -> str:
     named = getattr(request, "endpoint", None)
     if named:
         return str(named)
-    path: bytes = request.path
+    return _endpoint_at(request.path)
+
+
+def _endpoint_at(path: bytes) -> str:
     for tail, name in _TAILS:
         if path.endswith(tail):
             return name
@@ -99,7 +120,7 @@ def endpoint_of(request: Any) -> str:
 
 def _api(request: Any) -> bool:
     path: bytes = request.path
-    return path.startswith(b"/v1/") or path.startswith(b"/openai/")
+    return path.startswith(_API)
 
 
 def merge(expositions: Sequence[bytes]) -> bytes:
@@ -166,11 +187,69 @@ class _Fixed:
         return self.metrics
 
 
+class _Registry(CollectorRegistry):
+    """A registry that folds what the rows hold pending into its metrics
+    (``Metrics.flush``) before anything reads it: ``generate_latest``,
+    ``get_sample_value`` and every other reader go through ``collect``."""
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        super().__init__(auto_describe=True)
+        self.flush = flush
+
+    def collect(self) -> Iterable[Metric]:
+        self.flush()
+        return super().collect()
+
+
+class _Row:
+    """What the end of a request touches, for one (endpoint, model, status):
+    its label children, looked up once, and what they have yet to get
+    (plain ints, durations not yet observed; ``Metrics.flush``)."""
+
+    __slots__ = (
+        "completion",
+        "completion_tokens",
+        "count",
+        "duration",
+        "durations",
+        "e2e",
+        "model",
+        "prompt",
+        "prompt_tokens",
+        "requests",
+        "v_generation",
+        "v_prompt",
+        "vllm",
+    )
+
+    def __init__(
+        self, model: str, requests: Any, duration: Any, e2e: Any, vllm: bool
+    ) -> None:
+        self.model = model
+        self.requests = requests
+        self.duration = duration
+        # vllm:e2e_request_latency_seconds's child (None: vllm naming off).
+        self.e2e = e2e
+        self.vllm = vllm
+        # Pending: requests' durations, prompt and completion tokens.
+        self.durations: list[float] = []
+        self.count = 0
+        self.prompt = 0
+        self.completion = 0
+        # The token counters' children (and vLLM's), made at the first
+        # tokens: a model without any shows no token series.
+        self.prompt_tokens: Any = None
+        self.completion_tokens: Any = None
+        self.v_prompt: Any = None
+        self.v_generation: Any = None
+
+
 class _Open:
     """What one request's metrics need between its events."""
 
     __slots__ = (
-        "counted",
+        "chunk_model",
+        "itl",
         "last_chunk",
         "model",
         "running",
@@ -185,9 +264,12 @@ class _Open:
         self.waiting = False
         self.v_waiting = False
         self.stream = False
-        self.counted = False
         self.last_chunk: float | None = None
         self.model = ""
+        # A stream's: the inter-token histogram's child and the model of its
+        # chunks, found at the first chunk.
+        self.itl: Any = None
+        self.chunk_model = ""
 
 
 class Metrics:
@@ -204,13 +286,19 @@ class Metrics:
         self.clock = clock
         self.on = False
         self.vllm = False
+        # Whether ``admitted`` is heard: only vllm naming and requests that
+        # may wait for capacity need it.
+        self.admitting = False
         # Known model names: a refused request's body may name any string,
         # and a label must not grow without bound.
         self.models: frozenset[str] = frozenset(models)
-        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.registry = registry = _Registry(self.flush)
         self.open: dict[int, _Open] = {}
         # Label children already looked up (see _child).
         self.children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # The end of a request's children and pending counts, by
+        # (endpoint, model, status code) (see _row).
+        self.rows: dict[tuple[str, str, int], _Row] = {}
         self.requests = Counter(
             "mockai_requests",
             "API requests answered, by endpoint, model and status"
@@ -375,6 +463,9 @@ class Metrics:
         self.models = frozenset(config.models)
         vllm = metrics.enabled and metrics.naming == "vllm"
         if vllm != self.vllm:
+            # Rows hold vLLM's children or not: new ones from now on.
+            self.flush()
+            self.rows.clear()
             self.vllm = vllm
             for metric in self.vllm_metrics:
                 if vllm:
@@ -387,25 +478,52 @@ class Metrics:
             for model in self.models:
                 self.v_waiting.labels(model).inc(0)
         on = bool(metrics.enabled)
-        if on == self.on:
-            return
-        self.on = on
-        change = self.hooks.on if on else self.hooks.off
-        change("queued", self.queued)
-        change("admitted", self.admitted)
-        change("first_byte", self.first_byte)
-        change("chunk", self.chunk)
-        change("last_byte", self.finished)
-        change("disconnected", self.disconnected)
-        change("error", self.error)
-        if not on:
-            for state in self.open.values():
-                self._unwait(state)
-            self.open.clear()
-            self.streams_open.set(0)
+        if on != self.on:
+            self.on = on
+            change = self.hooks.on if on else self.hooks.off
+            change("queued", self.queued)
+            change("first_byte", self.first_byte)
+            change("chunk", self.chunk)
+            change("last_byte", self.finished)
+            change("disconnected", self.disconnected)
+            change("error", self.error)
+            if not on:
+                for state in self.open.values():
+                    self._unwait(state)
+                self.open.clear()
+                self.streams_open.set(0)
+        # Some request may still wait (capacity turned off by this reload).
+        waits = any(state.waiting for state in self.open.values())
+        self._admitting(on and (vllm or config.capacity.enabled or waits))
+
+    def _admitting(self, heard: bool) -> None:
+        if heard != self.admitting:
+            self.admitting = heard
+            change = self.hooks.on if heard else self.hooks.off
+            change("admitted", self.admitted)
 
     def reloaded(self, outcome: str) -> None:
         self.reloads.labels(outcome).inc()
+
+    def flush(self) -> None:
+        """Fold what the rows hold pending into prometheus_client's metrics
+        (the registry does before every read: see ``_Registry``)."""
+        for row in self.rows.values():
+            if row.durations:
+                self._observe(row)
+            if row.count:
+                row.requests.inc(row.count)
+                row.count = 0
+            if row.prompt:
+                row.prompt_tokens.inc(row.prompt)
+                if row.v_prompt is not None:
+                    row.v_prompt.inc(row.prompt)
+                row.prompt = 0
+            if row.completion:
+                row.completion_tokens.inc(row.completion)
+                if row.v_generation is not None:
+                    row.v_generation.inc(row.completion)
+                row.completion = 0
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -438,6 +556,7 @@ class Metrics:
 
     def queued(self, request: Any) -> None:
         """It waits for a capacity slot (``admitted`` when it starts)."""
+        self._admitting(True)
         state = self._state(request)
         state.model = self._model(request) or self._asked(request)
         state.waiting = True
@@ -484,20 +603,21 @@ class Metrics:
         if state is None or not state.stream:
             return
         now = self.clock.seconds()
-        endpoint = endpoint_of(request)
-        model = self._model(request)
         last = state.last_chunk
         state.last_chunk = now
         if last is None:
+            endpoint = endpoint_of(request)
+            model = state.chunk_model = self._model(request)
+            state.itl = self._child(self.itl, endpoint, model)
             elapsed = max(0.0, now - request.started)
             self._child(self.ttft, endpoint, model).observe(elapsed)
             if self.vllm:
                 self._child(self.v_ttft, model).observe(elapsed)
         else:
             gap = max(0.0, now - last)
-            self._child(self.itl, endpoint, model).observe(gap)
+            state.itl.observe(gap)
             if self.vllm:
-                self._child(self.v_itl, model).observe(gap)
+                self._child(self.v_itl, state.chunk_model).observe(gap)
 
     def error(self, request: Any, error: Any) -> None:
         if error.status == 429 and error.code == "rate_limit_exceeded":
@@ -506,50 +626,96 @@ class Metrics:
             model = self._asked(request)
             self._child(self.capacity_refusals, endpoint_of(request), model).inc()
 
-    def finished(self, request: Any) -> None:
-        self._end(request, str(request.code), finished=True)
-
     def disconnected(self, request: Any) -> None:
-        self._end(request, DISCONNECTED, finished=False)
+        self.finished(request, DISCONNECTED, False)
 
     def _asked(self, request: Any) -> str:
         """The model a refused request named, if it is a known one."""
         asked = getattr(request, "model", None)
         return asked if asked in self.models else ""
 
-    def _end(self, request: Any, status: str, finished: bool) -> None:
-        state = self.open.pop(id(request), None)
-        if state is not None:
-            self._unwait(state)
-            if state.stream:
-                self.streams_open.dec()
-            if state.running:
-                self._child(self.v_running, state.model).dec()
-        if not _api(request):
+    def finished(
+        self, request: Any, code: int | None = None, complete: bool = True
+    ) -> None:
+        """``last_byte`` (and ``disconnected``: its code 499, not complete).
+        The hot path: one row lookup, plain ints, a list append."""
+        if code is None:
+            code = request.code
+        if self.open:
+            state = self.open.pop(id(request), None)
+            if state is not None:
+                self._close(state)
+        path: bytes = request.path
+        if not path.startswith(_API):
             return
-        endpoint = endpoint_of(request)
         reply = request.reply
-        model = self._model(request) or self._asked(request)
-        self._child(self.requests, endpoint, model, status).inc()
-        elapsed = max(0.0, self.clock.seconds() - request.started)
-        self._child(self.duration, endpoint, model).observe(elapsed)
-        if self.vllm:
-            self._child(self.v_e2e, model).observe(elapsed)
+        model = getattr(reply, "model", None)
+        if not isinstance(model, str) or not model:
+            model = self._asked(request)
+        key = (getattr(request, "endpoint", None) or _endpoint_at(path), model, code)
+        row = self.rows.get(key)
+        if row is None:
+            row = self._row(key)
+        row.count += 1
+        elapsed = self.clock.seconds() - request.started
+        durations = row.durations
+        durations.append(elapsed if elapsed > 0.0 else 0.0)
+        if len(durations) >= OBSERVE_BATCH:
+            self._observe(row)
         if request.fault:
             self._child(self.faults, request.fault).inc()
-        rule = getattr(reply, "rule", None) or getattr(request.error, "rule", None)
+        rule = getattr(reply, "rule", None)
+        if not rule and request.error is not None:
+            rule = getattr(request.error, "rule", None)
         if rule:
             self._child(self.rule_hits, str(rule)).inc()
-        usage = getattr(reply, "usage", None)
-        if finished and usage is not None:
-            prompt = getattr(usage, "prompt_tokens", 0) or 0
-            completion = getattr(usage, "completion_tokens", 0) or 0
-            if prompt:
-                self._child(self.prompt_tokens, model).inc(prompt)
-            if completion:
-                self._child(self.completion_tokens, model).inc(completion)
-            if self.vllm:
+        if complete:
+            usage = getattr(reply, "usage", None)
+            if usage is not None:
+                prompt = getattr(usage, "prompt_tokens", 0) or 0
+                completion = getattr(usage, "completion_tokens", 0) or 0
                 if prompt:
-                    self._child(self.v_prompt, model).inc(prompt)
+                    if row.prompt_tokens is None:
+                        row.prompt_tokens = self._child(self.prompt_tokens, model)
+                        if row.vllm:
+                            row.v_prompt = self._child(self.v_prompt, model)
+                    row.prompt += prompt
                 if completion:
-                    self._child(self.v_generation, model).inc(completion)
+                    if row.completion_tokens is None:
+                        counter = self.completion_tokens
+                        row.completion_tokens = self._child(counter, model)
+                        if row.vllm:
+                            counter = self.v_generation
+                            row.v_generation = self._child(counter, model)
+                    row.completion += completion
+
+    def _observe(self, row: _Row) -> None:
+        duration, e2e = row.duration.observe, row.e2e
+        for elapsed in row.durations:
+            duration(elapsed)
+        if e2e is not None:
+            for elapsed in row.durations:
+                e2e.observe(elapsed)
+        row.durations.clear()
+
+    def _close(self, state: _Open) -> None:
+        self._unwait(state)
+        if state.stream:
+            self.streams_open.dec()
+        if state.running:
+            self._child(self.v_running, state.model).dec()
+
+    def _row(self, key: tuple[str, str, int]) -> _Row:
+        if len(self.rows) >= MAX_CHILDREN:
+            self.flush()
+            self.rows.clear()
+        endpoint, model, code = key
+        vllm = self.vllm
+        row = self.rows[key] = _Row(
+            model,
+            self._child(self.requests, endpoint, model, str(code)),
+            self._child(self.duration, endpoint, model),
+            self._child(self.v_e2e, model) if vllm else None,
+            vllm,
+        )
+        return row

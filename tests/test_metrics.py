@@ -278,3 +278,165 @@ class MetricsTests(TestCase):
         server.apply(config)
         self.assertEqual(len(server.hooks.listeners["chunk"]), 1)
         await scrape(live)
+
+    async def test_counts_are_exact_at_any_scrape(self) -> None:
+        # Counters add up between scrapes and fold in when one reads them.
+        import dataclasses
+
+        live = await start(self)
+        server = live.server
+
+        def requests(samples: dict[str, Any]) -> float:
+            return value(
+                samples,
+                "mockai_requests_total",
+                endpoint="chat",
+                model=MODEL,
+                status="200",
+            )
+
+        def tokens(samples: dict[str, Any]) -> tuple[float, float]:
+            return (
+                value(samples, "mockai_prompt_tokens_total", model=MODEL),
+                value(samples, "mockai_completion_tokens_total", model=MODEL),
+            )
+
+        def durations(samples: dict[str, Any]) -> float:
+            name = "mockai_request_duration_seconds_count"
+            return value(samples, name, endpoint="chat", model=MODEL)
+
+        # The tokens each counted reply reported (its usage).
+        sent = [0, 0]
+
+        async def send(counted: bool = True) -> None:
+            response, body = await live.json("POST", CHAT, chat())
+            self.assertEqual(response.code, 200)
+            if counted:
+                sent[0] += body["usage"]["prompt_tokens"]
+                sent[1] += body["usage"]["completion_tokens"]
+
+        for _ in range(3):
+            await send()
+        first = await scrape(live)
+        self.assertEqual(requests(first), 3.0)
+        self.assertEqual(tokens(first), (sent[0], sent[1]))
+        self.assertEqual(durations(first), 3.0)
+        # Read again with nothing in between: the same figures, not twice them.
+        again = await scrape(live)
+        self.assertEqual(requests(again), 3.0)
+        self.assertEqual(tokens(again), (sent[0], sent[1]))
+        self.assertEqual(durations(again), 3.0)
+        # Off (requests then are not counted), then on again: the totals go on.
+        config = server.config
+        off = dataclasses.replace(
+            config, metrics=dataclasses.replace(config.metrics, enabled=False)
+        )
+        await send()
+        server.apply(off)
+        await send(counted=False)
+        server.apply(config)
+        await send()
+        samples = await scrape(live)
+        self.assertEqual(requests(samples), 5.0)
+        self.assertEqual(tokens(samples), (sent[0], sent[1]))
+        self.assertEqual(durations(samples), 5.0)
+
+    def test_pending_counts_fold_into_prometheus_client(self) -> None:
+        # Rows hold counts and durations until a read folds them in.
+        from types import SimpleNamespace
+
+        from twisted.internet.task import Clock
+
+        from mockai_tw.config_load import parse_config
+        from mockai_tw.hooks import Hooks
+        from mockai_tw.journal import Journal
+        from mockai_tw.metrics import OBSERVE_BATCH, Metrics
+
+        def config(**metrics: Any) -> Any:
+            return parse_config({"access_token": "t", "metrics": metrics}, {})
+
+        hooks = Hooks()
+        clock = Clock()
+        metrics = Metrics(hooks, clock, Journal())
+        metrics.follow(config(naming="vllm"))
+        usage = SimpleNamespace(prompt_tokens=8, completion_tokens=0)
+        request = SimpleNamespace(
+            path=b"/v1/chat/completions",
+            endpoint="chat",
+            model=MODEL,
+            reply=SimpleNamespace(model=MODEL, usage=usage, rule=None),
+            stream=None,
+            code=200,
+            started=0.0,
+            fault=None,
+            error=None,
+            queue_s=None,
+        )
+
+        def served(n: int) -> None:
+            # Each takes 3 ms.
+            for _ in range(n):
+                request.started = clock.seconds()
+                hooks.emit("admitted", request)
+                hooks.emit("first_byte", request, 200)
+                clock.advance(0.003)
+                hooks.emit("last_byte", request)
+
+        def read(name: str, **labels: str) -> float | None:
+            # prometheus_client's own reader: it goes through collect().
+            return metrics.registry.get_sample_value(name, labels)
+
+        labels = {"endpoint": "chat", "model": MODEL, "status": "200"}
+        chat = {"endpoint": "chat", "model": MODEL}
+        duration = "mockai_request_duration_seconds"
+        served(2)
+        self.assertEqual(read("mockai_requests_total", **labels), 2.0)
+        self.assertEqual(read(f"{duration}_count", **chat), 2.0)
+        self.assertEqual(read("mockai_prompt_tokens_total", model=MODEL), 16.0)
+        self.assertEqual(read("vllm:prompt_tokens_total", model_name=MODEL), 16.0)
+        self.assertEqual(read("vllm:num_requests_running", model_name=MODEL), 0.0)
+        # No completion tokens: no series for them, as ever.
+        self.assertIsNone(read("mockai_completion_tokens_total", model=MODEL))
+        self.assertIsNone(read("vllm:generation_tokens_total", model_name=MODEL))
+        # Read twice: not counted twice.
+        self.assertEqual(read("mockai_requests_total", **labels), 2.0)
+        self.assertEqual(read(f"{duration}_count", **chat), 2.0)
+        # Past a batch of durations, and read in the middle of the next one.
+        served(OBSERVE_BATCH + 1)
+        n = OBSERVE_BATCH + 3
+        self.assertEqual(read(f"{duration}_count", **chat), n)
+        self.assertEqual(read(f"{duration}_bucket", le="0.0025", **chat), 0.0)
+        self.assertEqual(read(f"{duration}_bucket", le="0.005", **chat), n)
+        self.assertAlmostEqual(read(f"{duration}_sum", **chat) or 0, n * 0.003)
+        e2e = "vllm:e2e_request_latency_seconds_count"
+        self.assertEqual(read(e2e, model_name=MODEL), n)
+        # vLLM's names off with counts pending: they land where they belong.
+        served(1)
+        metrics.follow(config())
+        served(1)
+        self.assertIsNone(read("vllm:prompt_tokens_total", model_name=MODEL))
+        self.assertEqual(read("mockai_requests_total", **labels), n + 2)
+        self.assertEqual(read("mockai_prompt_tokens_total", model=MODEL), 8 * (n + 2))
+        metrics.follow(config(naming="vllm"))
+        self.assertEqual(read(e2e, model_name=MODEL), n + 1)
+        served(1)
+        self.assertEqual(read(e2e, model_name=MODEL), n + 2)
+        self.assertEqual(
+            read("vllm:prompt_tokens_total", model_name=MODEL), 8 * (n + 2)
+        )
+        # Off: nothing counted, nothing lost; the exposition says the same.
+        served(1)
+        metrics.follow(config(enabled=False))
+        served(1)
+        metrics.follow(config())
+        text = metrics.exposition().decode()
+        samples: dict[str, Any] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = tuple(sorted(sample.labels.items()))
+                samples.setdefault(sample.name, {})[key] = sample.value
+        self.assertEqual(value(samples, "mockai_requests_total", **labels), n + 4)
+        self.assertEqual(
+            value(samples, "mockai_prompt_tokens_total", model=MODEL), 8 * (n + 4)
+        )
+        self.assertEqual(value(samples, f"{duration}_count", **chat), n + 4)

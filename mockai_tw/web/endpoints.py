@@ -201,6 +201,25 @@ AZURE_EMBEDDINGS = EMBEDDINGS
 # --- Anthropic: the Messages API on the chat engine -----------------------------
 
 
+def _match_provider(
+    name: str, check: Callable[[Any], None]
+) -> Callable[[Face, Any, Mapping[str, str], float, Claim], tuple[Any, Hits]]:
+    """A provider's matcher: its own checks, then the rules asked as for chat
+    (the request carries its engine form as ``chat``) under endpoint ``name``."""
+
+    def match(
+        face: Face, request: Any, headers: Mapping[str, str], now: float, c: Claim
+    ) -> tuple[Any, Hits]:
+        check(request)
+        engine = face.engine
+        if not engine.rules:
+            return request, (None,)
+        context = chat_context(request.chat, headers, name)
+        return request, (engine.match(context, now, c),)
+
+    return match
+
+
 def _check_tools(request: MessagesRequest) -> None:
     """Unusable ``input_schema``s refused before answering, named Anthropic's way."""
     for i, tool in enumerate(request.chat.tools):
@@ -208,25 +227,10 @@ def _check_tools(request: MessagesRequest) -> None:
             check_schema(tool.parameters, f"tools.{i}.input_schema")
 
 
-def _match_messages(
-    face: Face,
-    request: MessagesRequest,
-    headers: Mapping[str, str],
-    now: float,
-    c: Claim,
-) -> tuple[MessagesRequest, Hits]:
-    _check_tools(request)
-    engine = face.engine
-    if not engine.rules:
-        return request, (None,)
-    context = chat_context(request.chat, headers, "messages")
-    return request, (engine.match(context, now, c),)
-
-
 MESSAGES = Endpoint(
     name="messages",
     parse=parse_messages_request,
-    match=_match_messages,
+    match=_match_provider("messages", _check_tools),
     plan=lambda face, request, hits, now, timing: _plan_chat(
         face, request.chat, hits, now, timing
     ),
@@ -274,25 +278,10 @@ def _check_declarations(request: GeminiRequest) -> None:
         check_schema(fmt.schema, "generation_config.response_schema")
 
 
-def _match_gemini(
-    face: Face,
-    request: GeminiRequest,
-    headers: Mapping[str, str],
-    now: float,
-    c: Claim,
-) -> tuple[GeminiRequest, Hits]:
-    _check_declarations(request)
-    engine = face.engine
-    if not engine.rules:
-        return request, (None,)
-    context = chat_context(request.chat, headers, "gemini")
-    return request, (engine.match(context, now, c),)
-
-
 GENERATE_CONTENT = Endpoint(
     name="gemini",
     parse=parse_generate_request,
-    match=_match_gemini,
+    match=_match_provider("gemini", _check_declarations),
     plan=lambda face, request, hits, now, timing: _plan_chat(
         face, request.chat, hits, now, timing
     ),

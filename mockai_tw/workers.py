@@ -50,6 +50,7 @@ from zope.interface import implementer
 from mockai_tw import __version__
 from mockai_tw.config import Config, ConfigError
 from mockai_tw.web.connections import SharedPort
+from mockai_tw.web.peers import runtime_base
 
 log = Logger()
 
@@ -430,20 +431,6 @@ class Launcher:
 
     def close(self) -> None:
         """Let the port go (the workers have all exited)."""
-
-
-#: A unix socket's path is at most 107 bytes on Linux (sun_path).
-MAX_SOCKET_PATH = 107
-
-
-def runtime_base(environ: Mapping[str, str]) -> str | None:
-    """Where the run's directory goes: ``$XDG_RUNTIME_DIR`` when the sockets'
-    paths fit there, else the temporary directory."""
-    base = environ.get("XDG_RUNTIME_DIR")
-    longest = os.path.join(base or "", "mockai-xxxxxxxx", "metrics-1024.sock")
-    if base and os.path.isdir(base) and len(longest.encode()) <= MAX_SOCKET_PATH:
-        return base
-    return None
 
 
 class ProcessLauncher(Launcher):

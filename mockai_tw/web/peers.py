@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.application.service import Service
@@ -30,6 +30,20 @@ log = Logger()
 #: How long a scrape waits for one sibling, and how much it reads from it.
 PEER_TIMEOUT_S = 2.0
 MAX_PEER_BYTES = 64 * 1024 * 1024
+
+
+#: A unix socket's path is at most 107 bytes on Linux (sun_path).
+MAX_SOCKET_PATH = 107
+
+
+def runtime_base(environ: Mapping[str, str]) -> str | None:
+    """Where the run's directory goes: ``$XDG_RUNTIME_DIR`` when the sockets'
+    paths fit there, else the temporary directory."""
+    base = environ.get("XDG_RUNTIME_DIR")
+    longest = os.path.join(base or "", "mockai-xxxxxxxx", "metrics-1024.sock")
+    if base and os.path.isdir(base) and len(longest.encode()) <= MAX_SOCKET_PATH:
+        return base
+    return None
 
 
 def socket_path(directory: str, index: int) -> str:

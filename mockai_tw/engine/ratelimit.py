@@ -19,6 +19,10 @@ from mockai_tw.errors import ApiError
 _LEARN_MORE = "Visit https://platform.openai.com/account/rate-limits to learn more."
 
 
+#: Digests of API keys kept at most (keys are bounded by the config; a guard).
+MAX_DIGESTS = 10_000
+
+
 def duration(seconds: float) -> str:
     """OpenAI's reset format: ``12ms``, ``1s``, ``1.5s``, ``6m0s``, ``1h2m3s``."""
     if seconds < 1:
@@ -81,6 +85,7 @@ class RateLimiter:
     def __init__(self, config: RateLimitConfig) -> None:
         self.config = config
         self._buckets: dict[tuple[str, str, str], Bucket] = {}
+        self._digests: dict[str, str] = {}
 
     def _bucket(self, key: str, model: str, kind: str, now: float) -> Bucket | None:
         entry = self.config.models.get(model)
@@ -133,6 +138,17 @@ class RateLimiter:
 
     # --- shared budgets (state.backend: redis) --------------------------------
 
+    def _digest(self, key: str) -> str:
+        """The API key is a secret: a shared store sees a digest of it
+        (worked out once per key, not per request)."""
+        digest = self._digests.get(key)
+        if digest is None:
+            if len(self._digests) >= MAX_DIGESTS:
+                self._digests.clear()
+            digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+            self._digests[key] = digest
+        return digest
+
     def charges(self, key: str, model: str) -> list[Budget]:
         """The budgets a request of ``key`` for ``model`` charges, for a store
         that keeps them (the amount of ``tokens`` is the caller's to add)."""
@@ -145,8 +161,7 @@ class RateLimiter:
             if not limit:
                 continue
             scope = model if (self.config.per_model or entry is not None) else ""
-            # The API key is a secret: the store sees a digest of it.
-            digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+            digest = self._digest(key)
             capacity = max(1.0, limit * self.config.window_s / 60.0)
             out.append(Budget(kind, f"{kind}:{scope}:{digest}", limit, capacity))
         return out

@@ -243,9 +243,17 @@ MESSAGES = Endpoint(
 )
 
 
-def _count(face: Face, request: MessagesRequest) -> TokenCount:
-    _check_tools(request)
-    return TokenCount(request.model, prompt_tokens(request.chat))
+def _counting(check: Callable[[Any], None]) -> Callable[..., TokenCount]:
+    """A provider's token-count planner: its own checks, then the prompt as
+    the engine counts it (so it equals the reply's input tokens)."""
+
+    def plan(
+        face: Face, request: Any, hits: Hits, now: float, timing: Override | None
+    ) -> TokenCount:
+        check(request)
+        return TokenCount(request.model, prompt_tokens(request.chat))
+
+    return plan
 
 
 COUNT_TOKENS = Endpoint(
@@ -253,7 +261,7 @@ COUNT_TOKENS = Endpoint(
     parse=parse_count_tokens_request,
     # Counting answers no rule: only the request budget applies.
     match=lambda face, request, headers, now, claim: (request, (None,)),
-    plan=lambda face, request, hits, now, timing: _count(face, request),
+    plan=_counting(_check_tools),
     reserve=lambda request, plan: 0,
     body=anthropic.count_body,
     timed=False,
@@ -298,17 +306,12 @@ STREAM_GENERATE_CONTENT = dataclasses.replace(
 )
 
 
-def _count_gemini(face: Face, request: GeminiRequest) -> TokenCount:
-    _check_declarations(request)
-    return TokenCount(request.model, prompt_tokens(request.chat))
-
-
 GEMINI_COUNT_TOKENS = Endpoint(
     name="gemini_count_tokens",
     parse=parse_count_request,
     # Counting answers no rule: only the request budget applies.
     match=lambda face, request, headers, now, claim: (request, (None,)),
-    plan=lambda face, request, hits, now, timing: _count_gemini(face, request),
+    plan=_counting(_check_declarations),
     reserve=lambda request, plan: 0,
     body=gemini.count_body,
     timed=False,

@@ -24,6 +24,7 @@ from mockai_tw.state.url import parse_url
 
 if TYPE_CHECKING:
     from mockai_tw.engine.rules import Rule
+    from mockai_tw.recording.files import Recording
 
 #: The original Go server's three canned replies.
 ORIGINAL_REPLIES = (
@@ -151,6 +152,19 @@ class ToolsConfig:
 @dataclass(frozen=True)
 class ResponsesConfig:
     # How many /v1/responses answers are kept (LRU) for retrieval and chaining.
+    store_size: int = _opt(1000, ge=1, le=1_000_000)
+
+
+@dataclass(frozen=True)
+class ConversationsConfig:
+    # How many /v1/conversations are kept (LRU), and items in each at most.
+    store_size: int = _opt(1000, ge=1, le=1_000_000)
+    max_items: int = _opt(1000, ge=1, le=100_000)
+
+
+@dataclass(frozen=True)
+class ChatCompletionsConfig:
+    # How many ``store: true`` chat completions are kept (LRU) for listing.
     store_size: int = _opt(1000, ge=1, le=1_000_000)
 
 
@@ -408,6 +422,115 @@ class StateConfig:
         return None
 
 
+#: The OpenAI API's own limits: a file up to 512 MB, a batch file up to 200 MB
+#: and 50,000 requests.
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FilesConfig:
+    """Uploaded files (``/v1/files``, ``/v1/uploads``), per process."""
+
+    # disk: content under ``dir``; memory: content in this process's memory.
+    backend: str = _opt("disk", choices=("disk", "memory"))
+    # Unset: a temporary directory made at start and removed at stop.
+    dir: str | None = _opt(None, nonempty=True)
+    # One file at most (the API's limit), and all files together.
+    max_bytes: int = _opt(512 * MB, ge=1, le=1 << 40)
+    total_bytes: int = _opt(1024 * MB, ge=1, le=1 << 44)
+    # How many files (and uploads) are kept at most.
+    max_files: int = _opt(10_000, ge=1, le=1_000_000)
+
+
+@dataclass(frozen=True)
+class BatchesConfig:
+    """How a batch moves through its stages, on the service's clock."""
+
+    validating_s: float = _opt(1.0, ge=0, le=86_400)
+    seconds_per_request: float = _opt(0.05, ge=0, le=3600)
+    finalizing_s: float = _opt(1.0, ge=0, le=86_400)
+    # A batch not finished this long after creation expires (the API: 24h).
+    expire_after_s: float = _opt(86_400.0, gt=0, le=30 * 86_400)
+    # The input file's bounds (the API's: 50,000 requests, 200 MB).
+    max_requests: int = _opt(50_000, ge=1, le=1_000_000)
+    max_input_bytes: int = _opt(200 * MB, ge=1, le=1 << 40)
+    # How many batches are kept at most (the oldest finished go first).
+    max_batches: int = _opt(1000, ge=1, le=1_000_000)
+
+
+#: What ``recording.mode`` may be (see mockai_tw/web/proxy.py).
+RECORDING_MODES = ("off", "record", "replay", "replay_or_record", "passthrough")
+#: The modes that forward requests, and so need ``upstream.base_url``.
+FORWARDING_MODES = ("record", "replay_or_record", "passthrough")
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """The real provider behind record and passthrough (never its key)."""
+
+    # e.g. https://api.openai.com/v1, an Azure resource, any compatible server.
+    base_url: str | None = _opt(None, nonempty=True)
+    # The environment variable holding the upstream key; unset: the client's
+    # own credentials go upstream as sent.
+    api_key_env: str | None = _opt(None, nonempty=True)
+    # Connect, first response byte, and any silence in the body: past it, 504.
+    timeout_s: float = _opt(600.0, gt=0, le=3600)
+    # Sent upstream with every request (after the client's headers).
+    headers: Mapping[str, str] = field(
+        default_factory=lambda: types.MappingProxyType({}), hash=False
+    )
+
+    def problem(self) -> tuple[str, str] | None:
+        url = self.base_url
+        if url is not None and not url.lower().startswith(("http://", "https://")):
+            return "base_url", f"must be an http:// or https:// URL, got {url!r}"
+        env = self.api_key_env
+        if env is not None and not env.replace("_", "").isalnum():
+            return "api_key_env", "must be an environment variable name"
+        return None
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    """Record and replay (``mockai_tw/recording/``)."""
+
+    mode: str = _opt("off", choices=RECORDING_MODES)
+    # Where recordings live; relative to the config file's directory.
+    dir: str = _opt("recordings", nonempty=True)
+    # A replay miss: an error naming the key and the closest recording, or
+    # the rules and the canned reply.
+    on_miss: str = _opt("error", choices=("error", "default"))
+    # Body fields (``a.b``, ``a[*].b``, ``a[0]``, ``*``) left out of the match key.
+    ignore_fields: tuple[str, ...] = _opt((), nonempty_items=True)
+    # Headers never written (authorization, api-key, x-api-key, cookies always).
+    redact_headers: tuple[str, ...] = _opt((), nonempty_items=True)
+    # Regexes replaced by [redacted] in bodies before they are written (and keyed).
+    redact: tuple[str, ...] = _opt((), nonempty_items=True)
+    # Replay with new ids and created times (consistent within one answer).
+    fresh_ids: bool = _opt(False)
+    # 1: as recorded; 10: ten times faster; 0: as fast as possible.
+    speed: float = _opt(1.0, ge=0, le=1000)
+    # A recorded answer larger than this is relayed but not saved.
+    max_body_bytes: int = _opt(16 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    def problem(self) -> tuple[str, str] | None:
+        import re
+
+        from mockai_tw.recording.paths import PathError, parse_path
+
+        for i, text in enumerate(self.ignore_fields):
+            try:
+                parse_path(text)
+            except PathError as error:
+                return f"ignore_fields[{i}]", str(error)
+        for i, pattern in enumerate(self.redact):
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                return f"redact[{i}]", f"invalid regex {pattern!r}: {error}"
+        return None
+
+
 @dataclass(frozen=True)
 class ShutdownConfig:
     # After SIGTERM: /ready answers 503 at once while the listener keeps
@@ -446,6 +569,8 @@ class Config:
     moderation: ModerationConfig = _opt(ModerationConfig())
     tools: ToolsConfig = _opt(ToolsConfig())
     responses: ResponsesConfig = _opt(ResponsesConfig())
+    conversations: ConversationsConfig = _opt(ConversationsConfig())
+    chat_completions: ChatCompletionsConfig = _opt(ChatCompletionsConfig())
     timing: TimingConfig = _opt(TimingConfig())
     rate_limits: RateLimitConfig = _opt(RateLimitConfig())
     faults: FaultConfig = _opt(FaultConfig())
@@ -456,8 +581,15 @@ class Config:
     metrics: MetricsConfig = _opt(MetricsConfig())
     # Shared state across workers and replicas (Redis), or per process.
     state: StateConfig = _opt(StateConfig())
+    files: FilesConfig = _opt(FilesConfig())
+    batches: BatchesConfig = _opt(BatchesConfig())
+    # The real provider, and record / replay against it.
+    upstream: UpstreamConfig = _opt(UpstreamConfig())
+    recording: RecordingConfig = _opt(RecordingConfig())
     # Scenario rules, first match wins: the loader has engine.rules parse them.
     rules: tuple[Rule, ...] = _opt(())
+    # Loaded from ``recording.dir`` by the loader (mockai_tw/recording/files.py).
+    recordings: tuple[Recording, ...] = field(default=(), compare=False)
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -477,6 +609,9 @@ class Config:
                 "required: set access_token (or access_tokens,"
                 " or accept_any_token: true)",
             )
+        mode = self.recording.mode
+        if mode in FORWARDING_MODES and not self.upstream.base_url:
+            return "upstream.base_url", f"required when recording.mode is {mode}"
         return None
 
 
@@ -484,7 +619,7 @@ class Config:
 
 # Names the annotations use for type checkers only (``rules`` is filled by the
 # rule parser, never converted here).
-_CHECKER_ONLY_NAMES = {"Rule": Any}
+_CHECKER_ONLY_NAMES = {"Rule": Any, "Recording": Any}
 
 
 def _hints(cls: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import yaml
 from mockai_tw.checks import kind_of
 from mockai_tw.config import Config, ConfigError, build_config, setting_type
 from mockai_tw.engine.rules import RuleError, parse_rules
+from mockai_tw.recording.setup import load_recordings
 
 ENV_PREFIX = "MOCKAI_"
 #: A config file larger than this is refused unread.
@@ -61,6 +62,10 @@ def parse_config(
     _check_size(raw, source)
     # Rules are not plain settings: their own parser validates them.
     raw_rules = raw.pop("rules", None)
+    if "recordings" in raw:
+        raise ConfigError(
+            "recordings", "not a setting (recordings are loaded from recording.dir)"
+        )
     if base_dir is None and source:
         base_dir = os.path.dirname(os.path.abspath(source))
     with _refuse_exhaustion(source):
@@ -71,7 +76,8 @@ def parse_config(
             raise ConfigError(error.path, error.message) from None
     if rules:
         config = dataclasses.replace(config, rules=rules)
-    return config
+    # Recordings load at start and at each reload, refused like a bad key.
+    return load_recordings(config, base_dir)
 
 
 # --- the file ----------------------------------------------------------------

@@ -11,7 +11,8 @@ reactor is only touched when a test asks for the fixture.
 
 Override the ``mockai_config`` fixture (a config dict) or mark a test with
 ``@pytest.mark.mockai(config={...})`` or ``config_file="path.yaml"`` to start
-it from something else.
+it from something else; ``virtual_time=True`` in the marker gives a clock the
+test moves with ``mockai.advance(seconds)`` (batches, ``ttl_s``, rate limits).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "mockai(config=None, config_file=None, base_dir=None): how the mockai"
-        " fixture starts its server",
+        "mockai(config=None, config_file=None, base_dir=None, virtual_time=False):"
+        " how the mockai fixture starts its server (virtual_time: mockai.advance(s)"
+        " moves its clock)",
     )
 
 

@@ -32,6 +32,7 @@ from mockai_tw.engine.faults import FaultInjector
 from mockai_tw.engine.ratelimit import RateLimiter
 from mockai_tw.engine.responses import ResponseStore
 from mockai_tw.engine.rules import Rule, RuleBook, parse_rule
+from mockai_tw.files_store import FileStore, Uploads
 from mockai_tw.hooks import Hooks
 from mockai_tw.journal import Journal
 from mockai_tw.logs import AccessLog
@@ -40,12 +41,18 @@ from mockai_tw.state.types import StoreError
 from mockai_tw.web import endpoints
 from mockai_tw.web.anthropic import Messages
 from mockai_tw.web.azure import azure_tree
+from mockai_tw.web.background import Jobs
+from mockai_tw.web.batches import Batches, BatchesRoot
 from mockai_tw.web.connections import SharedPort, listen
 from mockai_tw.web.control import control_tree
+from mockai_tw.web.conversations import Conversations, append_response
+from mockai_tw.web.files import Files, UploadsRoot, spool_limit
 from mockai_tw.web.gemini import divert, gemini_tree
+from mockai_tw.web.kept import Kept
 from mockai_tw.web.models import Models
 from mockai_tw.web.peers import Peers
 from mockai_tw.web.pipeline import EndpointResource
+from mockai_tw.web.proxy import recorder_for
 from mockai_tw.web.resources import (
     V1,
     ApiResource,
@@ -56,6 +63,7 @@ from mockai_tw.web.resources import (
 )
 from mockai_tw.web.responses import Responses
 from mockai_tw.web.site import ApiRequest, MockSite
+from mockai_tw.web.stored import ChatCompletions
 
 if TYPE_CHECKING:
     from mockai_tw.web.shared import Shared
@@ -109,7 +117,22 @@ class MockServer:
             self.shared = Shared(config.state, self.parse_rule, clock)
         # Kept responses (previous_response_id); resized by apply().
         self.responses = ResponseStore(config.responses.store_size)
+        self.conversations = Kept(
+            "conversations",
+            lambda: self.config.conversations.store_size,
+            lambda: self.shared,
+        )
+        self.completions = Kept(
+            "chat_completions",
+            lambda: self.config.chat_completions.store_size,
+            lambda: self.shared,
+        )
+        self.background = Jobs(self, done=append_response)
         self.apply(config)
+        # Files, Uploads and batches: this process's own, on its clock.
+        self.files = FileStore(config.files, lambda: self.clock.seconds())
+        self.uploads = Uploads(self.files)
+        self.batches = Batches(self)
         self.hooks.on("first_byte", self.record)
         self.site = MockSite(
             self.resource(),
@@ -118,6 +141,9 @@ class MockServer:
             limits=lambda: self.config.http,
         )
         self.site.hooks = self.hooks
+        # File uploads spool to disk, up to files.max_bytes (web/files.py).
+        self.site.spooled = spool_limit(lambda: self.files.config)
+        self.site.spool_dir = self.files.dir
         # /ready, and the graceful stop a listener's stopService runs.
         self.readiness = Readiness()
         self.drain = Drain(
@@ -125,6 +151,19 @@ class MockServer:
         )
         if worker is not None:
             self.site.worker_header = b"%d" % worker
+
+    def use_clock(self, clock: IReactorTime) -> None:
+        """Move the service's time to ``clock`` (the test helper's virtual
+        time): what requests, rules, budgets, batches and streams read.
+        Connections keep the reactor's own timers."""
+        self.clock = clock
+        self.ticker.clock = clock
+
+    def close(self) -> None:
+        """At stop: batches' timers cancelled, a files directory this
+        server made removed."""
+        self.batches.stop()
+        self.files.close()
 
     def parse_rule(self, raw: Mapping[str, Any]) -> Rule:
         """A run-time rule as the control API reads one (files beside the
@@ -146,6 +185,9 @@ class MockServer:
             config.journal.size, config.journal.enabled, config.journal.max_bytes
         )
         self.engine = Engine(config, rules=self.rules)
+        # Record and replay: kept across a reload that leaves it alone.
+        old = getattr(self, "recorder", None)
+        self.recorder = recorder_for(config, self.clock, old)
         if self.responses.size != config.responses.store_size:
             self.responses.resize(config.responses.store_size)
         self.ticker.tick_s = config.stream.tick_ms / 1000.0
@@ -176,13 +218,17 @@ class MockServer:
         root.putChild(b"v1", v1)
         chat = Branch(self)
         v1.putChild(b"chat", chat)
-        chat.putChild(b"completions", EndpointResource(self, endpoints.CHAT))
+        chat.putChild(b"completions", ChatCompletions(self, endpoints.CHAT))
+        v1.putChild(b"conversations", Conversations(self))
         v1.putChild(b"completions", EndpointResource(self, endpoints.COMPLETIONS))
         v1.putChild(b"embeddings", EndpointResource(self, endpoints.EMBEDDINGS))
         v1.putChild(b"moderations", EndpointResource(self, endpoints.MODERATIONS))
         v1.putChild(b"responses", Responses(self))
         v1.putChild(b"messages", Messages(self))
         v1.putChild(b"models", Models(self))
+        v1.putChild(b"files", Files(self))
+        v1.putChild(b"uploads", UploadsRoot(self))
+        v1.putChild(b"batches", BatchesRoot(self))
         root.putChild(b"openai", azure_tree(self))
         gemini = gemini_tree(self)
         root.putChild(b"v1beta", gemini)
@@ -352,10 +398,18 @@ class ListenService(Service):
         ``shutdown.ready_grace_s``, what is in flight finished or cut; the
         Deferred fires when it is over."""
         super().stopService()
+        # Background responses stop with their process (their timers are here).
+        self.server.background.stop_all()
         port, self.port = self.port, None
         drained = self.server.drain.start(
             port.stopListening if port is not None else None
         )
+
+        def closed(result: object) -> object:
+            self.server.close()
+            return result
+
+        drained.addBoth(closed)
         shared = self.server.shared
         if shared is not None:
             # After the drain: a stream running to its end still journals.

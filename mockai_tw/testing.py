@@ -32,6 +32,7 @@ from mockai_tw.config import Config
 from mockai_tw.config_load import load_config, parse_config
 from mockai_tw.server import MockServer
 from mockai_tw.tap import makeService
+from mockai_tw.vclock import DrivenClock
 from mockai_tw.web import control
 
 T = TypeVar("T")
@@ -90,12 +91,20 @@ def _config(
 class MockAI:
     """A started mock: where it listens, and how a test scripts and reads it."""
 
-    def __init__(self, service: Any, port: int, call: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        service: Any,
+        port: int,
+        call: Callable[..., Any],
+        clock: DrivenClock | None = None,
+    ) -> None:
         self.service = service
         self.server: MockServer = service.server
         self.port = port
         self._call = call
         self.clients: list[Any] = []
+        # With ``virtual_time=True``: the clock ``advance`` moves.
+        self.clock = clock
 
     @property
     def root(self) -> str:
@@ -174,6 +183,14 @@ class MockAI:
     def clear_requests(self) -> None:
         self._call(control.clear_journal, self.server)
 
+    def advance(self, seconds: float) -> None:
+        """Move the mock's clock ``seconds`` forward at once (started with
+        ``virtual_time=True``): batch stages, rule ``ttl_s``, rate-limit
+        windows and file expiry fall due without sleeping."""
+        if self.clock is None:
+            raise RuntimeError("advance() needs a mock started with virtual_time=True")
+        self._call(self.clock.advance, seconds)
+
     def reload(self) -> None:
         """Read the config again (the file, or the dict it was given)."""
         self._call(control.reload_config, self.server)
@@ -184,6 +201,8 @@ class MockAI:
         for client in self.clients:
             client.close()
         self.clients.clear()
+        if self.clock is not None:
+            self.clock.stop()
         site = self.server.site
         quiet = site.quiet()
         if not quiet.called:
@@ -226,17 +245,24 @@ async def _start(
     environ: Mapping[str, str],
     reactor: Any,
     call: Callable[..., Any],
+    virtual_time: bool = False,
 ) -> MockAI:
     loaded, loader, path = _config(config, config_file, base_dir, environ)
     options = {"loaded": loaded, "loader": loader, "config_path": path}
     service: Any = makeService(options, reactor, environ)
+    clock = None
+    if virtual_time:
+        clock = DrivenClock(reactor)
+        service.server.use_clock(clock)
     service.startService()
     try:
         port = await service.listener.listening
     except Exception:
         await defer.maybeDeferred(service.stopService)
+        if clock is not None:
+            clock.stop()
         raise
-    return MockAI(service, port.getHost().port, call)
+    return MockAI(service, port.getHost().port, call, clock)
 
 
 def start(
@@ -246,6 +272,7 @@ def start(
     base_dir: str | None = None,
     environ: Mapping[str, str] | None = None,
     reactor: Any = None,
+    virtual_time: bool = False,
 ) -> defer.Deferred[MockAI]:
     """Start a mock on the running reactor (call from the reactor thread).
 
@@ -253,11 +280,15 @@ def start(
     streams); ``config_file`` is used as it is, listening address aside.
     ``base_dir`` is where a dict's ``file:`` fixtures live (default: cwd).
     ``MOCKAI_*`` variables are ignored unless ``environ`` is given.
+    ``virtual_time``: the service's clock runs with real time and
+    ``mock.advance(seconds)`` moves it forward at once.
     """
     if reactor is None:
         reactor = _global_reactor()
     return defer.ensureDeferred(
-        _start(config, config_file, base_dir, environ or {}, reactor, _direct)
+        _start(
+            config, config_file, base_dir, environ or {}, reactor, _direct, virtual_time
+        )
     )
 
 
@@ -311,6 +342,7 @@ def start_in_thread(
     config_file: str | None = None,
     base_dir: str | None = None,
     environ: Mapping[str, str] | None = None,
+    virtual_time: bool = False,
 ) -> MockAI:
     """Start a mock on the reactor thread; its methods block until done there."""
     reactor = reactor_thread()
@@ -321,7 +353,15 @@ def start_in_thread(
 
     def begin() -> defer.Deferred[MockAI]:
         return defer.ensureDeferred(
-            _start(config, config_file, base_dir, environ or {}, reactor, call)
+            _start(
+                config,
+                config_file,
+                base_dir,
+                environ or {},
+                reactor,
+                call,
+                virtual_time,
+            )
         )
 
     mock: MockAI = blockingCallFromThread(reactor, cast(Any, begin))
@@ -339,10 +379,15 @@ def serving(
     config_file: str | None = None,
     base_dir: str | None = None,
     environ: Mapping[str, str] | None = None,
+    virtual_time: bool = False,
 ) -> Iterator[MockAI]:
     """``with serving({...}) as mock:`` -- a mock for code off the reactor."""
     mock = start_in_thread(
-        config, config_file=config_file, base_dir=base_dir, environ=environ
+        config,
+        config_file=config_file,
+        base_dir=base_dir,
+        environ=environ,
+        virtual_time=virtual_time,
     )
     try:
         yield mock

@@ -110,9 +110,10 @@ class ErrorTests(TestCase):
             live, "GET", "/nope", status=404, contains="Invalid URL (GET /nope)"
         )
         await self.check(live, "GET", "/v1/chat", status=404)
-        await self.check(live, "GET", "/v1/chat/completions/extra", status=404)
+        await self.check(live, "GET", "/v1/chat/completions/extra/more", status=404)
+        # GET lists stored completions (tests/test_stored_completions.py).
         error = await self.check(
-            live, "GET", CHAT, status=405, code="method_not_allowed"
+            live, "PUT", CHAT, status=405, code="method_not_allowed"
         )
         self.assertIn("POST", error["message"])
         await self.check(live, "DELETE", CHAT, status=405, code="method_not_allowed")

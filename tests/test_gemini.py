@@ -201,11 +201,34 @@ class GenerateContentTests(TestCase):
         for chunk in chunks(body):
             validated(chunk)
 
-    async def test_stream_without_alt_sse_is_refused(self) -> None:
-        live = await start(self)
+    async def test_stream_without_alt_sse_is_a_json_array(self) -> None:
+        live = await start(self, {"replies": ["One two three four five."]})
         response, body = await post(live, STREAM, HELLO)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(
+            response.headers.getRawHeaders("content-type"),
+            ["application/json; charset=UTF-8"],
+        )
+        # Google's framing: "[" first, ",\r\n" between elements, "]" last.
+        self.assertTrue(body.startswith(b"[{"), body[:20])
+        self.assertTrue(body.endswith(b"}\n]"), body[-20:])
+        self.assertEqual(body.count(b"\n,\r\n{"), len(json.loads(body)) - 1)
+        elements = json.loads(body)
+        self.assertGreater(len(elements), 1)
+        text = ""
+        for element in elements:
+            parsed = validated(element)
+            text += parsed.text or ""
+        self.assertEqual(text, "One two three four five.")
+        self.assertEqual(elements[-1]["candidates"][0]["finishReason"], "STOP")
+        _, sse_body = await post(live, STREAM + "?alt=sse", HELLO)
+        self.assertEqual(
+            [validated(c).text for c in chunks(sse_body)],
+            [validated(e).text for e in elements],
+        )
+        response, body = await post(live, STREAM + "?alt=media", HELLO)
         self.assertEqual(response.code, 400)
-        self.assertIn("alt=sse", google_error(self, body, 400, "INVALID_ARGUMENT"))
+        self.assertIn("alt", google_error(self, body, 400, "INVALID_ARGUMENT"))
 
     async def test_function_calling_loop(self) -> None:
         live = await start(self, {"tools": {"auto_probability": 1.0}})

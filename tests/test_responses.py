@@ -827,7 +827,8 @@ class BadInputTests(TestCase):
             ({"include": ["everything"]}, "include[0]"),
             ({"top_logprobs": 21}, "top_logprobs"),
             ({"stream_options": {"include_obfuscation": False}}, "stream_options"),
-            ({"conversation": "conv_1"}, "conversation"),
+            ({"conversation": 7}, "conversation"),
+            ({"background": True, "store": False}, "background"),
         ]
         for extra, param in cases:
             body = {"model": "gpt-4o", "input": "hi", **extra}

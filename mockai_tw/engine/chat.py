@@ -8,6 +8,7 @@ arguments fit the tool's schema, or a legacy ``function_call``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Mapping, Sequence
@@ -39,9 +40,12 @@ from mockai_tw.engine.rules import (
     render,
     scripted_error,
 )
+from mockai_tw.engine.rules.answers import Spoken
+from mockai_tw.engine.rules.templates import Lookup
 from mockai_tw.engine.timing import Override, TimingModel
 from mockai_tw.errors import invalid
 from mockai_tw.request.chat import ChatRequest, FunctionDef
+from mockai_tw.request.features import Thinking
 
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 # Framing tokens of one call in the completion (name, arguments wrapper).
@@ -149,6 +153,22 @@ def synthetic_logprobs(
             alternatives.append(TopLogprob(candidate, floor))
         out.append(TokenLogprob(piece, logprob, tuple(alternatives[:top])))
     return tuple(out)
+
+
+def default_reasoning(request: ChatRequest) -> str:
+    """The reasoning shown when no rule scripts one: short, read from the
+    prompt, the same for the same prompt."""
+    words = request.last_user_text.split()
+    asked = " ".join(words[:24]) + (" ..." if len(words) > 24 else "")
+    if request.last_role in ("tool", "function"):
+        plan = "The tool has answered; I can reply from its result."
+    elif request.tools and request.tool_choice != "none":
+        plan = "One of the offered tools may help; I will decide whether to call it."
+    else:
+        plan = "I will answer directly and keep it short."
+    if not asked:
+        return f"There is no question to weigh. {plan}"
+    return f'The user asks: "{asked}". Let me work out what is wanted. {plan}'
 
 
 class Unmatched:
@@ -377,6 +397,26 @@ class Engine:
         )
         return plan, tokenizer.count(text, model)
 
+    def reasoning(
+        self, request: ChatRequest, thinking: Thinking, hit: Hit | None
+    ) -> tuple[tuple[str, ...], int]:
+        """The reasoning's stream pieces and tokens: the rule's ``thinking``
+        or the default, within the budget and leaving the answer a token."""
+        model = request.model
+        text = default_reasoning(request)
+        answer = hit.answer if hit is not None else None
+        if isinstance(answer, Spoken) and answer.thinking is not None:
+            assert hit is not None
+            text = answer.thinking.render(Lookup(hit.context, hit.captures, hit.count))
+        bounds = [] if thinking.budget is None else [thinking.budget]
+        if request.max_tokens is not None:
+            bounds.append(max(0, request.max_tokens - 1))
+        if bounds:
+            text, _cut = tokenizer.for_model(model).truncate(text, min(bounds))
+        chunking = hit.chunking if hit is not None else None
+        mode = chunking or self.config.stream.chunking
+        return chunk(text, mode, model), tokenizer.count(text, model)
+
     def check(self, request: ChatRequest) -> None:
         """Reject unusable schemas before answering, naming where they are."""
         for i, tool in enumerate(request.tools):
@@ -398,11 +438,14 @@ class Engine:
         headers: Mapping[str, str] = NO_HEADERS,
         endpoint: str = "chat",
         hit: Hit | Unmatched | None = UNMATCHED,
+        thinking: Thinking | None = None,
     ) -> ChatPlan:
         """``headers`` (lower-cased names) and ``endpoint`` are for the rules.
 
         The pipeline passes the ``hit`` it matched (and checked) already;
-        called without one, the engine checks and matches itself.
+        called without one, the engine checks and matches itself.  With
+        ``thinking`` each choice reasons first, and its reasoning tokens
+        count against ``max_tokens`` as the answer's do.
         """
         if isinstance(hit, Unmatched):
             self.check(request)
@@ -413,9 +456,21 @@ class Engine:
             timing = self.scripted_timing(hit, timing)
         rng = self.picker(request.seed, request.model, request.last_user_text)
         choices = []
-        completion_tokens = 0
+        completion_tokens = reasoning_tokens = 0
         for index in range(request.n):
-            choice, tokens = self._choice(request, index, rng, hit)
+            if thinking is None:
+                choice, tokens = self._choice(request, index, rng, hit)
+            else:
+                thought, spent = self.reasoning(request, thinking, hit)
+                left = request
+                if request.max_tokens is not None:
+                    left = dataclasses.replace(
+                        request, max_tokens=max(1, request.max_tokens - spent)
+                    )
+                choice, tokens = self._choice(left, index, rng, hit)
+                choice = dataclasses.replace(choice, reasoning=thought)
+                tokens += spent
+                reasoning_tokens += spent
             choices.append(choice)
             completion_tokens += tokens
         steps = max(c.steps for c in choices)
@@ -426,11 +481,12 @@ class Engine:
             model=request.model,
             system_fingerprint=self.config.system_fingerprint,
             choices=tuple(choices),
-            usage=Usage(prompt_tokens(request), completion_tokens),
+            usage=Usage(prompt_tokens(request), completion_tokens, reasoning_tokens),
             stream=request.stream,
             include_usage=request.include_usage,
             content_filter=self.config.stream.content_filter_results,
             pacing=pacing,
             delay_s=self.timing.non_stream_delay(pacing, steps),
             rule=hit.rule if hit is not None else None,
+            reasoning_shown=thinking is None or thinking.shown,
         )

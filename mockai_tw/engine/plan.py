@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    # Of ``completion_tokens``, those spent reasoning (a provider's thinking).
+    reasoning_tokens: int = 0
+    # Of ``prompt_tokens``, those read from a prompt cache, and those written
+    # to it to live five minutes or an hour (Anthropic's cache_control).
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -67,23 +74,32 @@ class ChoicePlan:
     function_call: ToolCallPlan | None = None
     # The request's stop sequence that ended the text, if one did.
     stop_sequence: str | None = None
+    # The reasoning (a provider's "thinking") before the answer, in stream
+    # pieces, each paced like a text piece; () when none was asked for.
+    reasoning: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
         return "".join(self.pieces)
 
     @property
+    def reasoning_text(self) -> str:
+        return "".join(self.reasoning)
+
+    @property
     def steps(self) -> int:
         """How many paced chunks follow the first one of this choice."""
+        thought = len(self.reasoning)
         if self.tool_calls:
             return (
-                len(self.tool_calls)
+                thought
+                + len(self.tool_calls)
                 - 1
                 + sum(len(c.fragments) for c in self.tool_calls)
             )
         if self.function_call is not None:
-            return len(self.function_call.fragments)
-        return len(self.pieces)
+            return thought + len(self.function_call.fragments)
+        return thought + len(self.pieces)
 
     @property
     def content(self) -> str | None:
@@ -132,6 +148,9 @@ class ChatPlan:
     delay_s: float = 0.0
     # The scenario rule that answered (None: the default answer).
     rule: str | None = None
+    # Whether the choices' reasoning text is sent (Gemini without
+    # ``includeThoughts`` only counts it).
+    reasoning_shown: bool = True
 
 
 # --- legacy completions ---------------------------------------------------------

@@ -209,9 +209,16 @@ class Prepared:
     conversation: tuple[dict[str, Any], ...]
 
 
-def prepare_response(store: ResponseStore, request: ResponsesRequest) -> Prepared:
-    """Find the response it follows and check it: every 400/404 comes here."""
-    history: tuple[dict[str, Any], ...] = ()
+def prepare_response(
+    store: ResponseStore,
+    request: ResponsesRequest,
+    before: tuple[dict[str, Any], ...] = (),
+) -> Prepared:
+    """Find the response it follows and check it: every 400/404 comes here.
+
+    ``before``: the conversation's items as chat messages (``conversation``).
+    """
+    history: tuple[dict[str, Any], ...] = before
     if request.previous_response_id is not None:
         previous = store.get(request.previous_response_id)
         if previous is None:

@@ -12,6 +12,8 @@ real API does: ``messages.0.content.1.tool_use_id: Field required``.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import re
 from collections.abc import Mapping
@@ -21,12 +23,14 @@ from typing import Any
 import orjson
 
 from mockai_tw.errors import ApiError
+from mockai_tw.request import anthropic_media as media
 from mockai_tw.request.chat import ChatRequest, FunctionDef, Message
+from mockai_tw.request.features import PromptSegment, Thinking
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _CHOICES = {"auto": "auto", "any": "required", "tool": "function", "none": "none"}
 # Blocks the mock takes but cannot read (their text, if any, is not the prompt).
-_OPAQUE_USER = frozenset({"image", "document", "search_result", "container_upload"})
+_OPAQUE_USER = frozenset({"search_result", "container_upload"})
 _OPAQUE_ASSISTANT = frozenset({"thinking", "redacted_thinking"})
 
 
@@ -40,8 +44,14 @@ class MessagesRequest:
     max_tokens: int | None
     stream: bool = False
     stop_sequences: tuple[str, ...] = ()
-    # ``thinking`` was asked for (accepted; the mock sends no thinking blocks).
-    thinking: bool = False
+    # ``thinking: {type: enabled}``: the answer starts with a thinking block.
+    thinking: Thinking | None = None
+    # What images and documents cost beyond the text the engine counts, and
+    # the documents' own text (counted by the tokenizer).
+    media_tokens: int = 0
+    document_texts: tuple[str, ...] = ()
+    # The prompt block by block, for the prompt cache (tools, system, messages).
+    segments: tuple[PromptSegment, ...] = ()
 
 
 def problem(path: str, message: str) -> ApiError:
@@ -135,6 +145,9 @@ class _Turn:
     uses: list[tuple[str, str, Any]]
     results: list[tuple[int, str, str]]
     raw: dict[str, Any]
+    segments: list[PromptSegment]
+    media_tokens: int = 0
+    documents: list[str] = dataclasses.field(default_factory=list)
 
 
 def _turn(value: Any, i: int) -> _Turn:
@@ -146,18 +159,30 @@ def _turn(value: Any, i: int) -> _Turn:
     if "content" not in message or message["content"] is None:
         raise _required(f"{path}.content")
     content = message["content"]
-    turn = _Turn(role, [], [], [], message)
+    turn = _Turn(role, [], [], [], message, [])
     if role == "system":
         # Text only, as the top-level ``system``.
-        turn.texts.append(_text_of(content, f"{path}.content"))
+        text = _text_of(content, f"{path}.content")
+        turn.texts.append(text)
+        turn.segments.append(PromptSegment(_key(content), text))
         return turn
     if isinstance(content, str):
         turn.texts.append(content)
+        turn.segments.append(PromptSegment(_key(content), content))
         return turn
     for j, raw in enumerate(_typed(content, list, f"{path}.content")):
         where = f"{path}.content.{j}"
         kind, block = _block(raw, where)
-        if kind == "text":
+        ttl = media.cache_ttl(block, where) if kind not in _OPAQUE_ASSISTANT else None
+        tokens, counted = 0, ""
+        if kind == "image" and role == "user":
+            tokens = media.image(block, where)
+            turn.media_tokens += tokens
+        elif kind == "document" and role == "user":
+            tokens, counted = media.document(block, where)
+            turn.media_tokens += tokens
+            turn.documents.append(counted)
+        elif kind == "text":
             turn.texts.append(_get(block, "text", str, f"{where}.", required=True))
         elif kind == "tool_use" and role == "assistant":
             ident = _get(block, "id", str, f"{where}.", required=True)
@@ -169,15 +194,56 @@ def _turn(value: Any, i: int) -> _Turn:
             result = block.get("content")
             text = "" if result is None else _text_of(result, f"{where}.content")
             turn.results.append((j, ident, text))
-        elif kind in (_OPAQUE_USER if role == "user" else _OPAQUE_ASSISTANT):
-            continue
-        else:
+        elif kind not in (_OPAQUE_USER if role == "user" else _OPAQUE_ASSISTANT):
             raise problem(
                 f"{where}.type",
                 f"Input tag '{kind}' found using 'type' is not a content block"
                 f" a message with role '{role}' can hold here",
             )
+        if kind == "text":
+            counted = block["text"]
+        elif kind in ("tool_use", "tool_result"):
+            counted = _key(block).decode()
+        turn.segments.append(PromptSegment(_key(block), counted, tokens, ttl))
     return turn
+
+
+def _key(value: Any) -> bytes:
+    """A block as a prompt cache keys it: its JSON, keys sorted, without its
+    own ``cache_control`` (moving a breakpoint keeps what is before it)."""
+    if isinstance(value, dict) and "cache_control" in value:
+        value = {k: v for k, v in value.items() if k != "cache_control"}
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _system_segments(system: Any) -> list[PromptSegment]:
+    """The ``system`` blocks, breakpoints checked, for the prompt cache."""
+    if isinstance(system, str):
+        return [PromptSegment(_key(system), system)]
+    out = []
+    for i, value in enumerate(system):
+        block = value if isinstance(value, dict) else {}
+        ttl = media.cache_ttl(block, f"system.{i}")
+        out.append(PromptSegment(_key(block), str(block.get("text", "")), 0, ttl))
+    return out
+
+
+def _breakpoints(segments: list[PromptSegment]) -> None:
+    """At most four, a 1h one never after a 5m one: as the real API."""
+    ttls = [s.ttl_s for s in segments if s.ttl_s is not None]
+    if len(ttls) > media.MAX_BREAKPOINTS:
+        raise ApiError(
+            400,
+            f"A maximum of {media.MAX_BREAKPOINTS} blocks with cache_control may"
+            f" be provided. Found {len(ttls)}.",
+        )
+    if any(a < b for a, b in itertools.pairwise(ttls)):
+        raise ApiError(
+            400,
+            "a ttl='1h' cache_control block must not come after a ttl='5m'"
+            " cache_control block. Note that blocks are processed in the following"
+            " order: `tools`, `system`, `messages`.",
+        )
 
 
 def _paired(turns: list[_Turn]) -> None:
@@ -241,7 +307,9 @@ def _as_chat(turn: _Turn) -> list[Message]:
     return out
 
 
-def _tools(body: Mapping[str, Any]) -> tuple[FunctionDef, ...]:
+def _tools(
+    body: Mapping[str, Any], segments: list[PromptSegment]
+) -> tuple[FunctionDef, ...]:
     tools = _get(body, "tools", list, "")
     out: list[FunctionDef] = []
     for i, value in enumerate(tools or []):
@@ -269,6 +337,9 @@ def _tools(body: Mapping[str, Any]) -> tuple[FunctionDef, ...]:
                 description=_get(tool, "description", str, f"{path}."),
             )
         )
+        ttl = media.cache_ttl(tool, path)
+        key = _key(tool)
+        segments.append(PromptSegment(key, key.decode(), 0, ttl))
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise problem("tools", "Tool names must be unique.")
@@ -331,11 +402,15 @@ def _parse(data: bytes, default_model: str | None, counting: bool) -> MessagesRe
         raise problem("top_k", "Input should be greater than or equal to 0")
     metadata = _get(body, "metadata", dict, "")
     user = _get(metadata, "user_id", str, "metadata.") if metadata else None
-    thinking = _get(body, "thinking", dict, "")
-    if thinking is not None:
-        _get(thinking, "type", str, "thinking.", required=True)
-    tools = _tools(body)
+    segments: list[PromptSegment] = []
+    tools = _tools(body, segments)
     mode, forced, parallel = _tool_choice(body, tools)
+    thinking = _thinking(body, max_tokens, temperature, top_p, top_k, forced, mode)
+    if system is not None:
+        segments.extend(_system_segments(system))
+    for turn in turns:
+        segments.extend(turn.segments)
+    _breakpoints(segments)
     chat = ChatRequest(
         model=model,
         messages=tuple(messages),
@@ -357,8 +432,84 @@ def _parse(data: bytes, default_model: str | None, counting: bool) -> MessagesRe
         max_tokens=max_tokens,
         stream=stream,
         stop_sequences=tuple(stops),
-        thinking=thinking is not None and thinking.get("type") == "enabled",
+        thinking=thinking,
+        media_tokens=sum(t.media_tokens for t in turns),
+        document_texts=tuple(d for t in turns for d in t.documents if d),
+        segments=tuple(segments),
     )
+
+
+_THINKING_DOCS = (
+    " Please consult our documentation at https://docs.claude.com/en/docs/"
+    "build-with-claude/extended-thinking"
+)
+
+
+def _thinking(
+    body: Mapping[str, Any],
+    max_tokens: int | None,
+    temperature: float | None,
+    top_p: float | None,
+    top_k: int | None,
+    forced: str | None,
+    mode: str,
+) -> Thinking | None:
+    """``thinking``: ``{type: enabled, budget_tokens}`` or ``{type: disabled}``,
+    with the limits the real API puts on the rest of a thinking request."""
+    value = _get(body, "thinking", dict, "")
+    if value is None:
+        return None
+    kind = _get(value, "type", str, "thinking.", required=True)
+    if kind == "disabled":
+        return None
+    if kind != "enabled":
+        raise problem(
+            "thinking",
+            f"Input tag '{kind}' found using 'type' does not match any of the"
+            " expected tags: 'disabled', 'enabled'",
+        )
+    path = "thinking.enabled."
+    budget = _get(value, "budget_tokens", int, path, required=True)
+    if budget < 1024:
+        raise problem(
+            path + "budget_tokens", "Input should be greater than or equal to 1024"
+        )
+    if max_tokens is not None and max_tokens <= budget:
+        raise ApiError(
+            400,
+            "`max_tokens` must be greater than `thinking.budget_tokens`."
+            + _THINKING_DOCS
+            + "#max-tokens-and-context-window-size",
+            param="max_tokens",
+        )
+    if temperature is not None and temperature != 1:
+        raise ApiError(
+            400,
+            "`temperature` may only be set to 1 when thinking is enabled."
+            + _THINKING_DOCS
+            + "#feature-compatibility",
+            param="temperature",
+        )
+    if top_k is not None:
+        raise ApiError(
+            400,
+            "`top_k` is not supported when thinking is enabled." + _THINKING_DOCS,
+            param="top_k",
+        )
+    if top_p is not None and not 0.95 <= top_p <= 1:
+        raise ApiError(
+            400,
+            "`top_p` must be between 0.95 and 1 when thinking is enabled."
+            + _THINKING_DOCS,
+            param="top_p",
+        )
+    if forced is not None or mode == "required":
+        raise ApiError(
+            400,
+            "Thinking may not be enabled when tool_choice forces tool use.",
+            param="tool_choice",
+        )
+    return Thinking(budget=budget)
 
 
 def parse_messages_request(

@@ -80,6 +80,8 @@ class ChatRequest:
     forced_function: str | None = None
     response_format: ResponseFormat = ResponseFormat()
     metadata: dict[str, Any] | None = None
+    # ``store: true``: kept for ``GET /v1/chat/completions``.
+    store: bool = False
     # The whole parsed body, for rules and the journal.
     body: dict[str, Any] | None = None
 
@@ -343,7 +345,7 @@ def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatReq
             param="logprobs",
         )
     logit_bias(fields)
-    fields.boolean("store")
+    store = fields.boolean("store")
     fields.string("service_tier")
     return ChatRequest(
         model=model,
@@ -368,5 +370,6 @@ def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatReq
         forced_function=forced_function,
         response_format=_response_format(body.get("response_format")),
         metadata=fields.obj("metadata"),
+        store=store,
         body=body,
     )

@@ -27,6 +27,7 @@ import orjson
 from mockai_tw.errors import ApiError
 from mockai_tw.request.chat import ChatRequest, FunctionDef, Message, ResponseFormat
 from mockai_tw.request.embeddings import EmbeddingsRequest
+from mockai_tw.request.features import Thinking
 
 _TOP = frozenset(
     {
@@ -98,6 +99,9 @@ class GeminiRequest:
     chat: ChatRequest
     max_tokens: int | None
     stream: bool = False
+    # ``thinkingConfig``: the model thinks first (its thoughts sent only
+    # with ``includeThoughts``).
+    thinking: Thinking | None = None
 
 
 def problem(message: str) -> ApiError:
@@ -455,6 +459,39 @@ def _format(config: Mapping[str, Any]) -> ResponseFormat:
     return ResponseFormat("json_schema", name="response", schema=schema, strict=True)
 
 
+# The widest thinking budget any Gemini model takes (2.5 Pro's).
+MAX_THINKING_BUDGET = 32768
+_LEVELS = frozenset({"THINKING_LEVEL_UNSPECIFIED", "MINIMAL", "LOW", "MEDIUM", "HIGH"})
+
+
+def _thinking(config: Mapping[str, Any]) -> Thinking | None:
+    """``thinkingConfig``: a budget of 0 turns thinking off, -1 (or none
+    given) lets the model decide; thoughts are sent with ``includeThoughts``."""
+    value = _get(config, "thinkingConfig", dict, "generation_config.")
+    if value is None:
+        return None
+    path = "generation_config.thinking_config."
+    budget = _get(value, "thinkingBudget", int, path)
+    shown = bool(_get(value, "includeThoughts", bool, path))
+    level = _get(value, "thinkingLevel", str, path)
+    if level is not None and level.upper() not in _LEVELS:
+        raise problem(
+            f"Invalid value at '{path}thinking_level' (type.googleapis.com/"
+            f"google.ai.generativelanguage.v1beta.ThinkingConfig.ThinkingLevel),"
+            f" {json.dumps(level)}"
+        )
+    if budget is not None and level is not None:
+        raise problem("You can only set one of thinking budget and thinking level.")
+    if budget is not None and not -1 <= budget <= MAX_THINKING_BUDGET:
+        raise problem(
+            f"The thinking budget {budget} is invalid: it must be -1 (dynamic) or"
+            f" between 0 and {MAX_THINKING_BUDGET}."
+        )
+    if budget == 0:
+        return None
+    return Thinking(budget=None if budget in (None, -1) else budget, shown=shown)
+
+
 def parse_generate_request(
     data: bytes, model: str | None, stream: bool = False, counting: bool = False
 ) -> GeminiRequest:
@@ -523,7 +560,13 @@ def parse_generate_request(
         response_format=response_format,
         body=body,
     )
-    return GeminiRequest(model=model, chat=chat, max_tokens=max_tokens, stream=stream)
+    return GeminiRequest(
+        model=model,
+        chat=chat,
+        max_tokens=max_tokens,
+        stream=stream,
+        thinking=_thinking(config),
+    )
 
 
 def parse_stream_request(data: bytes, model: str | None) -> GeminiRequest:

@@ -38,7 +38,13 @@ ROLES = ("user", "assistant", "system", "developer")
 # Parts a message may hold: an assistant's are what the model said.
 _ASSISTANT_PARTS = ("output_text", "refusal")
 _INPUT_PARTS = ("input_text", "input_image", "input_file")
-ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
+ITEM_TYPES = (
+    "message",
+    "function_call",
+    "function_call_output",
+    "reasoning",
+    "compaction",
+)
 # Hosted tools OpenAI runs itself: accepted and echoed, never called here.
 HOSTED_TOOLS = frozenset(
     {
@@ -118,6 +124,8 @@ class ResponsesRequest:
     max_output_tokens: int | None = None
     max_tool_calls: int | None = None
     previous_response_id: str | None = None
+    # The conversation (``conv_…``) whose items come first and get the new ones.
+    conversation: str | None = None
     store: bool = True
     stream: bool = False
     background: bool = False
@@ -210,9 +218,10 @@ def _item(value: Any, i: int) -> InputItem | None:
     _enum(kind, f"{param}.type", ITEM_TYPES)
     if kind == "message":
         return _message(value, param)
-    if kind == "reasoning":
+    if kind in ("reasoning", "compaction"):
         # Our answers never reason; a client replaying another model's output
-        # may send reasoning items back, and they cost nothing here.
+        # (or a ``responses/compact`` result) may send such items back, and
+        # they cost nothing here.
         return None
     fields.string("id")
     call_id = fields.string("call_id", required=True) or ""
@@ -363,6 +372,16 @@ def _include(body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def conversation_param(value: Any) -> str | None:
+    """``conversation``: an id, or ``{"id": ...}``."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        found = Fields(value, "conversation.").string("id", required=True)
+        return found or None
+    return checks.string(value, "conversation") or None
+
+
 @worded
 def parse_responses_request(data: bytes) -> ResponsesRequest:
     body = parse_body(data)
@@ -371,13 +390,15 @@ def parse_responses_request(data: bytes) -> ResponsesRequest:
     if not model:
         raise missing("model")
     previous = fields.string("previous_response_id")
-    if "conversation" in body and body["conversation"] is not None:
+    conversation = conversation_param(body.get("conversation"))
+    if conversation is not None and previous is not None:
         raise invalid(
-            "Conversations are not supported by this server; use"
-            " 'previous_response_id' to chain responses.",
-            param="conversation",
+            "Mutually exclusive parameters: Ensure you are only providing one of:"
+            " 'previous_response_id' or 'conversation'.",
+            code="mutually_exclusive_parameters",
         )
-    items = _input(body, chained=previous is not None)
+    chained = previous is not None or conversation is not None
+    items = _input(body, chained=chained)
     tools, functions = _tools(body)
     tool_choice, forced = _tool_choice(body.get("tool_choice"), functions)
     text_format, description, verbosity = _text(body)
@@ -391,6 +412,14 @@ def parse_responses_request(data: bytes) -> ResponsesRequest:
     tier = fields.string("service_tier")
     _enum(tier, "service_tier", _TIERS)
     stream = fields.boolean("stream")
+    store = fields.boolean("store", default=True)
+    background = fields.boolean("background")
+    if background and not store:
+        raise invalid(
+            "Background mode requires 'store' to be true: a background response"
+            " is polled from the store.",
+            param="background",
+        )
     options = fields.obj("stream_options")
     if options is not None:
         if not stream:
@@ -416,9 +445,10 @@ def parse_responses_request(data: bytes) -> ResponsesRequest:
         max_output_tokens=fields.integer("max_output_tokens", low=16),
         max_tool_calls=fields.integer("max_tool_calls", low=1),
         previous_response_id=previous,
-        store=fields.boolean("store", default=True),
+        conversation=conversation,
+        store=store,
         stream=stream,
-        background=fields.boolean("background"),
+        background=background,
         metadata=_metadata(fields.obj("metadata")),
         temperature=fields.number("temperature", low=0, high=2),
         top_p=fields.number("top_p", low=0, high=1),

@@ -753,6 +753,15 @@ class RedisStore:
             return defer.fail(e)
         return self._eval(scripts.KV_DELETE, keys, [id]).addCallback(bool)
 
+    def kv_all(self, namespace: str) -> defer.Deferred[list[bytes]]:
+        """Every blob of the namespace (at most its ``size``), in no order;
+        none is marked used."""
+        try:
+            keys = self._kv_keys(namespace)
+        except ValueError as e:
+            return defer.fail(e)
+        return self._call("HVALS", keys[0]).addCallback(list)
+
     def response_keep(self, id: str, blob: bytes, size: int) -> defer.Deferred[int]:
         return self.kv_put("responses", id, blob, size)
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import yaml
 
 from twisted.web import server
 from twisted.web.resource import IResource
@@ -167,7 +168,10 @@ def _mask_secret(value: Any) -> Any:
 
 def effective_config(state: AdminFace) -> dict[str, Any]:
     """The config in force, secrets masked."""
-    out: dict[str, Any] = _masked(_plain(state.config))
+    # Recordings are listed by GET /_mock/recordings, not here.
+    shown = dataclasses.replace(state.config, recordings=())
+    out: dict[str, Any] = _masked(_plain(shown))
+    out.pop("recordings", None)
     # A password in state.url is masked like any secret.
     out["state"]["url"] = redacted(state.config.state.url)
     shared = state.shared
@@ -292,6 +296,7 @@ class Control(Branch):
         self.putChild(b"config", ConfigView(state))
         self.putChild(b"requests", Requests(state))
         self.putChild(b"reload", Reload(state))
+        self.putChild(b"recordings", RecordingsView(state))
 
     def getChildWithDefault(self, path: bytes, request: server.Request) -> IResource:
         error = check_admin(request, self.state)
@@ -317,6 +322,8 @@ class Control(Branch):
                     "DELETE /_mock/requests",
                     "GET /_mock/config",
                     "POST /_mock/reload",
+                    "GET /_mock/recordings",
+                    "POST /_mock/recordings/{id}/promote",
                 ]
             },
         )
@@ -432,6 +439,62 @@ class Requests(AdminResource):
 class Reload(AdminResource):
     def render_POST(self, request: server.Request) -> bytes:
         return _json(request, reload_config(self.state))
+
+
+def list_recordings(state: AdminFace) -> dict[str, Any]:
+    recorder = state.recorder
+    return {
+        "mode": recorder.mode,
+        "dir": recorder.config.dir,
+        "recordings": recorder.book.view(),
+    }
+
+
+def promote_recording(state: AdminFace, rec_id: str) -> dict[str, Any]:
+    """A recording as a rule (checked by the rule parser), and as YAML."""
+    rule = state.recorder.promote(rec_id)
+    if rule is None:
+        raise ApiError(
+            404, f"No recording with id {rec_id!r}.", code="recording_not_found"
+        )
+    try:
+        if "{{" in orjson.dumps(rule.get("answer")).decode():
+            # A template would change it: the text must stay the text.
+            raise RuleError("rule.answer.text", "holds {{, which a template reads")
+        parse_rule(dict(rule), "rule", _base_dir(state))
+    except RuleError as error:
+        raise ApiError(
+            422,
+            f"Recording {rec_id!r} cannot be a rule: {error}",
+            code="not_promotable",
+        ) from None
+    text = yaml.safe_dump([rule], allow_unicode=True, sort_keys=False)
+    return {"id": rec_id, "rule": rule, "yaml": text}
+
+
+class RecordingsView(AdminResource):
+    """``GET /_mock/recordings``; ``POST /_mock/recordings/{id}/promote``."""
+
+    def render_GET(self, request: server.Request) -> bytes:
+        return _json(request, list_recordings(self.state))
+
+    def getChild(self, path: bytes, request: server.Request) -> IResource:
+        if not path:
+            return self
+        if request.postpath == [b"promote"]:
+            return Promote(self.state, path.decode("utf-8", "replace"))
+        return ErrorResource(invalid_url(request))
+
+
+class Promote(AdminResource):
+    isLeaf = True
+
+    def __init__(self, state: AdminFace, rec_id: str) -> None:
+        super().__init__(state)
+        self.rec_id = rec_id
+
+    def render_POST(self, request: server.Request) -> bytes:
+        return _json(request, promote_recording(self.state, self.rec_id))
 
 
 def control_tree(state: AdminFace) -> Control:

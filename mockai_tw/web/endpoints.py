@@ -8,19 +8,18 @@ the same description with other renderers; a new endpoint is a new entry.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mockai_tw.engine import background, tokenizer
 from mockai_tw.engine.chat import check_schema, prompt_tokens
 from mockai_tw.engine.completions import match_completion, plan_completion
 from mockai_tw.engine.embeddings import embeddings
 from mockai_tw.engine.moderations import moderate
-from mockai_tw.engine.plan import TokenCount
-from mockai_tw.engine.responses import (
-    match_response,
-    plan_prepared,
-    prepare_response,
-)
+from mockai_tw.engine.plan import ChatPlan, TokenCount
+from mockai_tw.engine.prompt_cache import NO_USE, PromptCache, breakpoints
+from mockai_tw.engine.responses import match_response, plan_prepared
 from mockai_tw.engine.rules import Claim, Hit, chat_context, input_context
 from mockai_tw.engine.timing import Override
 from mockai_tw.request.anthropic import (
@@ -41,8 +40,11 @@ from mockai_tw.request.gemini import (
 )
 from mockai_tw.request.moderations import parse_moderation_request
 from mockai_tw.request.responses import parse_responses_request
+from mockai_tw.web.conversations import append_response, fetch_conversation
+from mockai_tw.web.conversations import prepare as prepare_in_conversation
 from mockai_tw.web.face import Face
 from mockai_tw.web.pipeline import Endpoint
+from mockai_tw.web.stored import store_completion
 from mockai_tw.wire import anthropic, azure, gemini
 from mockai_tw.wire.chat import chat_completion, chat_stream
 from mockai_tw.wire.completions import completion, completion_stream
@@ -88,6 +90,7 @@ CHAT = Endpoint(
     reserve=lambda request, plan: _reply_tokens(request.max_tokens, plan),
     body=chat_completion,
     stream=chat_stream,
+    kept=store_completion,
 )
 
 
@@ -121,24 +124,51 @@ COMPLETIONS = Endpoint(
 # --- the Responses API ----------------------------------------------------------
 
 
+def _match_responses(
+    face: Face, request: Any, headers: Mapping[str, str], now: float, c: Claim
+) -> tuple[Any, Hits]:
+    if request.background:
+        face.background.check_room()
+    prepared = prepare_in_conversation(face, request)
+    return prepared, (match_response(face.engine, prepared, headers, now, c),)
+
+
+def _plan_responses(
+    face: Face, prepared: Any, hits: Hits, now: float, timing: Override | None
+) -> Any:
+    plan = plan_prepared(face.engine, prepared, now, timing, hit=hits[0])
+    # A background response answers at once, queued; it runs on the clock.
+    return background.queued(plan) if prepared.request.background else plan
+
+
+def _response_stream(plan: Any) -> Any:
+    if plan.request.background:
+        plan = background.finished(plan, plan.created_at)
+    return response_stream(plan)
+
+
+def _response_sent(face: Face, plan: Any) -> None:
+    face.responses.keep(plan)
+    if plan.request.background:
+        face.background.start(plan)
+    else:
+        append_response(face, plan)
+
+
 RESPONSES = Endpoint(
     name="responses",
     parse=lambda body, model: parse_responses_request(body),
-    match=lambda face, request, headers, now, claim: (
-        (prepared := prepare_response(face.responses, request)),
-        (match_response(face.engine, prepared, headers, now, claim),),
-    ),
-    plan=lambda face, prepared, hits, now, timing: plan_prepared(
-        face.engine, prepared, now, timing, hit=hits[0]
-    ),
+    match=_match_responses,
+    plan=_plan_responses,
     reserve=lambda request, plan: _reply_tokens(request.max_output_tokens, plan),
     body=response_body,
-    stream=response_stream,
+    stream=_response_stream,
     error_event=response_error_event,
-    sent=lambda face, plan: face.responses.keep(plan),
+    sent=_response_sent,
     continues=lambda request: (
         (request.previous_response_id,) if request.previous_response_id else ()
     ),
+    fetch=fetch_conversation,
 )
 
 
@@ -227,13 +257,51 @@ def _check_tools(request: MessagesRequest) -> None:
             check_schema(tool.parameters, f"tools.{i}.input_schema")
 
 
+# Each server's prompt cache (per process, as its other in-memory state).
+_CACHES: weakref.WeakKeyDictionary[Any, PromptCache] = weakref.WeakKeyDictionary()
+
+
+def prompt_cache(face: Face) -> PromptCache:
+    found = _CACHES.get(face)
+    if found is None:
+        found = _CACHES[face] = PromptCache()
+    return found
+
+
+def _media_tokens(request: MessagesRequest) -> int:
+    """What images and documents add to the prompt the engine counts."""
+    texts = request.document_texts
+    return request.media_tokens + sum(tokenizer.count(t, request.model) for t in texts)
+
+
+def _plan_messages(
+    face: Face, request: MessagesRequest, hits: Hits, now: float, t: Override | None
+) -> ChatPlan:
+    """The chat plan (thinking first when asked), its prompt with the
+    images' tokens, split by what the prompt cache read and wrote."""
+    plan = face.engine.chat(
+        request.chat, now, t, hit=hits[0], thinking=request.thinking
+    )
+    prompt = plan.usage.prompt_tokens + _media_tokens(request)
+    use = NO_USE
+    if any(s.ttl_s is not None for s in request.segments):
+        points = breakpoints(request.model, request.segments, prompt)
+        use = prompt_cache(face).use(points, now)
+    usage = dataclasses.replace(
+        plan.usage,
+        prompt_tokens=prompt,
+        cache_read_tokens=use.read,
+        cache_write_5m_tokens=use.written_5m,
+        cache_write_1h_tokens=use.written_1h,
+    )
+    return dataclasses.replace(plan, usage=usage)
+
+
 MESSAGES = Endpoint(
     name="messages",
     parse=parse_messages_request,
     match=_match_provider("messages", _check_tools),
-    plan=lambda face, request, hits, now, timing: _plan_chat(
-        face, request.chat, hits, now, timing
-    ),
+    plan=_plan_messages,
     reserve=lambda request, plan: _reply_tokens(request.max_tokens, plan),
     body=anthropic.message_body,
     stream=anthropic.message_stream,
@@ -243,15 +311,18 @@ MESSAGES = Endpoint(
 )
 
 
-def _counting(check: Callable[[Any], None]) -> Callable[..., TokenCount]:
+def _counting(
+    check: Callable[[Any], None], extra: Callable[[Any], int] = lambda request: 0
+) -> Callable[..., TokenCount]:
     """A provider's token-count planner: its own checks, then the prompt as
-    the engine counts it (so it equals the reply's input tokens)."""
+    the engine counts it, and ``extra`` (so it equals the reply's input
+    tokens)."""
 
     def plan(
         face: Face, request: Any, hits: Hits, now: float, timing: Override | None
     ) -> TokenCount:
         check(request)
-        return TokenCount(request.model, prompt_tokens(request.chat))
+        return TokenCount(request.model, prompt_tokens(request.chat) + extra(request))
 
     return plan
 
@@ -261,7 +332,7 @@ COUNT_TOKENS = Endpoint(
     parse=parse_count_tokens_request,
     # Counting answers no rule: only the request budget applies.
     match=lambda face, request, headers, now, claim: (request, (None,)),
-    plan=_counting(_check_tools),
+    plan=_counting(_check_tools, _media_tokens),
     reserve=lambda request, plan: 0,
     body=anthropic.count_body,
     timed=False,
@@ -290,8 +361,8 @@ GENERATE_CONTENT = Endpoint(
     name="gemini",
     parse=parse_generate_request,
     match=_match_provider("gemini", _check_declarations),
-    plan=lambda face, request, hits, now, timing: _plan_chat(
-        face, request.chat, hits, now, timing
+    plan=lambda face, request, hits, now, timing: face.engine.chat(
+        request.chat, now, timing, hit=hits[0], thinking=request.thinking
     ),
     reserve=lambda request, plan: _reply_tokens(request.max_tokens, plan),
     body=gemini.generate_body,
@@ -303,6 +374,12 @@ GENERATE_CONTENT = Endpoint(
 
 STREAM_GENERATE_CONTENT = dataclasses.replace(
     GENERATE_CONTENT, parse=parse_stream_request
+)
+# Without ``?alt=sse``: the same stream framed as one growing JSON array.
+STREAM_GENERATE_CONTENT_ARRAY = dataclasses.replace(
+    STREAM_GENERATE_CONTENT,
+    stream=gemini.generate_array_stream,
+    error_event=gemini.array_error_event,
 )
 
 

@@ -21,10 +21,15 @@ if TYPE_CHECKING:
     from mockai_tw.engine.ratelimit import RateLimiter
     from mockai_tw.engine.responses import ResponseStore
     from mockai_tw.engine.rules import Rule, RuleBook
+    from mockai_tw.files_store import FileStore, Uploads
     from mockai_tw.hooks import Hooks
     from mockai_tw.journal import Journal
     from mockai_tw.metrics import Metrics
+    from mockai_tw.web.background import Jobs
+    from mockai_tw.web.batches import Batches
+    from mockai_tw.web.kept import Kept
     from mockai_tw.web.peers import Peers
+    from mockai_tw.web.proxy import Recorder
     from mockai_tw.web.shared import Shared
 
 
@@ -48,6 +53,11 @@ class Face(Protocol):
     readiness: Readiness
     # Kept responses, for ``previous_response_id`` and retrieval.
     responses: ResponseStore
+    # Conversations and stored chat completions (this process, or shared).
+    conversations: Kept
+    completions: Kept
+    # The background responses this process runs.
+    background: Jobs
     # The accepted API keys, encoded once per config.
     token_bytes: tuple[bytes, ...]
     # Prometheus metrics (``GET /metrics``).
@@ -56,6 +66,10 @@ class Face(Protocol):
     peers: Peers | None
     # The store every process shares (state.backend: redis), else None.
     shared: Shared | None
+    # Uploaded files, Uploads and batches (this process's own).
+    files: FileStore
+    uploads: Uploads
+    batches: Batches
 
 
 class AdminFace(Face, Protocol):
@@ -65,5 +79,7 @@ class AdminFace(Face, Protocol):
     journal: Journal
     file_rules: tuple[Rule, ...]
     config_path: str | None
+    # Record and replay (web/proxy.py): the book of recordings and its hits.
+    recorder: Recorder
 
     def reload(self) -> Config: ...

@@ -31,6 +31,7 @@ from mockai_tw.web.endpoints import (
     GEMINI_EMBED,
     GENERATE_CONTENT,
     STREAM_GENERATE_CONTENT,
+    STREAM_GENERATE_CONTENT_ARRAY,
 )
 from mockai_tw.web.pipeline import EndpointResource
 from mockai_tw.web.resources import ApiResource, Branch, ErrorResource, check_token
@@ -139,17 +140,23 @@ class GeminiEndpoint(EndpointResource):
 
 
 class StreamEndpoint(GeminiEndpoint):
-    """``:streamGenerateContent``: served as SSE with ``?alt=sse`` (what the
-    SDKs ask for); the JSON-array framing without it is not mocked yet."""
+    """``:streamGenerateContent``: SSE with ``?alt=sse`` (what the SDKs ask
+    for); without it, as the real API, one JSON array that grows as the
+    chunks are due (``application/json``, paced the same way)."""
 
     def render_POST(self, request: server.Request) -> bytes | int:
         args = request.args or {}
-        if (args.get(b"alt") or [b""])[0] != b"sse":
+        alt = (args.get(b"alt") or [b"json"])[0]
+        if alt == b"json":
+            # A resource per request (``Models.getChild``): its own choice.
+            self.endpoint = STREAM_GENERATE_CONTENT_ARRAY
+            cast(ApiRequest, request).stream_type = b"application/json; charset=UTF-8"
+        elif alt != b"sse":
             cast(ApiRequest, request).endpoint = self.endpoint.name
             raise ApiError(
                 400,
-                "This mock streams streamGenerateContent as server-sent events"
-                " only: add ?alt=sse to the URL (the official SDKs do).",
+                f"Invalid value at 'alt' ({alt.decode('utf-8', 'replace')}): this"
+                " mock streams as json or sse.",
             )
         return super().render_POST(request)
 

@@ -9,15 +9,44 @@ from twisted.web.resource import IResource
 
 from mockai_tw.config import Config
 from mockai_tw.engine.models import catalog, model_not_found
-from mockai_tw.web.resources import ApiResource
+from mockai_tw.errors import ApiError
+from mockai_tw.web import anthropic
+from mockai_tw.web.resources import ApiResource, check_token
 from mockai_tw.web.site import send_json
 from mockai_tw.wire.models import EncodedModels, encode_models
 
 
 class Models(ApiResource):
-    """The listing; its child is any model id (ids may hold ``:``, ``.``, ``/``)."""
+    """The listing; its child is any model id (ids may hold ``:``, ``.``, ``/``).
+
+    An Anthropic client (``anthropic-version`` or ``x-api-key``) is answered
+    in Anthropic's shape by ``web/anthropic.py``, behind its own gate.
+    """
 
     _cached: tuple[Config, EncodedModels] | None = None
+
+    def gate(self, request: server.Request) -> ApiError | None:
+        """What ``/v1`` asks first: OpenAI's bearer token, unless the
+        request is Anthropic's (whose resource checks its own way)."""
+        if anthropic.is_anthropic(request):
+            return None
+        return check_token(request, self.state)
+
+    def getChildWithDefault(self, path: bytes, request: server.Request) -> IResource:
+        if anthropic.is_anthropic(request):
+            rest = b"/".join([path, *(request.postpath or [])])
+            request.postpath = []
+            if not rest:
+                return anthropic.ModelList(self.state)
+            return anthropic.ModelEntry(
+                self.state, unquote(rest.decode("utf-8", "replace"))
+            )
+        return super().getChildWithDefault(path, request)
+
+    def render(self, request: server.Request) -> bytes | int:
+        if anthropic.is_anthropic(request):
+            return anthropic.ModelList(self.state).render(request)
+        return super().render(request)
 
     def encoded(self) -> EncodedModels:
         """The bodies for the current config, encoded once per config object.

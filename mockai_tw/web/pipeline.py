@@ -19,7 +19,7 @@ thread, no sleep); it holds its slot until its last byte or its disconnect.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -78,6 +78,11 @@ class Endpoint:
     # The ids of kept replies a request continues (previous_response_id):
     # with shared state they are fetched from the store first.
     continues: Callable[[Any], Sequence[str]] | None = None
+    # With shared state: bring what the request reads (its conversation)
+    # into this process before it is matched.
+    fetch: Callable[[Face, Any], Awaitable[None]] | None = None
+    # After ``sent``, with the parsed request (a stored chat completion).
+    kept: Callable[[Face, Any, Any], None] | None = None
     # The provider's own rate-limit headers, from the budgets a decision
     # shows (kind, limit, available, seconds to full) and the time now;
     # None: OpenAI's ``x-ratelimit-*``.
@@ -133,6 +138,14 @@ class EndpointResource(ApiResource):
 
     def render_POST(self, request: server.Request) -> bytes | int:
         request = cast(ApiRequest, request)
+        # Record and replay (web/proxy.py) answer first, after the auth gate.
+        recorder = getattr(self.state, "recorder", None)
+        if recorder is not None and recorder.mode != "off":
+            answered = recorder.serve(
+                self.state, self.endpoint, request, self.default_model
+            )
+            if answered is not None:
+                return cast("bytes | int", answered)
         shared = self.state.shared
         if shared is not None and not shared.local:
             return self.later(
@@ -158,6 +171,7 @@ def _front(
     """Parse, check the model, read the timing headers: no state is touched."""
     request.endpoint = ep.name
     parsed = ep.parse(request.body(), default_model)
+    request.parsed = parsed
     model: str = parsed.model
     request.model = model
     check_model(face.config, model)
@@ -273,15 +287,17 @@ def _proceed(
         raise refusal
     request.reply = reply
     result = _deliver(face, ep, request, streamed, reply, fault)
-    _sent(face, ep, reply)
+    _sent(face, ep, request, reply)
     return result
 
 
-def _sent(face: Face, ep: Endpoint, reply: Any) -> None:
+def _sent(face: Face, ep: Endpoint, request: ApiRequest, reply: Any) -> None:
     if ep.sent is not None:
         ep.sent(face, reply)
         if face.shared is not None and not face.shared.local:
             face.shared.keep(reply, face.config.responses.store_size)
+    if ep.kept is not None:
+        ep.kept(face, request.parsed, reply)
 
 
 async def serve_shared(
@@ -315,6 +331,8 @@ async def _serve_shared(
         ids = [i for i in ep.continues(asked.parsed) if face.responses.get(i) is None]
         for kept in (await shared.fetch(ids)).values():
             face.responses.keep(kept)
+    if ep.fetch is not None:
+        await ep.fetch(face, asked.parsed)
     budgets = face.limiter.charges(request.api_key, asked.model)
     requests = [b for b in budgets if b.kind == "requests"]
     tokens = [b for b in budgets if b.kind == "tokens"]
@@ -371,6 +389,18 @@ async def _serve_shared(
     return _proceed(
         face, ep, request, asked, hits, plan, commit=lambda: None, release=release
     )
+
+
+def admit_recorded(
+    face: Face, ep: Endpoint, request: ApiRequest, model: str, tokens: int
+) -> Fault | None:
+    """A replayed answer's admission (web/proxy.py): the rate limit and the
+    one fault decision, as for any request; rules and capacity do not apply."""
+    now = face.clock.seconds()
+    decision = face.limiter.admit(request.api_key, model, tokens, now)
+    _limited(request, decision, ep, now)
+    fault, _ticket = _admit(face, request, model, (), now, limited=False)
+    return fault
 
 
 def _enter(face: Face, model: str, now: float) -> Ticket:
@@ -449,7 +479,7 @@ def _run(
     face.hooks.emit("admitted", request)
     request.reply = reply
     result = _deliver(face, ep, request, streamed, reply, fault)
-    _sent(face, ep, reply)
+    _sent(face, ep, request, reply)
     return result
 
 
@@ -509,9 +539,10 @@ def open_stream(
     request: ApiRequest,
     events: Iterator[Event],
     content_type: bytes | None = SSE,
+    status: int = 200,
 ) -> None:
     """Start a paced response (SSE unless told otherwise); delivery takes it."""
-    request.setResponseCode(200)
+    request.setResponseCode(status)
     if content_type is not None:
         request.setHeader(b"content-type", content_type)
         if content_type.startswith(b"text/event-stream"):
@@ -543,7 +574,7 @@ def open_stream(
         request, events, face.clock.seconds(), transport, face.hooks, failed, ending
     )
     request.stream = stream
-    request.answered(200)
+    request.answered(status)
     request.registerProducer(stream, True)
     request.notifyFinish().addErrback(stream.connectionLost)
     face.ticker.add(stream)

@@ -11,8 +11,12 @@ from urllib.parse import unquote
 from twisted.web import server
 from twisted.web.resource import IResource
 
+from mockai_tw.engine.background import not_background
 from mockai_tw.engine.responses import ResponsePlan, not_found
+from mockai_tw.request.background import parse_retrieve
 from mockai_tw.request.responses import parse_list_params
+from mockai_tw.web.background import replay
+from mockai_tw.web.conversations import COMPACT, INPUT_TOKENS
 from mockai_tw.web.endpoints import RESPONSES
 from mockai_tw.web.face import Face
 from mockai_tw.web.pipeline import EndpointResource
@@ -31,7 +35,12 @@ class Responses(EndpointResource):
     def getChild(self, path: bytes, request: server.Request) -> IResource:
         if not path and not request.postpath:
             return self  # ``/v1/responses/``
+        if path in COUNTING and not request.postpath:
+            return EndpointResource(self.state, COUNTING[path])
         return ResponseEntry(self.state, unquote(path.decode("utf-8", "replace")))
+
+
+COUNTING = {b"compact": COMPACT, b"input_tokens": INPUT_TOKENS}
 
 
 class _Kept(ThroughStore):
@@ -62,7 +71,10 @@ class ResponseEntry(_Kept):
             raise not_found(self.response_id)
         return found
 
-    def render_GET(self, request: server.Request) -> bytes:
+    def render_GET(self, request: server.Request) -> bytes | int:
+        query = parse_retrieve(request.args or {})
+        if query.stream:
+            return replay(self.state, RESPONSES, request, self.stored(), query)
         return send_json(request, 200, response_body(self.stored()))
 
     def render_DELETE(self, request: server.Request) -> bytes:
@@ -73,6 +85,8 @@ class ResponseEntry(_Kept):
     def getChild(self, path: bytes, request: server.Request) -> IResource:
         if path == b"input_items" and not request.postpath:
             return InputItems(self)
+        if path == b"cancel" and not request.postpath:
+            return Cancel(self)
         return super().getChild(path, request)
 
 
@@ -90,3 +104,21 @@ class InputItems(_Kept):
         params = parse_list_params(request.args or {})
         plan = self.entry.stored()
         return send_json(request, 200, input_items_body(plan, params))
+
+
+class Cancel(_Kept):
+    """``POST /v1/responses/{id}/cancel``: a background response stops."""
+
+    isLeaf = True
+
+    def __init__(self, entry: ResponseEntry) -> None:
+        super().__init__(entry.state)
+        self.entry = entry
+        self.response_id = entry.response_id
+
+    def render_POST(self, request: server.Request) -> bytes:
+        stored = self.entry.stored()
+        if not stored.request.background:
+            raise not_background(self.response_id)
+        cancelled = self.state.background.cancel(stored)
+        return send_json(request, 200, response_body(cancelled))

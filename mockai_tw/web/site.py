@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import tempfile
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -46,6 +47,43 @@ class BoundedBody(io.BytesIO):
         return super().write(data)
 
 
+class SpooledBody:
+    """A large request body (a file upload) in a temporary file, up to ``limit``.
+
+    Only the paths the site's ``spooled`` names get one: the JSON endpoints
+    keep their in-memory ``BoundedBody`` and ``http.max_body_bytes``.
+    """
+
+    def __init__(
+        self, limit: int, declared: int | None, directory: str | None = None
+    ) -> None:
+        # In the files directory when there is one: a tmpfs /tmp would hold
+        # the body in memory after all.
+        self.file = tempfile.TemporaryFile(prefix=".body-", dir=directory)  # noqa: SIM115
+        self.limit = limit
+        self.received = 0
+        self.overflow = declared is not None and declared > limit
+
+    def write(self, data: Any) -> int:
+        self.received += len(data)
+        if self.overflow or self.received > self.limit:
+            self.overflow = True
+            return len(data)
+        return self.file.write(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self.file.read(size)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class ApiRequest(server.Request):
     """A request that answers JSON and never shows a traceback."""
 
@@ -67,10 +105,24 @@ class ApiRequest(server.Request):
     # (web/pipeline.py serve), so logs and metrics never parse the body again.
     endpoint: str | None = None
     model: str | None = None
+    # The pipeline's parsed request (its ``kept`` hook reads it).
+    parsed: Any = None
     # Waiting for a capacity slot (engine/capacity.py): its answer comes
     # when it starts; and how long it waited (None: capacity off).
     queued = False
     queue_s: float | None = None
+    # A stream framed otherwise than as SSE (Gemini's JSON array) names its
+    # content type here: it stands in for the SSE type the stream is given.
+    stream_type: bytes | None = None
+
+    def setHeader(self, name: bytes | str, value: bytes | str) -> None:
+        if (
+            self.stream_type is not None
+            and isinstance(value, bytes)
+            and value.startswith(b"text/event-stream")
+        ):
+            value = self.stream_type
+        super().setHeader(name, value)
 
     @property
     def mock_site(self) -> MockSite:
@@ -86,6 +138,19 @@ class ApiRequest(server.Request):
             worker = [site.worker_header]
             self.responseHeaders.setRawHeaders(b"x-mockai-worker", worker)
         super().process()
+
+    def gotLength(self, length: int | None) -> None:
+        # The request line is in: a file upload's path spools to disk.
+        site = getattr(self.channel, "site", None)
+        spooled = getattr(site, "spooled", None)
+        if spooled is not None:
+            method = getattr(self.channel, "_command", b"")
+            limit = spooled(method, getattr(self.channel, "_path", b""))
+            if limit is not None:
+                directory = getattr(site, "spool_dir", None)
+                self.content = SpooledBody(limit, length, directory)
+                return
+        super().gotLength(length)
 
     def processing_ms(self) -> bytes:
         site = self.mock_site
@@ -190,6 +255,11 @@ class MockSite(server.Site):
     draining = False
     # ``x-mockai-worker`` on every response, with several workers (workers.py).
     worker_header: bytes | None = None
+    # (method, path) -> the body limit of a path whose body spools to disk
+    # (file uploads), or None for the in-memory ``max_body_bytes``.
+    spooled: Callable[[bytes, bytes], int | None] | None = None
+    # Where those bodies are spooled (None: the system's temporary directory).
+    spool_dir: str | None = None
 
     def __init__(
         self,

@@ -10,14 +10,23 @@ either API.
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
 
-from mockai_tw.engine.plan import ChatPlan, ChoicePlan, TokenCount, ToolCallPlan
+from mockai_tw.engine.plan import (
+    ChatPlan,
+    ChoicePlan,
+    ModelInfo,
+    TokenCount,
+    ToolCallPlan,
+    Usage,
+)
 from mockai_tw.errors import ApiError
 from mockai_tw.wire.sse import named_event
 
@@ -77,18 +86,50 @@ def _calls(choice: ChoicePlan) -> tuple[ToolCallPlan, ...]:
     return choice.tool_calls
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
-    return {
-        "input_tokens": input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "cache_creation": {
-            "ephemeral_5m_input_tokens": 0,
-            "ephemeral_1h_input_tokens": 0,
-        },
-        "output_tokens": output_tokens,
-        "service_tier": "standard",
+def _usage(usage: Usage, done: bool) -> dict[str, Any]:
+    """``input_tokens`` is what the cache neither read nor wrote."""
+    out = _input_usage(usage)
+    out["cache_creation"] = {
+        "ephemeral_5m_input_tokens": usage.cache_write_5m_tokens,
+        "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
     }
+    # ``message_start`` says 1, as the real stream does.
+    out["output_tokens"] = usage.completion_tokens if done else 1
+    if done:
+        _thinking_tokens(out, usage)
+    out["service_tier"] = "standard"
+    return out
+
+
+def _input_usage(usage: Usage) -> dict[str, Any]:
+    written = usage.cache_write_5m_tokens + usage.cache_write_1h_tokens
+    fresh = usage.prompt_tokens - usage.cache_read_tokens - written
+    return {
+        "input_tokens": max(0, fresh),
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+    }
+
+
+def _thinking_tokens(out: dict[str, Any], usage: Usage) -> None:
+    """Of the output, what thinking took (only when there was thinking)."""
+    if usage.reasoning_tokens:
+        out["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+
+
+def signature(plan: ChatPlan, choice: ChoicePlan) -> str:
+    """A thinking block's ``signature``: opaque base64, as long as the real
+    ones, the same for the same plan and reasoning."""
+    seed = f"{plan.id}\0{choice.reasoning_text}".encode()
+    digest = b"".join(
+        hashlib.blake2b(seed, digest_size=64, person=b"sig%d" % i).digest()
+        for i in range(4)
+    )
+    return base64.b64encode(b"\x12\x08" + digest).decode()
+
+
+def _thought(plan: ChatPlan, choice: ChoicePlan) -> bool:
+    return bool(choice.reasoning) and plan.reasoning_shown
 
 
 def _tool_use(call: ToolCallPlan, arguments: Any) -> dict[str, Any]:
@@ -100,8 +141,16 @@ def _tool_use(call: ToolCallPlan, arguments: Any) -> dict[str, Any]:
     }
 
 
-def _blocks(choice: ChoicePlan) -> list[dict[str, Any]]:
+def _blocks(plan: ChatPlan, choice: ChoicePlan) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
+    if _thought(plan, choice):
+        blocks.append(
+            {
+                "type": "thinking",
+                "thinking": choice.reasoning_text,
+                "signature": signature(plan, choice),
+            }
+        )
     if choice.text:
         blocks.append({"type": "text", "text": choice.text})
     blocks.extend(_tool_use(c, orjson.loads(c.arguments)) for c in _calls(choice))
@@ -119,13 +168,13 @@ def _message(plan: ChatPlan, content: list[dict[str, Any]], done: bool) -> Any:
         "content": content,
         "stop_reason": stop_reason(choice) if done else None,
         "stop_sequence": choice.stop_sequence if done else None,
-        "usage": _usage(usage.prompt_tokens, usage.completion_tokens if done else 1),
+        "usage": _usage(usage, done),
     }
 
 
 def message_body(plan: ChatPlan) -> bytes:
     """The whole non-streamed ``message`` object."""
-    return orjson.dumps(_message(plan, _blocks(plan.choices[0]), done=True))
+    return orjson.dumps(_message(plan, _blocks(plan, plan.choices[0]), done=True))
 
 
 def _event(payload: dict[str, Any]) -> bytes:
@@ -145,11 +194,11 @@ def _start(index: int, block: dict[str, Any]) -> bytes:
 _PING = _event({"type": "ping"})
 
 
-def _text_delta(index: int) -> tuple[bytes, bytes]:
-    """The bytes around a text piece, encoded once per block."""
+def _text_delta(index: int, kind: bytes = b"text") -> tuple[bytes, bytes]:
+    """The bytes around a text (or thinking) piece, encoded once per block."""
     head = (
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
-        b'"delta":{"type":"text_delta","text":' % index
+        b'"delta":{"type":"%s_delta","%s":' % (index, kind, kind)
     )
     return head, b"}}\n\n"
 
@@ -165,6 +214,16 @@ def message_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
     yield start, _event({"type": "message_start", "message": _message(plan, [], False)})
     # (opening block, the deltas that fill it).
     blocks: list[tuple[dict[str, Any], list[bytes]]] = []
+    # The thinking block's pieces take a step each; its signature none.
+    thought = _thought(plan, choice)
+    if thought:
+        head, tail = _text_delta(0, b"thinking")
+        pieces = [head + orjson.dumps(p) + tail for p in choice.reasoning]
+        sealed = {"type": "signature_delta", "signature": signature(plan, choice)}
+        pieces.append(
+            _event({"type": "content_block_delta", "index": 0, "delta": sealed})
+        )
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, pieces))
     if choice.text:
         head, tail = _text_delta(len(blocks))
         pieces = [head + orjson.dumps(p) + tail for p in choice.pieces]
@@ -182,18 +241,29 @@ def message_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
             for f in call.fragments
         ]
         blocks.append((_tool_use(call, {}), fragments))
-    step = 0
+    # Reasoning not shown still took its time.
+    step = 0 if thought else len(choice.reasoning)
     for index, (opening, deltas) in enumerate(blocks):
         if index == 0:
             yield start, _start(0, opening)
             yield start, _PING
+        elif index == 1 and thought:
+            # The answer's first block follows the thinking without a step.
+            due = pacing.due(step)
+            yield due, _stop(0)
+            yield due, _start(1, opening)
         else:
             # A new block takes a step, as a second tool call does in chat.
             due = pacing.due(step)
             yield due, _stop(index - 1)
             yield due, _start(index, opening)
             step += 1
-        for delta in deltas:
+        last = len(deltas) - 1
+        for k, delta in enumerate(deltas):
+            if thought and index == 0 and k == last:
+                # The signature comes with the last thinking piece.
+                yield pacing.due(max(step - 1, 0)), delta
+                continue
             yield pacing.due(step), delta
             step += 1
     end = pacing.due(max(step - 1, 0))
@@ -210,11 +280,19 @@ def message_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
                     "stop_reason": stop_reason(choice),
                     "stop_sequence": choice.stop_sequence,
                 },
-                "usage": {"output_tokens": plan.usage.completion_tokens},
+                "usage": _delta_usage(plan.usage),
             }
         ),
     )
     yield end, _event({"type": "message_stop"})
+
+
+def _delta_usage(usage: Usage) -> dict[str, Any]:
+    """``message_delta``'s usage: cumulative, input figures included."""
+    out = _input_usage(usage)
+    out["output_tokens"] = usage.completion_tokens
+    _thinking_tokens(out, usage)
+    return out
 
 
 def count_body(count: TokenCount) -> bytes:
@@ -255,6 +333,63 @@ def error_body(error: ApiError) -> bytes:
 def error_event(error: ApiError, sent: int = 0) -> bytes:
     """A stream's end on failure: ``event: error``, which the SDK raises."""
     return _event({"type": "error", "error": _error_json(error)})
+
+
+def display_name(model_id: str) -> str:
+    """``claude-sonnet-4-5`` as Anthropic names it: ``Claude Sonnet 4.5``
+    (a date suffix dropped, version digits joined by dots)."""
+    words: list[str] = []
+    digits: list[str] = []
+    for part in model_id.split("-"):
+        if part.isdigit() and len(part) < 8:
+            digits.append(part)
+            continue
+        if digits:
+            words.append(".".join(digits))
+            digits = []
+        if not part.isdigit():
+            words.append(part.capitalize())
+    if digits:
+        words.append(".".join(digits))
+    return " ".join(words)
+
+
+_LINES = ("haiku", "sonnet", "opus")
+
+
+def model_json(info: ModelInfo) -> dict[str, Any]:
+    """A ``model`` object: every configured model is active, with Claude's
+    current context window and output limit."""
+    line = next((n for n in _LINES if n in info.id.split("-")), None)
+    return {
+        "type": "model",
+        "id": info.id,
+        "display_name": display_name(info.id),
+        "created_at": _rfc3339(info.created),
+        "lifecycle": "active",
+        "deprecated_at": None,
+        "retires_at": None,
+        "line": line,
+        "max_input_tokens": 200000,
+        "max_tokens": 32000 if line == "opus" else 64000,
+    }
+
+
+def model_body(info: ModelInfo) -> bytes:
+    """``GET /v1/models/{id}``: one ``model`` object."""
+    return orjson.dumps(model_json(info))
+
+
+def models_page(infos: Sequence[ModelInfo], has_more: bool) -> bytes:
+    """``GET /v1/models``: a page of them, with the ids that bound it."""
+    return orjson.dumps(
+        {
+            "data": [model_json(i) for i in infos],
+            "has_more": has_more,
+            "first_id": infos[0].id if infos else None,
+            "last_id": infos[-1].id if infos else None,
+        }
+    )
 
 
 def _rfc3339(seconds: float) -> str:

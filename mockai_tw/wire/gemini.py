@@ -72,8 +72,14 @@ def _call_part(name: str, arguments: str) -> dict[str, Any]:
     return {"functionCall": {"name": name, "args": orjson.loads(arguments)}}
 
 
-def _parts(choice: ChoicePlan) -> list[dict[str, Any]]:
+def _thought(plan: ChatPlan, choice: ChoicePlan) -> bool:
+    return bool(choice.reasoning) and plan.reasoning_shown
+
+
+def _parts(plan: ChatPlan, choice: ChoicePlan) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
+    if _thought(plan, choice):
+        parts.append({"text": choice.reasoning_text, "thought": True})
     if choice.text:
         parts.append({"text": choice.text})
     calls = choice.tool_calls or (
@@ -96,24 +102,27 @@ def _candidate(
     return candidate
 
 
-def _usage(prompt: int, completion: int | None) -> dict[str, Any]:
+def _usage(plan: ChatPlan, done: bool) -> dict[str, Any]:
+    """Thoughts are counted apart from the candidates, whether shown or not."""
+    prompt = plan.usage.prompt_tokens
     usage: dict[str, Any] = {"promptTokenCount": prompt}
-    if completion is not None:
-        usage["candidatesTokenCount"] = completion
-    usage["totalTokenCount"] = prompt + (completion or 0)
+    completion = plan.usage.completion_tokens if done else 0
+    thoughts = plan.usage.reasoning_tokens
+    if done:
+        usage["candidatesTokenCount"] = completion - thoughts
+    usage["totalTokenCount"] = prompt + (completion if done else thoughts)
     usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
     return usage
 
 
 def _response(
     plan: ChatPlan, candidates: list[dict[str, Any]], done: bool
 ) -> dict[str, Any]:
-    usage = plan.usage
     return {
         "candidates": candidates,
-        "usageMetadata": _usage(
-            usage.prompt_tokens, usage.completion_tokens if done else None
-        ),
+        "usageMetadata": _usage(plan, done),
         "modelVersion": plan.model,
         "responseId": response_id(plan),
     }
@@ -122,7 +131,7 @@ def _response(
 def generate_body(plan: ChatPlan) -> bytes:
     """The whole non-streamed ``GenerateContentResponse``."""
     candidates = [
-        _candidate(c.index, _parts(c), finish_reason(c)) for c in plan.choices
+        _candidate(c.index, _parts(plan, c), finish_reason(c)) for c in plan.choices
     ]
     return orjson.dumps(_response(plan, candidates, done=True))
 
@@ -132,33 +141,61 @@ def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
 
 
-def generate_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
-    """Each SSE event (``?alt=sse``) with the time (from start) it is due:
-    one ``GenerateContentResponse`` per text piece or function call; the last
-    carries ``finishReason`` and the whole usage."""
+def _chunks(plan: ChatPlan) -> Iterator[tuple[float, dict[str, Any]]]:
+    """Each streamed ``GenerateContentResponse`` with the time (from start)
+    it is due: one per thought piece (when shown), text piece or function
+    call; the last carries ``finishReason`` and the whole usage."""
     choice = plan.choices[0]
     pacing = plan.pacing
+    # Thoughts take their steps whether they are sent or not.
+    thought = len(choice.reasoning)
     # (step it is due at, its parts).
-    steps: list[tuple[int, list[dict[str, Any]]]] = [
-        (i, [{"text": p}]) for i, p in enumerate(choice.pieces)
-    ]
+    steps: list[tuple[int, list[dict[str, Any]]]] = []
+    if _thought(plan, choice):
+        steps = [
+            (i, [{"text": p, "thought": True}]) for i, p in enumerate(choice.reasoning)
+        ]
+    steps.extend((thought + i, [{"text": p}]) for i, p in enumerate(choice.pieces))
     calls = choice.tool_calls or (
         (choice.function_call,) if choice.function_call is not None else ()
     )
-    step = 0
+    step = thought
     for k, call in enumerate(calls):
         if k > 0:
             step += 1
         step += len(call.fragments)
         steps.append((max(step - 1, 0), [_call_part(call.name, call.arguments)]))
     finish = finish_reason(choice)
-    if not steps:
-        steps.append((0, [{"text": ""}]))
+    if not steps or steps[-1][1][0].get("thought"):
+        steps.append((max(thought - 1, 0), [{"text": ""}]))
     last = len(steps) - 1
     for n, (due, parts) in enumerate(steps):
         done = n == last
         candidate = _candidate(choice.index, parts, finish if done else None)
-        yield pacing.due(due), _event(_response(plan, [candidate], done))
+        yield pacing.due(due), _response(plan, [candidate], done)
+
+
+def generate_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
+    """The stream as SSE (``?alt=sse``): a ``data:`` event per chunk."""
+    for due, chunk in _chunks(plan):
+        yield due, _event(chunk)
+
+
+def generate_array_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
+    """The stream without ``?alt=sse``: one JSON array, written as it
+    grows (``[`` with the first chunk, a comma and CRLF before each next
+    one, ``]`` after the last), each element a whole response."""
+    due = 0.0
+    for n, (due, chunk) in enumerate(_chunks(plan)):
+        yield due, (b"[" if n == 0 else b",\r\n") + orjson.dumps(chunk) + b"\n"
+    yield due, b"]"
+
+
+def array_error_event(error: ApiError, sent: int = 0) -> bytes:
+    """A JSON-array stream's end on failure: the error as its last element
+    (the whole array if nothing was sent yet)."""
+    element = orjson.dumps({"error": _error_json(error)})
+    return (b"[" if sent == 0 else b",\r\n") + element + b"\n]"
 
 
 def embed_body(plan: EmbeddingsPlan) -> bytes:

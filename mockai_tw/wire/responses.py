@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from mockai_tw.request.responses import ListParams, ResponsesRequest
 
 
+#: The statuses of a response that has its output.
+FINISHED = ("completed", "incomplete")
+
+
 def usage_json(usage: Usage) -> dict[str, Any]:
     return {
         "input_tokens": usage.prompt_tokens,
@@ -100,16 +104,21 @@ def item_json(item: OutputItem, done: bool = True) -> dict[str, Any]:
 def response_json(plan: ResponsePlan, done: bool = True) -> dict[str, Any]:
     """The ``response`` object: final, or the snapshot a stream opens with."""
     request = plan.request
+    # A background response's snapshot (queued, in_progress, cancelled)
+    # shows no output yet, as a stream's first snapshot does.
+    status = plan.status if done else "in_progress"
+    done = done and status in FINISHED
     reason = plan.incomplete_reason if done else None
     out: dict[str, Any] = {
         "id": plan.id,
         "object": "response",
         "created_at": plan.created_at,
-        "status": plan.status if done else "in_progress",
+        "status": status,
         "background": request.background,
-        "completed_at": plan.completed_at
-        if done and plan.status == "completed"
-        else None,
+        "completed_at": plan.completed_at if done and status == "completed" else None,
+        "conversation": (
+            {"id": request.conversation} if request.conversation else None
+        ),
         "error": None,
         "incomplete_details": {"reason": reason} if reason else None,
         "instructions": request.instructions,
@@ -310,9 +319,17 @@ def response_stream(plan: ResponsePlan) -> Iterator[tuple[float, bytes]]:
     """
     event = _Events()
     snapshot = response_json(plan, done=False)
-    yield 0.0, event("response.created", response=snapshot)
-    yield 0.0, event("response.in_progress", response=snapshot)
     pacing = plan.pacing
+    running_at = 0.0
+    if plan.request.background:
+        # Queued first; in progress when its first token is due.
+        queued = {**snapshot, "status": "queued"}
+        yield 0.0, event("response.created", response=queued)
+        yield 0.0, event("response.queued", response=queued)
+        running_at = pacing.first_s
+    else:
+        yield 0.0, event("response.created", response=snapshot)
+    yield running_at, event("response.in_progress", response=snapshot)
     step = 0
     for index, item in enumerate(plan.output):
         if index:

@@ -6,6 +6,7 @@ error, sequence); ``AnswerParser`` reads fixtures once, at load, never per reque
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -39,14 +40,23 @@ ANSWER_KINDS = (
 MAX_FIXTURE_BYTES = 16 * 1024 * 1024
 
 
+@dataclass(frozen=True, eq=False)
+class Spoken:
+    """What any answer a model speaks may add: the reasoning ("thinking")
+    sent before it where the request asked for thinking (None: the engine's
+    default reasoning)."""
+
+    thinking: Template | None = field(default=None, kw_only=True)
+
+
 @dataclass(frozen=True)
-class TextAnswer:
+class TextAnswer(Spoken):
     template: Template
     kind = "text"
 
 
 @dataclass(frozen=True)
-class ChoicesAnswer:
+class ChoicesAnswer(Spoken):
     items: tuple[Template, ...]
     pick: str = "random"
     seed: int = 0
@@ -54,18 +64,18 @@ class ChoicesAnswer:
 
 
 @dataclass(frozen=True)
-class EchoAnswer:
+class EchoAnswer(Spoken):
     kind = "echo"
 
 
 @dataclass(frozen=True)
-class LoremAnswer:
+class LoremAnswer(Spoken):
     tokens: int
     kind = "lorem"
 
 
 @dataclass(frozen=True)
-class FileAnswer:
+class FileAnswer(Spoken):
     path: str
     text: str
     kind = "file"
@@ -80,13 +90,13 @@ class ToolCallSpec:
 
 
 @dataclass(frozen=True)
-class ToolCallsAnswer:
+class ToolCallsAnswer(Spoken):
     calls: tuple[ToolCallSpec, ...]
     kind = "tool_calls"
 
 
 @dataclass(frozen=True, eq=False)
-class JsonAnswer:
+class JsonAnswer(Spoken):
     # Given: a JSON template. Generated: from ``schema``, or from the
     # request's ``response_format`` schema when ``from_request``.
     value: Any = None
@@ -182,12 +192,22 @@ class AnswerParser:
         return parse_template(checks.string(value, path), path, self.groups, self.names)
 
     def answer(self, raw: Any, path: str, nested: bool = False) -> Answer:
+        answer = self._answer(raw, path, nested)
+        if not isinstance(raw, Mapping) or "thinking" not in raw:
+            return answer
+        at = f"{path}.thinking"
+        if not isinstance(answer, Spoken):
+            raise RuleError(at, f"{answer.kind} answers have no thinking")
+        thinking = self.template(raw["thinking"], at)
+        return dataclasses.replace(answer, thinking=thinking)
+
+    def _answer(self, raw: Any, path: str, nested: bool) -> Answer:
         if isinstance(raw, str):
             return TextAnswer(self.template(raw, path))
         spec = checks.mapping(raw, path, string_keys=True)
         kinds = [k for k in ANSWER_KINDS if k in spec]
         if not kinds:
-            unknown = [k for k in spec if k not in ("pick", "seed", "then")]
+            unknown = [k for k in spec if k not in ("pick", "seed", "then", "thinking")]
             if unknown:
                 raise RuleError(
                     f"{path}.{unknown[0]}",
@@ -198,7 +218,7 @@ class AnswerParser:
             raise RuleError(path, f"give one answer kind, not {' and '.join(kinds)}")
         kind = kinds[0]
         extra = {"choices": ("pick", "seed"), "sequence": ("then",)}.get(kind, ())
-        checks.known_keys(spec, path, (kind, *extra))
+        checks.known_keys(spec, path, (kind, *extra, "thinking"))
         at = f"{path}.{kind}"
         value = spec[kind]
         if kind == "text":

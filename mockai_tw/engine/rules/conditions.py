@@ -127,6 +127,8 @@ class Conditions:
     tools: bool | None = None
     tool_names: tuple[str, ...] = ()
     stream: bool | None = None
+    # True: batch lines only; False: live requests only.
+    batch: bool | None = None
     headers: tuple[tuple[str, TextCondition], ...] = ()
     user: TextCondition | None = None
     metadata: tuple[tuple[str, TextCondition], ...] = ()
@@ -167,6 +169,8 @@ class Conditions:
         if self.model and not any(c.test(ctx.model) for c in self.model):
             return None
         if self.stream is not None and ctx.stream != self.stream:
+            return None
+        if self.batch is not None and ctx.batch != self.batch:
             return None
         if self.last_role and ctx.last_role not in self.last_role:
             return None
@@ -261,6 +265,7 @@ _MATCH_KEYS = (
     "last_role",
     "tools",
     "stream",
+    "batch",
     "headers",
     "user",
     "metadata",
@@ -311,6 +316,7 @@ def parse_conditions(raw: Any, path: str) -> Conditions:
         stream=checks.boolean(spec["stream"], at("stream"))
         if "stream" in spec
         else None,
+        batch=checks.boolean(spec["batch"], at("batch")) if "batch" in spec else None,
         headers=_keyed(spec["headers"], at("headers"), True)
         if "headers" in spec
         else (),

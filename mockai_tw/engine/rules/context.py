@@ -50,6 +50,8 @@ class RequestContext:
     # The request's JSON Schema for the answer (``response_format``), if any.
     response_schema: Mapping[str, Any] | None = None
     response_name: str = ""
+    # A line of a batch (``/v1/batches``) rather than a live request.
+    batch: bool = False
 
     @property
     def last_user_text(self) -> str:

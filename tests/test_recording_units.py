@@ -415,10 +415,27 @@ class ConfigTests(TestCase):
         self.assertIn("recording.colour", self.refused({"recording": {"colour": 1}}))
         self.assertIn("recordings: not a setting", self.refused({"recordings": []}))
 
+    def test_replay_from_a_missing_directory_is_refused(self) -> None:
+        path = write_config(
+            self, {"access_token": "t", "recording": {"mode": "replay", "dir": "nope"}}
+        )
+        with self.assertRaises(ConfigError) as caught:
+            load_config(path, {})
+        self.assertRegex(
+            str(caught.exception), r"^recording\.dir: .*nope does not exist"
+        )
+        # replay_or_record makes it on the first miss.
+        environ = {
+            "MOCKAI_RECORDING__MODE": "replay_or_record",
+            "MOCKAI_UPSTREAM__BASE_URL": "http://127.0.0.1:9/v1",
+        }
+        self.assertEqual(load_config(path, environ).recordings, ())
+
     def test_dir_is_relative_to_the_config_file(self) -> None:
         path = write_config(
             self, {"access_token": "t", "recording": {"mode": "replay", "dir": "recs"}}
         )
+        os.makedirs(os.path.join(os.path.dirname(os.path.abspath(path)), "recs"))
         config = load_config(path, {})
         self.assertEqual(
             config.recording.dir,

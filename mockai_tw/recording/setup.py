@@ -35,6 +35,9 @@ def load_recordings(config: Config, base_dir: str | None) -> Config:
     directory = os.path.normpath(directory)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ConfigError("recording.dir", f"{directory} is not a directory")
+    if recording.mode == "replay" and not os.path.exists(directory):
+        # Only recordings answer: a mistyped path would make every request miss.
+        raise ConfigError("recording.dir", f"{directory} does not exist")
     config = dataclasses.replace(
         config, recording=dataclasses.replace(recording, dir=directory)
     )

@@ -1,7 +1,7 @@
 """``/v1/files`` and ``/v1/uploads``: the routes joining the store and the wire.
 
 A file upload's body arrives spooled to a temporary file (``spool_limit``
-names the paths, ``site.SpooledBody`` holds them); its multipart is read in
+names the paths, ``site.BoundedBody.spooled`` holds them); its multipart is read in
 pieces in a thread, straight into the store's writer, so neither the body
 nor the file is ever held whole.  The store itself is only touched on the
 reactor thread.
@@ -32,7 +32,7 @@ from mockai_tw.request.files import (
 )
 from mockai_tw.web.face import Face
 from mockai_tw.web.resources import ApiResource, ErrorResource, invalid_url
-from mockai_tw.web.site import ApiRequest, SpooledBody, send_json
+from mockai_tw.web.site import ApiRequest, BoundedBody, send_json
 from mockai_tw.wire import files as wire
 
 #: Room for a form's boundaries, headers and plain fields around the file.
@@ -62,9 +62,9 @@ def not_found(file_id: str) -> ApiError:
     return ApiError(404, f"No such File object: {file_id}", param="id")
 
 
-def _spooled(request: ApiRequest, limit: int) -> SpooledBody:
+def _spooled(request: ApiRequest, limit: int) -> BoundedBody:
     content: Any = request.content
-    if not isinstance(content, SpooledBody):
+    if not (isinstance(content, BoundedBody) and content.on_disk):
         # Only the spooling paths route here; a bare Site in a test may not.
         raise ApiError(400, "The request must be multipart/form-data.")
     if content.overflow:

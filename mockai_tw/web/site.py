@@ -6,7 +6,7 @@ import dataclasses
 import io
 import tempfile
 from collections.abc import Callable
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -30,39 +30,33 @@ from mockai_tw.wire.errors import error_body
 log = Logger()
 
 
-class BoundedBody(io.BytesIO):
-    """A request body buffer that stops keeping bytes past ``limit``."""
+class BoundedBody:
+    """A request body that stops keeping bytes past ``limit``.
 
-    def __init__(self, limit: int, declared: int | None) -> None:
-        super().__init__()
-        self.limit = limit
-        self.received = 0
-        self.overflow = declared is not None and declared > limit
-
-    def write(self, data: Any) -> int:
-        self.received += len(data)
-        if self.overflow or self.received > self.limit:
-            self.overflow = True
-            return len(data)
-        return super().write(data)
-
-
-class SpooledBody:
-    """A large request body (a file upload) in a temporary file, up to ``limit``.
-
-    Only the paths the site's ``spooled`` names get one: the JSON endpoints
-    keep their in-memory ``BoundedBody`` and ``http.max_body_bytes``.
+    In memory by default; a file upload's path hands it a temporary file
+    (``spooled``), so hundreds of MB never sit in the process.
     """
 
     def __init__(
-        self, limit: int, declared: int | None, directory: str | None = None
+        self, limit: int, declared: int | None, file: IO[bytes] | None = None
     ) -> None:
-        # In the files directory when there is one: a tmpfs /tmp would hold
-        # the body in memory after all.
-        self.file = tempfile.TemporaryFile(prefix=".body-", dir=directory)  # noqa: SIM115
+        self.file: IO[bytes] = io.BytesIO() if file is None else file
         self.limit = limit
         self.received = 0
         self.overflow = declared is not None and declared > limit
+
+    @classmethod
+    def spooled(
+        cls, limit: int, declared: int | None, directory: str | None = None
+    ) -> BoundedBody:
+        # In the files directory when there is one: a tmpfs /tmp would hold
+        # the body in memory after all.
+        spool = tempfile.TemporaryFile(prefix=".body-", dir=directory)  # noqa: SIM115
+        return cls(limit, declared, spool)
+
+    @property
+    def on_disk(self) -> bool:
+        return not isinstance(self.file, io.BytesIO)
 
     def write(self, data: Any) -> int:
         self.received += len(data)
@@ -148,7 +142,7 @@ class ApiRequest(server.Request):
             limit = spooled(method, getattr(self.channel, "_path", b""))
             if limit is not None:
                 directory = getattr(site, "spool_dir", None)
-                self.content = SpooledBody(limit, length, directory)
+                self.content = BoundedBody.spooled(limit, length, directory)
                 return
         super().gotLength(length)
 

@@ -15,6 +15,7 @@ import orjson
 
 from mockai_tw.engine.plan import ListedItem, ResponsePlan, Usage
 from mockai_tw.engine.records import Page
+from mockai_tw.wire.pages import cursor_page
 from mockai_tw.wire.responses import _input_item_json, item_json, usage_json
 
 Record = dict[str, Any]
@@ -52,16 +53,7 @@ def response_items(plan: ResponsePlan) -> list[dict[str, Any]]:
 def item_page_body(found: Page) -> bytes:
     """``ConversationItemList``; an empty page has null ids, as
     ``input_items`` has."""
-    data = found.data
-    return orjson.dumps(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": found.has_more,
-        }
-    )
+    return cursor_page(found.data, found.has_more)
 
 
 def items_added_body(items: list[dict[str, Any]]) -> bytes:

@@ -7,10 +7,11 @@ so this module imports neither).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from mockai_tw.wire.pages import cursor_page
 
 if TYPE_CHECKING:
     from mockai_tw.engine.batches import BatchRecord
@@ -38,17 +39,7 @@ def file_body(record: FileRecord) -> bytes:
     return orjson.dumps(file_json(record))
 
 
-def page(objects: Sequence[dict[str, Any]], has_more: bool) -> bytes:
-    """A cursor page: ``first_id`` / ``last_id`` null when it is empty."""
-    return orjson.dumps(
-        {
-            "object": "list",
-            "data": list(objects),
-            "first_id": objects[0]["id"] if objects else None,
-            "last_id": objects[-1]["id"] if objects else None,
-            "has_more": has_more,
-        }
-    )
+page = cursor_page
 
 
 def deleted_body(file_id: str) -> bytes:

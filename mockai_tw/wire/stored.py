@@ -14,6 +14,7 @@ import orjson
 from mockai_tw.engine.plan import ChatPlan
 from mockai_tw.engine.records import Page, Record
 from mockai_tw.wire.chat import chat_completion
+from mockai_tw.wire.pages import cursor_page
 
 if TYPE_CHECKING:
     from mockai_tw.request.chat import ChatRequest
@@ -61,30 +62,12 @@ def completion_body(record: Record) -> bytes:
 
 def list_body(found: Page) -> bytes:
     """``ChatCompletionList``: a page of completions."""
-    data = [r["completion"] for r in found.data]
-    return orjson.dumps(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": found.has_more,
-        }
-    )
+    return cursor_page([r["completion"] for r in found.data], found.has_more)
 
 
 def messages_body(found: Page) -> bytes:
     """``ChatCompletionMessageList``: a page of the request's messages."""
-    data = found.data
-    return orjson.dumps(
-        {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": found.has_more,
-        }
-    )
+    return cursor_page(found.data, found.has_more)
 
 
 def deleted_body(completion_id: str) -> bytes:

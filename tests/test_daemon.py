@@ -32,6 +32,8 @@ access_token: sk-seed-token
 """
 AUTH: dict[bytes | str, bytes | str] = {"Authorization": "Bearer sk-seed-token"}
 LISTENING = re.compile(rb"listening on [\d.]+:(\d+)")
+# The supervisor's line once every worker listens.
+ALL_LISTENING = re.compile(rb"\d+ workers listening on [\d.]+:(\d+)")
 
 
 class Twistd(ProcessProtocol):
@@ -41,6 +43,8 @@ class Twistd(ProcessProtocol):
         self.out = b""
         self.err = b""
         self.port: Deferred[int] = Deferred()
+        # With --workers: fires once every worker listens.
+        self.all_listening: Deferred[int] = Deferred()
         self.ended: Deferred[int | None] = Deferred()
 
     def outReceived(self, data: bytes) -> None:
@@ -48,14 +52,20 @@ class Twistd(ProcessProtocol):
         match = LISTENING.search(self.out)
         if match and not self.port.called:
             self.port.callback(int(match.group(1)))
+        match = ALL_LISTENING.search(self.out)
+        if match and not self.all_listening.called:
+            self.all_listening.callback(int(match.group(1)))
 
     def errReceived(self, data: bytes) -> None:
         self.err += data
 
     def processEnded(self, reason: Failure) -> None:
-        if not self.port.called:
-            self.port.errback(RuntimeError(f"twistd exited: {self.out!r} {self.err!r}"))
-            self.port.addErrback(lambda _: None)
+        for waiting in (self.port, self.all_listening):
+            if not waiting.called:
+                waiting.errback(
+                    RuntimeError(f"twistd exited: {self.out!r} {self.err!r}")
+                )
+                waiting.addErrback(lambda _: None)
         code = (
             reason.value.exitCode
             if isinstance(reason.value, (ProcessDone, ProcessTerminated))

@@ -337,13 +337,14 @@ class SharedDaemonTests(TestCase):
             + "rate_limits: {enabled: true, requests_per_minute: 6}\n",
             "--workers=2",
         )
-        port = await protocol.port
+        # Both listening: a loaded machine may start the second one late.
+        port = await protocol.all_listening
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.addCleanup(pool.closeCachedConnections)
         codes: list[int] = []
         workers: set[str] = set()
-        # Until both have answered (the second may still be starting): a
-        # worker that answers only after the budget is spent must refuse too.
+        # Until both have answered: a worker that answers only after the
+        # budget is spent must refuse too.
         while len(codes) < 12 or workers != {"0", "1"}:
             self.assertLess(len(codes), 200, workers)
             response = await treq.post(

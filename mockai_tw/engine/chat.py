@@ -46,6 +46,7 @@ from mockai_tw.engine.timing import Override, TimingModel
 from mockai_tw.errors import invalid
 from mockai_tw.request.chat import ChatRequest, FunctionDef
 from mockai_tw.request.features import Thinking
+from mockai_tw.values import built, defaults
 
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 # Framing tokens of one call in the completion (name, arguments wrapper).
@@ -88,6 +89,12 @@ def prompt_tokens(request: ChatRequest) -> int:
         [{"type": "function", "function": t.__dict__} for t in request.tools],
         request.model,
     )
+
+
+_CHAT_PLAN = defaults(ChatPlan)
+
+# Canned choices kept per engine before the cache starts again.
+CANNED_CHOICES = 1024
 
 
 @lru_cache(maxsize=256)
@@ -192,6 +199,10 @@ class Engine:
         self.timing = TimingModel(config)
         # The server passes its book so run-time rules outlive a reload.
         self.rules = rules if rules is not None else RuleBook(config.rules)
+        # A canned reply's choice depends only on this config and the
+        # request's limits: planned once per such key (a reload makes a new
+        # engine, so a new cache).
+        self._canned: dict[tuple[Any, ...], tuple[ChoicePlan, int]] = {}
 
     def match(
         self, context: RequestContext, now: float, claim: Claim | None = None
@@ -385,6 +396,8 @@ class Engine:
                 + tokenizer.count(call.arguments, model)
             )
             return ChoicePlan(index, (), "function_call", function_call=call), tokens
+        if request.response_format.type == "text" and not request.logprobs:
+            return self._canned_choice(request, index, self.reply_text(rng))
         text = self.structured_text(request, rng)
         text, finish, sequence = limited(text, request.stop, request.max_tokens, model)
         mode = "token" if request.logprobs else self.config.stream.chunking
@@ -396,6 +409,25 @@ class Engine:
             index, pieces, finish, logprobs=logprobs, stop_sequence=sequence
         )
         return plan, tokenizer.count(text, model)
+
+    def _canned_choice(
+        self, request: ChatRequest, index: int, reply: str
+    ) -> tuple[ChoicePlan, int]:
+        """A plain text choice of ``reply``: plans are values, so one is
+        shared by every request that would plan it alike."""
+        model = request.model
+        key = (reply, request.stop, request.max_tokens, model, index)
+        known = self._canned.get(key)
+        if known is not None:
+            return known
+        text, finish, sequence = limited(reply, request.stop, request.max_tokens, model)
+        pieces = chunk(text, self.config.stream.chunking, model)
+        plan = ChoicePlan(index, pieces, finish, stop_sequence=sequence)
+        known = (plan, tokenizer.count(text, model))
+        if len(self._canned) >= CANNED_CHOICES:
+            self._canned.clear()
+        self._canned[key] = known
+        return known
 
     def reasoning(
         self, request: ChatRequest, thinking: Thinking, hit: Hit | None
@@ -475,7 +507,9 @@ class Engine:
             completion_tokens += tokens
         steps = max(c.steps for c in choices)
         pacing = self.timing.pacing(request.model, steps, timing)
-        return ChatPlan(
+        return built(
+            ChatPlan,
+            _CHAT_PLAN,
             id=new_id("chatcmpl-"),
             created=int(now),
             model=request.model,

@@ -9,6 +9,7 @@ import itertools
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 # Delivery's actions live with the fault kinds that use them (a leaf).
@@ -78,8 +79,10 @@ class ChoicePlan:
     # pieces, each paced like a text piece; () when none was asked for.
     reasoning: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def text(self) -> str:
+        # Read by the body, the journal and the tokenizer; a canned choice
+        # is shared by many requests, so it is joined once.
         return "".join(self.pieces)
 
     @property

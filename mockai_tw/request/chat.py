@@ -19,6 +19,7 @@ from mockai_tw.request.common import (
     worded,
     wrong_type,
 )
+from mockai_tw.values import built, defaults
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 _ROLE_LIST = "'system', 'assistant', 'user', 'function', 'tool', and 'developer'"
@@ -298,9 +299,58 @@ def _response_format(value: Any) -> ResponseFormat:
     )
 
 
+# The common body (a model, plain text messages, maybe ``stream``): every
+# check the full parse makes passes for it, so it is read in one pass.
+_PLAIN_KEYS = frozenset({"model", "messages", "stream"})
+_PLAIN_MESSAGE = frozenset({"role", "content"})
+_PLAIN_ROLES = frozenset({"system", "user", "developer", "assistant"})
+
+
+_DEFAULTS = defaults(ChatRequest)
+
+
+def _plain(body: dict[str, Any]) -> ChatRequest | None:
+    """The request if ``body`` is the common kind, else None (the full
+    parse then reads it, and words any error)."""
+    if not body.keys() <= _PLAIN_KEYS:
+        return None
+    model = body.get("model")
+    raw = body.get("messages")
+    stream = body.get("stream", False)
+    if type(model) is not str or not model or type(raw) is not list or not raw:
+        return None
+    if type(stream) is not bool:
+        return None
+    messages = []
+    for value in raw:
+        if type(value) is not dict or value.keys() != _PLAIN_MESSAGE:
+            return None
+        role = value["role"]
+        text = value["content"]
+        if type(role) is not str or role not in _PLAIN_ROLES or type(text) is not str:
+            return None
+        messages.append(Message(role, text, value))
+    return built(
+        ChatRequest,
+        _DEFAULTS,
+        model=model,
+        messages=tuple(messages),
+        stream=stream,
+        body=body,
+    )
+
+
 @worded
 def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatRequest:
     body = parse_body(data, default_model)
+    plain = _plain(body)
+    if plain is not None:
+        return plain
+    return _parse(body, data)
+
+
+def _parse(body: dict[str, Any], data: bytes) -> ChatRequest:
+    """Every field read and checked, as OpenAI checks it."""
     fields = Fields(body, source=Source(data))
     model = fields.string("model")
     if not model:

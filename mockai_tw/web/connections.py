@@ -121,6 +121,23 @@ class GuardedChannel(http.HTTPChannel):
         super().connectionMade()
         self._enter(_OPENED, self.limits().request_timeout_s)
 
+    # Every Request asks for both addresses; neither changes while the
+    # connection lives, and the host's is a getsockname call each time.
+    _host: Any = None
+    _peer: Any = None
+
+    def getHost(self) -> Any:
+        host = self._host
+        if host is None:
+            host = self._host = super().getHost()
+        return host
+
+    def getPeer(self) -> Any:
+        peer = self._peer
+        if peer is None:
+            peer = self._peer = super().getPeer()
+        return peer
+
     def dataReceived(self, data: bytes) -> None:
         state = self._state
         if state is _IDLE:

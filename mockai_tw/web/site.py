@@ -7,13 +7,14 @@ import io
 import tempfile
 from collections.abc import Callable
 from typing import IO, Any, cast
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
-from twisted.web.resource import IResource
+from twisted.web.resource import IResource, _IEncodingResource
 
 from mockai_tw.engine.ids import request_id
 from mockai_tw.errors import ApiError, server_error
@@ -123,15 +124,33 @@ class ApiRequest(server.Request):
         return cast(MockSite, self.site)
 
     def process(self) -> None:
+        # twisted.web's own process, less its per-request Date formatting
+        # (the site formats it once per second of its clock).
         self.site = site = cast(Any, self.channel).site
-        self.started = site.clock.seconds()
-        self.request_id = request_id()
-        self.responseHeaders.setRawHeaders(b"x-request-id", [self.request_id.encode()])
-        self.responseHeaders.setRawHeaders(b"openai-version", [b"2020-10-01"])
+        self.started = now = site.clock.seconds()
+        self.request_id = rid = request_id()
+        headers = self.responseHeaders
+        headers.setRawHeaders(b"x-request-id", [rid.encode()])
+        headers.setRawHeaders(b"openai-version", [b"2020-10-01"])
         if site.worker_header is not None:
-            worker = [site.worker_header]
-            self.responseHeaders.setRawHeaders(b"x-mockai-worker", worker)
-        super().process()
+            headers.setRawHeaders(b"x-mockai-worker", [site.worker_header])
+        headers.setRawHeaders(b"server", [server.version])
+        headers.setRawHeaders(b"date", [site.date_header(now)])
+        self.prepath = []
+        path = self.path
+        self.postpath = [unquote_to_bytes(segment) for segment in path[1:].split(b"/")]
+        if path == b"*":
+            self._handleStar()
+            return
+        try:
+            resource = site.getResourceFor(self)
+            if _IEncodingResource.providedBy(resource):
+                encoder = resource.getEncoder(self)
+                if encoder is not None:
+                    self._encoder = encoder
+            self.render(resource)
+        except BaseException:
+            self.processingFailed(Failure())
 
     def gotLength(self, length: int | None) -> None:
         # The request line is in: a file upload's path spools to disk.
@@ -272,6 +291,18 @@ class MockSite(server.Site):
         self.max_body_bytes = max_body_bytes
         self.channels: set[Any] = set()
         self._idle: list[defer.Deferred[None]] = []
+
+    _date_second: int | None = None
+    _date: bytes = b""
+
+    def date_header(self, now: float) -> bytes:
+        """The ``Date`` header for ``now`` (seconds on the site's clock),
+        formatted once per second."""
+        second = int(now)
+        if second != self._date_second:
+            self._date = http.datetimeToString(second)
+            self._date_second = second
+        return self._date
 
     def getContentFile(self, length: int | None) -> BoundedBody:
         return BoundedBody(self.max_body_bytes(), length)

@@ -20,7 +20,7 @@ from mockai_tw.engine.plan import ChatPlan, ChoicePlan, Pacing, ToolCallPlan, Us
 from mockai_tw.errors import ApiError, server_error
 from mockai_tw.request.anthropic import parse_messages_request
 from mockai_tw.web.endpoints import MESSAGES
-from mockai_tw.wire.anthropic import message_stream
+from mockai_tw.wire.anthropic import ERROR_TYPES, message_stream
 from tests.support import TOKEN, Live, start
 
 MODEL = "claude-sonnet-4-5"
@@ -648,3 +648,45 @@ class RequestModelTests(TestCase):
             [(m.role, m.text) for m in chat.messages],
             [("system", "Terse."), ("user", "Say hello")],
         )
+
+
+class SdkErrorClassTests(TestCase):
+    """Every status the API answers reaches the SDK as its own exception."""
+
+    async def test_each_status_is_the_sdks_exception(self) -> None:
+        classes: dict[int, type[anthropic.APIStatusError]] = {
+            400: anthropic.BadRequestError,
+            401: anthropic.AuthenticationError,
+            403: anthropic.PermissionDeniedError,
+            404: anthropic.NotFoundError,
+            413: anthropic.RequestTooLargeError,
+            429: anthropic.RateLimitError,
+            500: anthropic.InternalServerError,
+            529: anthropic.OverloadedError,
+        }
+        rules = [
+            {
+                "match": {"headers": {"x-scenario": str(status)}},
+                "answer": {"error": status},
+            }
+            for status in classes
+        ]
+        live = await start(self, {"rules": rules})
+        sdk = client(live)
+        for status, cls in classes.items():
+            headers = {"x-scenario": str(status)}
+
+            def call(headers: dict[str, str] = headers) -> Any:
+                return sdk.messages.create(
+                    model=MODEL, max_tokens=8, messages=HELLO, extra_headers=headers
+                )
+
+            with self.assertRaises(anthropic.APIStatusError) as raised:
+                await live.in_thread(call)
+            self.assertIs(type(raised.exception), cls, status)
+            self.assertEqual(raised.exception.status_code, status)
+            body = raised.exception.body
+            assert isinstance(body, dict), body
+            self.assertEqual(body["type"], "error")
+            self.assertEqual(body["error"]["type"], ERROR_TYPES[status], (status, body))
+            self.assertTrue(body["request_id"].startswith("req_"), body)

@@ -700,3 +700,41 @@ class WireTests(TestCase):
             [m.raw["tool_call_id"] for m in messages[2:]], [ids[1], ids[0]]
         )
         self.assertEqual(request.chat.last_role, "tool")
+
+
+class SdkErrorClassTests(TestCase):
+    """Every status reaches google-genai as its error class, code and status."""
+
+    async def test_each_status_is_the_sdks_error(self) -> None:
+        expected: dict[int, tuple[type[errors.APIError], str]] = {
+            400: (errors.ClientError, "INVALID_ARGUMENT"),
+            403: (errors.ClientError, "PERMISSION_DENIED"),
+            404: (errors.ClientError, "NOT_FOUND"),
+            429: (errors.ClientError, "RESOURCE_EXHAUSTED"),
+            500: (errors.ServerError, "INTERNAL"),
+            503: (errors.ServerError, "UNAVAILABLE"),
+        }
+        rules = [
+            {
+                "match": {"headers": {"x-scenario": str(status)}},
+                "answer": {"error": status},
+            }
+            for status in expected
+        ]
+        live = await start(self, {"rules": rules})
+        sdk = client(live)
+        for status, (cls, name) in expected.items():
+            config = types.GenerateContentConfig(
+                http_options=types.HttpOptions(headers={"x-scenario": str(status)})
+            )
+
+            def call(config: types.GenerateContentConfig = config) -> Any:
+                return sdk.models.generate_content(
+                    model="gemini-2.5-flash", contents="hi", config=config
+                )
+
+            with self.assertRaises(errors.APIError) as raised:
+                await live.in_thread(call)
+            self.assertIsInstance(raised.exception, cls)
+            self.assertEqual(raised.exception.code, status)
+            self.assertEqual(raised.exception.status, name, raised.exception.details)

@@ -429,7 +429,8 @@ MB = 1024 * 1024
 
 @dataclass(frozen=True)
 class FilesConfig:
-    """Uploaded files (``/v1/files``, ``/v1/uploads``), per process."""
+    """Uploaded files (``/v1/files``, ``/v1/uploads``): per process, or
+    shared with ``state.backend: redis`` (content on ``dir``)."""
 
     # disk: content under ``dir``; memory: content in this process's memory.
     backend: str = _opt("disk", choices=("disk", "memory"))
@@ -608,6 +609,13 @@ class Config:
                 "access_token",
                 "required: set access_token (or access_tokens,"
                 " or accept_any_token: true)",
+            )
+        if self.state.backend == "redis" and self.files.backend == "memory":
+            # Other processes could list such a file but never read it.
+            return (
+                "files.backend",
+                "memory cannot be shared between processes: with state.backend"
+                " redis use disk, files.dir a directory every process reads",
             )
         mode = self.recording.mode
         if mode in FORWARDING_MODES and not self.upstream.base_url:

@@ -1,10 +1,12 @@
 """Uploaded files: their metadata, and their content on disk or in memory.
 
-Per process (see README, "Files and batches"): the metadata is a dict, the
-content a file under ``files.dir`` (written in chunks, never held whole) or,
-with ``files.backend: memory``, bytes.  Bounds: ``files.max_bytes`` a file,
-``files.total_bytes`` all of them, ``files.max_files`` how many.  Knows
-nothing of HTTP or Twisted; time comes from the ``now`` it is given.
+This process's own (see README, "Files, Uploads and Batches"): the metadata
+is a dict, the content a file under ``files.dir`` (written in chunks, never
+held whole) or, with ``files.backend: memory``, bytes.  With shared state
+the index is the store's (web/files_index.py) and only the content is here.
+Bounds: ``files.max_bytes`` a file, ``files.total_bytes`` all of them,
+``files.max_files`` how many.  Knows nothing of HTTP or Twisted; time comes
+from the ``now`` it is given.
 """
 
 from __future__ import annotations
@@ -177,6 +179,19 @@ class FileStore:
             raise
         if force:
             self.used += writer.size
+        record = self.place(writer, filename, purpose, expires_after_s)
+        self.files[record.id] = record
+        return record
+
+    def place(
+        self,
+        writer: Writer,
+        filename: str,
+        purpose: str,
+        expires_after_s: int | None = None,
+    ) -> FileRecord:
+        """The written content put where a file's goes (``files.dir``/id), as
+        a record nobody keeps yet: the shared store's index adds it."""
         created = int(self.now())
         record = FileRecord(
             id=new_id("file-", 22),
@@ -193,11 +208,23 @@ class FileStore:
             sink.close()
         else:
             sink.close()
-            assert self.dir is not None
-            record.path = os.path.join(self.dir, record.id)
+            record.path = self.path_of(record.id)
             os.replace(writer.path, record.path)
-        self.files[record.id] = record
         return record
+
+    def path_of(self, name: str) -> str:
+        """Where content named ``name`` is in ``files.dir`` (only a bare
+        name: a record read from the store names no directory)."""
+        assert self.dir is not None
+        return os.path.join(self.dir, os.path.basename(name))
+
+    def discard(self, record: FileRecord) -> None:
+        """The content of a file no index keeps (refused, or deleted)."""
+        if record.path is not None:
+            _remove(record.path)
+
+    def unlink(self, path: str) -> None:
+        _remove(path)
 
     # --- reading ------------------------------------------------------------
 
@@ -307,6 +334,21 @@ class Uploads:
         self._sweep()
         if len(self.uploads) >= self.store.config.max_files:
             raise too_many(self.store.config.max_files)
+        upload = self.make(filename, purpose, size, mime_type, expires_after_s)
+        self.uploads[upload.id] = upload
+        return upload
+
+    def make(
+        self,
+        filename: str,
+        purpose: str,
+        size: int,
+        mime_type: str,
+        expires_after_s: int | None,
+    ) -> UploadRecord:
+        """A new pending Upload nobody keeps yet (the caller's index adds it)."""
+        if size > self.store.max_bytes:
+            raise too_large(self.store.max_bytes, "bytes")
         now = int(self.store.now())
         upload = UploadRecord(
             id=new_id("upload_", 24),
@@ -318,7 +360,6 @@ class Uploads:
             expires_at=now + UPLOAD_TTL_S,
             expires_after_s=expires_after_s,
         )
-        self.uploads[upload.id] = upload
         return upload
 
     def get(self, upload_id: str) -> UploadRecord:
@@ -356,11 +397,11 @@ class Uploads:
             id=new_id("part_", 24), created_at=int(self.store.now()), bytes=writer.size
         )
         writer.closed = True
-        writer.sink.close()
         if writer.path is None:
             part.data = writer.sink.getvalue()  # type: ignore[attr-defined]
         else:
             part.path = writer.path
+        writer.sink.close()
         upload.parts[part.id] = part
         return part
 
@@ -368,6 +409,27 @@ class Uploads:
         self, upload: UploadRecord, part_ids: tuple[str, ...], md5: str | None
     ) -> FileRecord:
         """The parts joined in the order given, checked, as a new file."""
+        writer = self.join(upload, part_ids, md5)
+        # The joined file takes the place of the parts it was made of.
+        held = sum(p.bytes for p in upload.parts.values())
+        self.store.release(held)
+        try:
+            file = self.store.add(
+                writer, upload.filename, upload.purpose, upload.expires_after_s
+            )
+        except ApiError:
+            self.store.used += held
+            raise
+        self.store.used += held
+        self._drop_parts(upload)
+        upload.status = "completed"
+        upload.file = file
+        return file
+
+    def join(
+        self, upload: UploadRecord, part_ids: tuple[str, ...], md5: str | None
+    ) -> Writer:
+        """The parts named, checked against the Upload, written as one."""
         for i, part_id in enumerate(part_ids):
             if part_id not in upload.parts:
                 raise ApiError(
@@ -400,21 +462,7 @@ class Uploads:
                 "The md5 checksum given does not match the content of the parts.",
                 param="md5",
             )
-        # The joined file takes the place of the parts it was made of.
-        held = sum(p.bytes for p in upload.parts.values())
-        self.store.release(held)
-        try:
-            file = self.store.add(
-                writer, upload.filename, upload.purpose, upload.expires_after_s
-            )
-        except ApiError:
-            self.store.used += held
-            raise
-        self.store.used += held
-        self._drop_parts(upload)
-        upload.status = "completed"
-        upload.file = file
-        return file
+        return writer
 
     def cancel(self, upload: UploadRecord) -> None:
         self._drop_parts(upload)

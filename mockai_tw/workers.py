@@ -456,6 +456,11 @@ class ProcessLauncher(Launcher):
         # The run's own directory (the workers' metrics sockets): fresh at
         # open, removed at close.
         self.runtime: str | None = None
+        # files.dir for every worker when the config sets none (files.backend
+        # disk): one directory they all read, so a file uploaded through one
+        # is read through any other; made at open, removed at close.
+        self.share_files = False
+        self.files_dir: str | None = None
 
     def where(self) -> str:
         return self.address.where()
@@ -480,6 +485,10 @@ class ProcessLauncher(Launcher):
         self.runtime = tempfile.mkdtemp(
             prefix="mockai-", dir=runtime_base(self.environ)
         )
+        if self.share_files:
+            # Not in the runtime directory: that may be a small tmpfs.
+            self.files_dir = tempfile.mkdtemp(prefix="mockai-files-")
+            self.environ["MOCKAI_FILES__DIR"] = self.files_dir
         port = sock.getsockname()[1]
         self.shared = (
             SharedPort(port=port)
@@ -521,6 +530,9 @@ class ProcessLauncher(Launcher):
         runtime, self.runtime = self.runtime, None
         if runtime is not None:
             shutil.rmtree(runtime, ignore_errors=True)
+        files, self.files_dir = self.files_dir, None
+        if files is not None:
+            shutil.rmtree(files, ignore_errors=True)
 
 
 @dataclass
@@ -779,6 +791,8 @@ def supervise(
         worker_arguments(config_path, endpoint),
         scheme="https" if endpoint.lower().startswith("ssl:") else "http",
     )
+    files = config.files
+    launcher.share_files = files.backend == "disk" and files.dir is None
     top = RootService(twistd_observer(config, options))
     supervisor = Supervisor(worker_count(config), launcher, reactor, strategy)
     supervisor.setServiceParent(top)

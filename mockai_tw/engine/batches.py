@@ -9,6 +9,7 @@ endpoint descriptions a live request takes).  The record moves
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,38 @@ class BatchRecord:
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+
+# --- a record as the shared store keeps it (JSON, never pickled) -------------
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(BatchRecord))
+
+
+def batch_blob(record: BatchRecord) -> bytes:
+    value = {name: getattr(record, name) for name in _FIELDS}
+    if record.metadata is not None:
+        value["metadata"] = dict(record.metadata)
+    return orjson.dumps(value)
+
+
+def batch_from(blob: bytes | None) -> BatchRecord | None:
+    if blob is None:
+        return None
+    try:
+        value = orjson.loads(blob)
+        return BatchRecord(**{k: value[k] for k in _FIELDS if k in value})
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
+
+
+def cancelled_at(blob: bytes | None) -> float | None:
+    """When a cancel flag (``{"id", "at"}``) says the batch was cancelled."""
+    if blob is None:
+        return None
+    try:
+        return float(orjson.loads(blob)["at"])
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+        return None
 
 
 def _error(

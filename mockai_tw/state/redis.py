@@ -481,6 +481,16 @@ class RedisStore:
         d = self._send(conn, command).addErrback(noscript)
         return d.addErrback(self._translate)
 
+    def script(
+        self, script: Script, keys: Sequence[Arg], args: Sequence[Arg] = ()
+    ) -> defer.Deferred[Any]:
+        """Run ``script`` (for the modules that own their scripts: files.py)."""
+        return self._eval(script, keys, args)
+
+    def command(self, *args: Arg) -> defer.Deferred[Any]:
+        """One plain command (failures translated as every call's are)."""
+        return self._call(*args)
+
     def guard(self, d: defer.Deferred[Any], what: str) -> None:
         """Let ``d`` run in the background: a failure is logged, once per
         ``what`` until the store connects again, and consumed."""
@@ -713,6 +723,10 @@ class RedisStore:
         return d.addCallback(int)
 
     # -- keyed blobs: responses, later files and batches -----------------
+
+    def kv_keys(self, namespace: str) -> list[Arg]:
+        """A namespace's keys: blobs, index, sequence (ValueError when bad)."""
+        return self._kv_keys(namespace)
 
     def _kv_keys(self, namespace: str) -> list[Arg]:
         if not namespace or not set(namespace) <= _NAMESPACE_CHARS:

@@ -4,7 +4,8 @@ A file upload's body arrives spooled to a temporary file (``spool_limit``
 names the paths, ``site.BoundedBody.spooled`` holds them); its multipart is read in
 pieces in a thread, straight into the store's writer, so neither the body
 nor the file is ever held whole.  The store itself is only touched on the
-reactor thread.
+reactor thread; the index of files and Uploads is web/files_index.py's
+(this process's, or the shared store's).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mockai_tw.request.files import (
     read_form,
 )
 from mockai_tw.web.face import Face
+from mockai_tw.web.files_index import FileIndex, UploadIndex
 from mockai_tw.web.resources import ApiResource, ErrorResource, invalid_url
 from mockai_tw.web.site import ApiRequest, BoundedBody, send_json
 from mockai_tw.wire import files as wire
@@ -56,6 +58,15 @@ def spool_limit(
         return None
 
     return limit
+
+
+def file_index(face: Face) -> FileIndex:
+    """The files as every process sees them (web/files_index.py)."""
+    return FileIndex(face.files, lambda: face.shared)
+
+
+def upload_index(face: Face) -> UploadIndex:
+    return UploadIndex(face.uploads, file_index(face))
 
 
 def not_found(file_id: str) -> ApiError:
@@ -98,6 +109,9 @@ class Files(ApiResource):
 
     async def _create(self, request: ApiRequest) -> bytes:
         store = self.state.files
+        index = file_index(self.state)
+        # Redis away (on_error: fail): refused before the body is read.
+        index.store()
         writer = store.writer()
         form = await _receive(self.state, request, "file", writer, store.max_bytes)
         try:
@@ -106,12 +120,15 @@ class Files(ApiResource):
         except ApiError:
             writer.abort()
             raise
-        record = store.add(writer, form.filename or "file", purpose, expiry)
+        record = await index.add(writer, form.filename or "file", purpose, expiry)
         return send_json(request, 200, wire.file_body(record))
 
-    def render_GET(self, request: server.Request) -> bytes:
+    def render_GET(self, request: server.Request) -> int:
         query = parse_list_query(request.args or {}, FILES_LIMIT, orders=True)
-        records, more = self.state.files.listed(
+        return self.later(request, self._list(request, query))
+
+    async def _list(self, request: server.Request, query: Any) -> bytes:
+        records, more = await file_index(self.state).listed(
             query.purpose, query.order, query.after, query.limit
         )
         body = wire.page([wire.file_json(r) for r in records], more)
@@ -128,8 +145,8 @@ class _OneFile(ApiResource):
         super().__init__(face)
         self.file_id = file_id
 
-    def record(self) -> FileRecord:
-        record = self.state.files.get(self.file_id)
+    async def record(self) -> FileRecord:
+        record = await file_index(self.state).get(self.file_id)
         if record is None:
             raise not_found(self.file_id)
         return record
@@ -138,11 +155,17 @@ class _OneFile(ApiResource):
 class FileItem(_OneFile):
     """``GET`` / ``DELETE /v1/files/{id}``, and its ``/content``."""
 
-    def render_GET(self, request: server.Request) -> bytes:
-        return send_json(request, 200, wire.file_body(self.record()))
+    def render_GET(self, request: server.Request) -> int:
+        return self.later(request, self._get(request))
 
-    def render_DELETE(self, request: server.Request) -> bytes:
-        if not self.state.files.delete(self.file_id):
+    async def _get(self, request: server.Request) -> bytes:
+        return send_json(request, 200, wire.file_body(await self.record()))
+
+    def render_DELETE(self, request: server.Request) -> int:
+        return self.later(request, self._delete(request))
+
+    async def _delete(self, request: server.Request) -> bytes:
+        if not await file_index(self.state).delete(self.file_id):
             raise not_found(self.file_id)
         return send_json(request, 200, wire.deleted_body(self.file_id))
 
@@ -156,7 +179,15 @@ class FileContent(_OneFile):
     """``GET /v1/files/{id}/content``: the bytes, written as the client reads."""
 
     def render_GET(self, request: server.Request) -> int:
-        record = self.record()
+        return self.later(request, self._send(request))
+
+    async def _send(self, request: server.Request) -> int:
+        record = await self.record()
+        try:
+            content = self.state.files.open(record)
+        except FileNotFoundError:
+            # Deleted by another process since its record was read.
+            raise not_found(self.file_id) from None
         request.setResponseCode(200)
         request.setHeader(b"content-type", b"application/octet-stream")
         request.setHeader(b"content-length", b"%d" % record.bytes)
@@ -165,7 +196,7 @@ class FileContent(_OneFile):
         if isinstance(request, ApiRequest):
             request.setHeader(b"openai-processing-ms", request.processing_ms())
             request.answered(200)
-        NoRangeStaticProducer(request, self.state.files.open(record)).start()
+        NoRangeStaticProducer(request, content).start()
         return server.NOT_DONE_YET
 
 
@@ -175,9 +206,12 @@ class FileContent(_OneFile):
 class UploadsRoot(ApiResource):
     """``POST /v1/uploads``; ``/v1/uploads/{id}/parts|complete|cancel`` below."""
 
-    def render_POST(self, request: server.Request) -> bytes:
+    def render_POST(self, request: server.Request) -> int:
         asked = parse_create_upload(cast(ApiRequest, request).body())
-        upload = self.state.uploads.create(
+        return self.later(request, self._create(request, asked))
+
+    async def _create(self, request: server.Request, asked: Any) -> bytes:
+        upload = await upload_index(self.state).create(
             asked.filename,
             asked.purpose,
             asked.bytes,
@@ -209,37 +243,43 @@ class UploadParts(UploadItem):
         return self.later(request, self._add(cast(ApiRequest, request)))
 
     async def _add(self, request: ApiRequest) -> bytes:
-        uploads = self.state.uploads
-        upload = uploads.pending(self.upload_id)
+        uploads = upload_index(self.state)
+        upload = await uploads.pending(self.upload_id)
         limit = uploads.part_limit()
         writer = self.state.files.writer(limit=limit)
         await _receive(self.state, request, "data", writer, limit)
         try:
             # It may have been completed or cancelled while this part came in.
-            upload = uploads.pending(self.upload_id)
-        except ApiError:
+            upload = await uploads.pending(self.upload_id)
+        except BaseException:
             writer.abort()
             raise
-        part = uploads.add_part(upload, writer)
+        part = await uploads.add_part(upload, writer)
         return send_json(request, 200, wire.part_body(part, upload.id))
 
 
 class UploadComplete(UploadItem):
     """``POST /v1/uploads/{id}/complete``: the parts joined, in the order given."""
 
-    def render_POST(self, request: server.Request) -> bytes:
+    def render_POST(self, request: server.Request) -> int:
         asked = parse_complete_upload(cast(ApiRequest, request).body())
-        uploads = self.state.uploads
-        upload = uploads.pending(self.upload_id)
-        uploads.complete(upload, asked.part_ids, asked.md5)
+        return self.later(request, self._complete(request, asked))
+
+    async def _complete(self, request: server.Request, asked: Any) -> bytes:
+        uploads = upload_index(self.state)
+        upload = await uploads.pending(self.upload_id)
+        await uploads.complete(upload, asked.part_ids, asked.md5)
         return send_json(request, 200, wire.upload_body(upload))
 
 
 class UploadCancel(UploadItem):
-    def render_POST(self, request: server.Request) -> bytes:
-        uploads = self.state.uploads
-        upload = uploads.pending(self.upload_id)
-        uploads.cancel(upload)
+    def render_POST(self, request: server.Request) -> int:
+        return self.later(request, self._cancel(request))
+
+    async def _cancel(self, request: server.Request) -> bytes:
+        uploads = upload_index(self.state)
+        upload = await uploads.pending(self.upload_id)
+        await uploads.cancel(upload)
         return send_json(request, 200, wire.upload_body(upload))
 
 

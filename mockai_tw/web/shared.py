@@ -1,7 +1,8 @@
 """One server across processes: the server's side of ``state.backend: redis``.
 
 The store (``state/redis.py``) keeps rate-limit budgets, rule counters, the
-run-time rules, the journal and the Responses store; this is what the server
+run-time rules, the journal, the Responses store and the records of files,
+Uploads and batches (``state/files.py``); this is what the server
 asks of it and what an outage means.  Each process keeps its own parsed copy
 of the run-time rules and checks it against the store's version in the one
 round trip every request makes (``admit``): a stale copy is re-read, then the
@@ -25,6 +26,7 @@ from mockai_tw.engine.codec import CodecError, dump, load
 from mockai_tw.engine.plan import ResponsePlan
 from mockai_tw.engine.rules import Rule, RuleBook
 from mockai_tw.errors import ApiError
+from mockai_tw.state.files import SharedFiles
 from mockai_tw.state.types import StoreError
 from mockai_tw.state.url import parse_url
 from mockai_tw.web.resources import ApiResource
@@ -85,6 +87,8 @@ class Shared:
                 reply_timeout=config.reply_timeout_s,
             )
         self.store = store
+        # Files, Uploads and batches' calls on it (web/files_index.py).
+        self.files = SharedFiles(store)
         # The run-time rules' version this process's book holds (-1: never read).
         self.version = -1
         self.store.watch_connection(self._changed)

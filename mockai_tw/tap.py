@@ -18,9 +18,8 @@ from mockai_tw.logs import RootService, twistd_observer
 from mockai_tw.server import ListenService, MockServer, ReloadOnHangup
 from mockai_tw.web.peers import Peers
 from mockai_tw.web.tls import TLSFileError, check_tls_files
+from mockai_tw.worker import WorkerService, WorkerSpec
 from mockai_tw.workers import (
-    WorkerService,
-    WorkerSpec,
     check_strategy,
     parse_workers,
     resolve_address,

@@ -37,15 +37,13 @@ from mockai_tw.config_load import load_config
 from mockai_tw.server import ListenService, MockServer
 from mockai_tw.tap import configure, makeService
 from mockai_tw.web.connections import SharedPort
+from mockai_tw.worker import READY_KEY, ParentWatch, WorkerSpec
 from mockai_tw.workers import (
-    READY_KEY,
     Address,
     Backoff,
     Launcher,
-    ParentWatch,
     Supervisor,
     WorkerProcess,
-    WorkerSpec,
     cpus,
     parse_workers,
     resolve_address,

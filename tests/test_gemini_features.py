@@ -22,6 +22,7 @@ from tests.test_gemini import (
     HELLO,
     MODEL,
     STREAM,
+    WEATHER,
     chunks,
     client,
     google_error,
@@ -51,6 +52,76 @@ def plan(reasoning: tuple[str, ...], shown: bool = True) -> ChatPlan:
 
 
 class ThinkingTests(TestCase):
+    async def test_a_call_after_thinking_carries_its_signature(self) -> None:
+        live = await start(self)
+        sdk = client(live)
+        config = types.GenerateContentConfig(
+            tools=[types.Tool(function_declarations=[WEATHER])],
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(
+                disable=True
+            ),
+            tool_config=types.ToolConfig(
+                function_calling_config=types.FunctionCallingConfig(
+                    mode=types.FunctionCallingConfigMode.ANY
+                )
+            ),
+            thinking_config=types.ThinkingConfig(thinking_budget=1024),
+        )
+        question = types.Content(role="user", parts=[types.Part(text="Paris?")])
+        first = await live.in_thread(
+            lambda: sdk.models.generate_content(
+                model=MODEL, contents=[question], config=config
+            )
+        )
+        content = first.candidates[0].content  # type: ignore[index]
+        assert content is not None and content.parts is not None
+        (part,) = [p for p in content.parts if p.function_call is not None]
+        signed = part.thought_signature
+        assert signed is not None
+        self.assertGreater(len(signed), 200)
+        # Streamed: the call's chunk carries it too.
+        streamed = await live.in_thread(
+            lambda: list(
+                sdk.models.generate_content_stream(
+                    model=MODEL, contents=[question], config=config
+                )
+            )
+        )
+        calls = [
+            p
+            for c in streamed
+            for p in c.candidates[0].content.parts  # type: ignore[index,union-attr]
+            if p.function_call is not None
+        ]
+        self.assertEqual(len(calls), 1)
+        self.assertIsNotNone(calls[0].thought_signature)
+        # Sent back with the call, it is accepted; without thinking, no signature.
+        answer = types.Part.from_function_response(
+            name="get_weather", response={"temperature": 21}
+        )
+        follow = config.model_copy(update={"tool_config": None})
+        final = await live.in_thread(
+            lambda: sdk.models.generate_content(
+                model=MODEL,
+                contents=[
+                    question,
+                    content,
+                    types.Content(role="user", parts=[answer]),
+                ],
+                config=follow,
+            )
+        )
+        self.assertIsNone(final.function_calls)
+        plain = config.model_copy(update={"thinking_config": None})
+        unsigned = await live.in_thread(
+            lambda: sdk.models.generate_content(
+                model=MODEL, contents=[question], config=plain
+            )
+        )
+        parts = unsigned.candidates[0].content.parts  # type: ignore[index,union-attr]
+        assert parts
+        self.assertTrue(all(p.thought_signature is None for p in parts))
+
     async def test_thoughts_first_through_the_sdk(self) -> None:
         live = await start(self, {"replies": ["Hello from the mock."]})
         sdk = client(live)

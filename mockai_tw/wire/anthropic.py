@@ -10,9 +10,7 @@ either API.
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -28,6 +26,7 @@ from mockai_tw.engine.plan import (
     Usage,
 )
 from mockai_tw.errors import ApiError
+from mockai_tw.wire.signatures import signature
 from mockai_tw.wire.sse import named_event
 
 # Anthropic's error ``type`` by HTTP status; other 4xx are invalid requests,
@@ -115,17 +114,6 @@ def _thinking_tokens(out: dict[str, Any], usage: Usage) -> None:
     """Of the output, what thinking took (only when there was thinking)."""
     if usage.reasoning_tokens:
         out["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
-
-
-def signature(plan: ChatPlan, choice: ChoicePlan) -> str:
-    """A thinking block's ``signature``: opaque base64, as long as the real
-    ones, the same for the same plan and reasoning."""
-    seed = f"{plan.id}\0{choice.reasoning_text}".encode()
-    digest = b"".join(
-        hashlib.blake2b(seed, digest_size=64, person=b"sig%d" % i).digest()
-        for i in range(4)
-    )
-    return base64.b64encode(b"\x12\x08" + digest).decode()
 
 
 def _thought(plan: ChatPlan, choice: ChoicePlan) -> bool:

@@ -24,6 +24,7 @@ from mockai_tw.engine.plan import (
     TokenCount,
 )
 from mockai_tw.errors import ApiError
+from mockai_tw.wire.signatures import signature
 
 # ``google.rpc.Code`` names by HTTP status; other 4xx are invalid
 # arguments, other 5xx internal errors.
@@ -76,16 +77,25 @@ def _thought(plan: ChatPlan, choice: ChoicePlan) -> bool:
     return bool(choice.reasoning) and plan.reasoning_shown
 
 
+def _call_parts(plan: ChatPlan, choice: ChoicePlan) -> list[dict[str, Any]]:
+    """The function calls; after thinking (shown or not) the first carries
+    the ``thoughtSignature`` a client sends back with it."""
+    calls = choice.tool_calls or (
+        (choice.function_call,) if choice.function_call is not None else ()
+    )
+    parts = [_call_part(c.name, c.arguments) for c in calls]
+    if parts and choice.reasoning:
+        parts[0]["thoughtSignature"] = signature(plan, choice)
+    return parts
+
+
 def _parts(plan: ChatPlan, choice: ChoicePlan) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     if _thought(plan, choice):
         parts.append({"text": choice.reasoning_text, "thought": True})
     if choice.text:
         parts.append({"text": choice.text})
-    calls = choice.tool_calls or (
-        (choice.function_call,) if choice.function_call is not None else ()
-    )
-    parts.extend(_call_part(c.name, c.arguments) for c in calls)
+    parts.extend(_call_parts(plan, choice))
     return parts
 
 
@@ -160,11 +170,12 @@ def _chunks(plan: ChatPlan) -> Iterator[tuple[float, dict[str, Any]]]:
         (choice.function_call,) if choice.function_call is not None else ()
     )
     step = thought
-    for k, call in enumerate(calls):
+    parts = _call_parts(plan, choice)
+    for k, (call, part) in enumerate(zip(calls, parts, strict=True)):
         if k > 0:
             step += 1
         step += len(call.fragments)
-        steps.append((max(step - 1, 0), [_call_part(call.name, call.arguments)]))
+        steps.append((max(step - 1, 0), [part]))
     finish = finish_reason(choice)
     if not steps or steps[-1][1][0].get("thought"):
         steps.append((max(thought - 1, 0), [{"text": ""}]))

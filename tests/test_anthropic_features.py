@@ -458,6 +458,54 @@ class ImageTests(TestCase):
         payload = json.loads((await post(live, "/v1/messages", body))[1])
         self.assertGreaterEqual(payload["usage"]["input_tokens"], media.IMAGE_ESTIMATE)
 
+    async def test_an_image_in_a_tool_result_is_checked_and_counted(self) -> None:
+        live = await start(self)
+
+        def turns(result: list[Any]) -> list[Any]:
+            return [
+                {"role": "user", "content": "Take a screenshot"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {
+                            "type": "tool_use",
+                            "id": "toolu_1",
+                            "name": "shot",
+                            "input": {},
+                        }
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "toolu_1",
+                            "content": result,
+                        }
+                    ],
+                },
+            ]
+
+        text = [{"type": "text", "text": "done"}]
+        with_image = [image_block(png(200, 150)), *text]
+        usage = []
+        for result in (text, with_image):
+            body = {**BODY, "messages": turns(result)}
+            response, answer = await post(live, "/v1/messages", body)
+            self.assertEqual(response.code, 200, answer)
+            usage.append(Message.model_validate_json(answer).usage.input_tokens)
+        self.assertEqual(usage[1], usage[0] + 40)
+        where = "messages.2.content.0.content.0"
+        for bad, expected in [
+            (image_block(png(2, 2), "image/jpeg"), f"{where}.source.base64.data:"),
+            ({"type": "video"}, f"{where}.type: Input tag 'video'"),
+        ]:
+            body = {**BODY, "messages": turns([bad])}
+            response, answer = await post(live, "/v1/messages", body)
+            self.assertEqual(response.code, 400, answer)
+            self.assertIn(expected, json.loads(answer)["error"]["message"])
+
     async def test_sources_validated(self) -> None:
         live = await start(self)
         at = "messages.0.content.0"

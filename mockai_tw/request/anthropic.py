@@ -136,6 +136,33 @@ def _text_of(content: Any, path: str) -> str:
     return "\n".join(texts)
 
 
+# What a tool result's content may hold besides text.
+_RESULT_BLOCKS = ("text", "image", "document", "search_result")
+
+
+def _result_of(content: Any, path: str) -> tuple[str, int]:
+    """A ``tool_result``'s text, and what its images and documents cost
+    (checked as in a message: a screenshot tool's answer is an image)."""
+    if content is None or isinstance(content, str):
+        return content or "", 0
+    texts, tokens = [], 0
+    for i, value in enumerate(_typed(content, list, path)):
+        where = f"{path}.{i}"
+        kind, block = _block(value, where)
+        if kind == "text":
+            texts.append(_get(block, "text", str, f"{where}.", required=True))
+        elif kind == "image":
+            tokens += media.image(block, where)
+        elif kind == "document":
+            cost, text = media.document(block, where)
+            tokens += cost
+            if text:
+                texts.append(text)
+        elif kind not in _RESULT_BLOCKS:
+            raise media.no_tag(f"{where}.type", kind, _RESULT_BLOCKS)
+    return "\n".join(texts), tokens
+
+
 @dataclass
 class _Turn:
     """One Anthropic message, read: its text, tool uses and tool results."""
@@ -191,8 +218,8 @@ def _turn(value: Any, i: int) -> _Turn:
             turn.uses.append((ident, name, arguments))
         elif kind == "tool_result" and role == "user":
             ident = _get(block, "tool_use_id", str, f"{where}.", required=True)
-            result = block.get("content")
-            text = "" if result is None else _text_of(result, f"{where}.content")
+            text, tokens = _result_of(block.get("content"), f"{where}.content")
+            turn.media_tokens += tokens
             turn.results.append((j, ident, text))
         elif kind not in (_OPAQUE_USER if role == "user" else _OPAQUE_ASSISTANT):
             raise problem(

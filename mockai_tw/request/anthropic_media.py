@@ -165,7 +165,7 @@ def _source(block: Mapping[str, Any], path: str) -> tuple[str, dict[str, Any]]:
     return kind, value
 
 
-def _no_tag(where: str, kind: str, tags: tuple[str, ...]) -> ApiError:
+def no_tag(where: str, kind: str, tags: tuple[str, ...]) -> ApiError:
     return problem(
         where,
         f"Input tag '{kind}' found using 'type' does not match any of the expected"
@@ -184,7 +184,7 @@ def image(block: Mapping[str, Any], path: str) -> int:
         _string(source, "file_id", f"{where}.file")
         return IMAGE_ESTIMATE
     if kind != "base64":
-        raise _no_tag(where, kind, ("base64", "url", "file"))
+        raise no_tag(where, kind, ("base64", "url", "file"))
     at = f"{where}.base64"
     media = _string(source, "media_type", at)
     if media not in IMAGE_TYPES:
@@ -242,6 +242,6 @@ def document(block: Mapping[str, Any], path: str) -> tuple[int, str]:
             elif item.get("type") == "image":
                 tokens += image(item, at)
             else:
-                raise _no_tag(f"{at}.type", str(item.get("type")), ("text", "image"))
+                raise no_tag(f"{at}.type", str(item.get("type")), ("text", "image"))
         return tokens, "\n".join(texts)
-    raise _no_tag(where, kind, ("base64", "text", "content", "url", "file"))
+    raise no_tag(where, kind, ("base64", "text", "content", "url", "file"))

@@ -329,8 +329,6 @@ class Uploads:
         mime_type: str,
         expires_after_s: int | None,
     ) -> UploadRecord:
-        if size > self.store.max_bytes:
-            raise too_large(self.store.max_bytes, "bytes")
         self._sweep()
         if len(self.uploads) >= self.store.config.max_files:
             raise too_many(self.store.config.max_files)

@@ -95,6 +95,21 @@ def spawn_twistd(case: TestCase, workdir: str, *args: str) -> Twistd:
     return protocol
 
 
+class ConfiguredDaemon(TestCase):
+    """For tests of the real ``twistd -n mockai`` on a config they write."""
+
+    def setUp(self) -> None:
+        self.workdir = os.path.abspath(self.mktemp())
+        os.makedirs(self.workdir)
+
+    def spawn(self, config: str, *extra: str) -> Twistd:
+        path = os.path.join(self.workdir, "config.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(config)
+        argv = ["-n", "--pidfile=", "mockai", f"--config={path}", *extra]
+        return spawn_twistd(self, self.workdir, *argv)
+
+
 class DaemonTests(TestCase):
     def spawn(self, *args: str) -> Twistd:
         return spawn_twistd(self, self.workdir, *args)

@@ -28,7 +28,7 @@ from tests.openapi import validate
 from tests.redisserver import RedisServer
 from tests.support import Live, start
 from tests.test_batches import CHAT, batch_ok, jsonl, line, output
-from tests.test_daemon import AUTH, SEED_CONFIG, Twistd, spawn_twistd
+from tests.test_daemon import AUTH, SEED_CONFIG, ConfiguredDaemon
 from tests.test_files import T0, form, present, upload
 from tests.test_shared import connection
 from tests.test_uploads import create, part, upload_ok
@@ -377,20 +377,9 @@ class SharedOutageTests(TestCase):
         self.assertTrue(str(caught.exception).startswith("files.backend: "))
 
 
-class SharedFilesDaemonTests(TestCase):
+class SharedFilesDaemonTests(ConfiguredDaemon):
     """The real ``twistd mockai --workers=2``: one files.dir chosen by the
     parent, the index in Redis."""
-
-    def setUp(self) -> None:
-        self.workdir = os.path.abspath(self.mktemp())
-        os.makedirs(self.workdir)
-
-    def spawn(self, config: str, *extra: str) -> Twistd:
-        path = os.path.join(self.workdir, "config.yaml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(config)
-        argv = ["-n", "--pidfile=", "mockai", f"--config={path}", *extra]
-        return spawn_twistd(self, self.workdir, *argv)
 
     async def test_uploaded_through_one_worker_is_read_through_both(self) -> None:
         redis = await RedisServer.start(self)

@@ -8,7 +8,6 @@ it through ``state.backend: redis``; what one is told, the other knows.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import treq
@@ -19,7 +18,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from tests.redisserver import RedisServer, free_port
 from tests.support import Live, start
-from tests.test_daemon import AUTH, SEED_CONFIG, Twistd, spawn_twistd
+from tests.test_daemon import AUTH, SEED_CONFIG, ConfiguredDaemon
 
 ADMIN = "sk-admin-test"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -298,19 +297,8 @@ class OutageTests(TestCase):
         self.assertEqual(ready.code, 200)
 
 
-class SharedDaemonTests(TestCase):
+class SharedDaemonTests(ConfiguredDaemon):
     """The real ``twistd -n mockai``: its start, and its workers sharing."""
-
-    def setUp(self) -> None:
-        self.workdir = os.path.abspath(self.mktemp())
-        os.makedirs(self.workdir)
-
-    def spawn(self, config: str, *extra: str) -> Twistd:
-        path = os.path.join(self.workdir, "config.yaml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(config)
-        argv = ["-n", "--pidfile=", "mockai", f"--config={path}", *extra]
-        return spawn_twistd(self, self.workdir, *argv)
 
     async def test_redis_down_at_start_stops_the_daemon(self) -> None:
         port = free_port()  # nothing listens there

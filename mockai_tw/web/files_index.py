@@ -34,7 +34,7 @@ from mockai_tw.files_store import (
     too_many,
 )
 from mockai_tw.state.types import StoreUnavailable
-from mockai_tw.web.shared import Shared, unavailable
+from mockai_tw.web.shared import Shared, json_record, unavailable
 
 if TYPE_CHECKING:
     from mockai_tw.state.files import SharedFiles
@@ -90,16 +90,6 @@ def file_from(value: dict[str, Any], local: FileStore) -> FileRecord:
         expires_at=value.get("expires_at"),
         path=local.path_of(str(value["id"])),
     )
-
-
-def _loads(blob: bytes | None) -> dict[str, Any] | None:
-    if blob is None:
-        return None
-    try:
-        value = orjson.loads(blob)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _expired(expires_at: int | None, now: float) -> bool:
@@ -183,7 +173,7 @@ class FileIndex:
         shared = self.store()
         if shared is None:
             return self.local.get(file_id)
-        value = _loads(await call(shared.store.kv_get(FILES, file_id)))
+        value = json_record(await call(shared.store.kv_get(FILES, file_id)))
         if value is None:
             return None
         record = file_from(value, self.local)
@@ -204,7 +194,7 @@ class FileIndex:
         shared = self.store()
         if shared is None:
             return self.local.delete(file_id)
-        value = _loads(await call(shared.store.kv_get(FILES, file_id)))
+        value = json_record(await call(shared.store.kv_get(FILES, file_id)))
         if value is None:
             return False
         return await call(self._drop(shared, file_from(value, self.local)))
@@ -215,7 +205,7 @@ class FileIndex:
         now = self.local.now()
         kept: list[FileRecord] = []
         for blob in blobs:
-            value = _loads(blob)
+            value = json_record(blob)
             if value is None:
                 continue
             record = file_from(value, self.local)
@@ -303,7 +293,7 @@ class UploadIndex:
         shared = self.files.store()
         if shared is None:
             return self.local.get(upload_id)
-        value = _loads(await call(shared.store.kv_get(UPLOADS, upload_id)))
+        value = json_record(await call(shared.store.kv_get(UPLOADS, upload_id)))
         if value is None:
             raise _not_found(upload_id)
         found = value.get("file")
@@ -342,7 +332,7 @@ class UploadIndex:
         store = self.files.local
         parts = []
         for blob in await call(shared.parts(upload.id)):
-            value = _loads(blob)
+            value = json_record(blob)
             if value is None:
                 continue
             name = value.get("name")

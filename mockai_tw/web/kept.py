@@ -20,19 +20,12 @@ from twisted.logger import Logger
 
 from mockai_tw.engine.records import Record, Records
 from mockai_tw.state.types import StoreUnavailable
-from mockai_tw.web.shared import Shared, unavailable
+from mockai_tw.web.shared import Shared, json_record, unavailable
 
 log = Logger()
 
 
-def _record(blob: bytes | None) -> Record | None:
-    if blob is None:
-        return None
-    try:
-        value = orjson.loads(blob)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
+_record = json_record
 
 
 class Kept:

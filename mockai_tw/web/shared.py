@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
+
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -45,6 +47,18 @@ T = TypeVar("T")
 MAX_RULE_RETRIES = 16
 #: How often a request is admitted again after finding its rules stale.
 MAX_STALE = 4
+
+
+def json_record(blob: bytes | None) -> dict[str, Any] | None:
+    """A JSON object kept in the store; None when missing or unreadable (a
+    record another version wrote is treated as absent, never a 500)."""
+    if blob is None:
+        return None
+    try:
+        value = orjson.loads(blob)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def unavailable() -> ApiError:

@@ -11,6 +11,11 @@ subprocesses, each pinned to one core, and drives them from the other core:
   back (asyncio raw sockets, SSE ``data:`` lines timed on arrival); reports
   time to first chunk, inter-chunk gaps and each stream's chunks/s against the
   configured rate.
+* burst: N streams sent at once on open connections: time to first chunk.
+* rss: memory per idle open stream (VmRSS before and after N open streams).
+  The three stream scenarios (``streams.py``) run beside the bare
+  twisted.web streaming server (the same bytes at the same pace) and, with
+  ``--baseline``, another mockai_tw, rotated round by round.
 * workers (only when asked for): the rps load on one process and on two
   workers sharing the port (``--workers=2``, each socket strategy), rotated
   like rps; nothing is pinned, so wrk competes with the workers for the cores.
@@ -24,10 +29,8 @@ Only 127.0.0.1; every subprocess is stopped on the way out.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import ctypes
-import itertools
 import json
 import os
 import re
@@ -35,17 +38,23 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from benchmarks import streams
+else:  # run as a script: its own directory is on sys.path
+    import streams
+
+STREAM_BODY, log, median = streams.STREAM_BODY, streams.log, streams.median
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "sk-bench"
@@ -68,30 +77,11 @@ LISTENING = r"listening on 127\.0\.0\.1:(\d+)"
 WORKERS_LISTENING = r"\d+ workers listening on 127\.0\.0\.1:(\d+)"
 WORKER_PID = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 CHAT_BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
-STREAM_BODY = (
-    b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}'
-)
 WRK_LUA = f"""wrk.method = "POST"
 wrk.body = '{CHAT_BODY.decode()}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {TOKEN}"
 """
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile; NaN for no data (so tables show a gap, not 0)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 # --- subprocesses -----------------------------------------------------------
@@ -122,6 +112,10 @@ class Server:
     proc: subprocess.Popen[bytes]
     log_path: Path
     port: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def workers(self) -> dict[int, int]:
         """A supervisor's current worker pids by index, from its log."""
@@ -193,22 +187,6 @@ def http_post(port: int, body: bytes) -> tuple[int, bytes]:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, response.read()
-
-
-def wait_quiet(port: int, timeout: float = 15.0) -> str | None:
-    """Wait until no stream is open; say why not if the server hangs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/health", timeout=5
-            ) as r:
-                if json.loads(r.read())["open_streams"] == 0:
-                    return None
-        except OSError as e:
-            return f"GET /health failed: {e}"
-        time.sleep(0.1)
-    return f"streams still open {timeout:g} s after the run"
 
 
 # --- rps scenario (wrk) -----------------------------------------------------
@@ -445,272 +423,6 @@ def state_scenario(
     return summary
 
 
-# --- stream scenario (asyncio raw sockets) ----------------------------------
-
-
-@dataclass
-class StreamRecord:
-    sent: float
-    times: list[float] = field(default_factory=list)  # arrival of each data: event
-    done: bool = False  # saw data: [DONE]
-
-
-class SseClient(asyncio.Protocol):
-    """One keep-alive connection: sends a stream request, times its SSE events.
-
-    Decodes HTTP/1.1 chunked framing by hand; an event is timed when the read
-    that completes it arrives.
-    """
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.transport: asyncio.Transport | None = None
-        self.buf = b""
-        self.sse = b""
-        self.in_body = False
-        self.need = -1  # bytes left of the current chunk; -1: expect a size line
-        self.record: StreamRecord | None = None
-        self.waiter: asyncio.Future[StreamRecord] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def stream(self) -> asyncio.Future[StreamRecord]:
-        assert self.transport is not None
-        self.record = StreamRecord(time.monotonic())
-        self.buf, self.sse, self.in_body, self.need = b"", b"", False, -1
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(self.request)
-        return self.waiter
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        self.buf += data
-        try:
-            self._parse(now)
-        except ValueError as e:
-            self._fail(e)
-
-    def _parse(self, now: float) -> None:
-        buf = self.buf
-        if not self.in_body:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = buf[:end].lower()
-            if not head.startswith(b"http/1.1 200") or b"chunked" not in head:
-                raise ValueError(f"unexpected response head: {buf[:end]!r}")
-            buf = buf[end + 4 :]
-            self.in_body = True
-        while True:
-            if self.need < 0:
-                eol = buf.find(b"\r\n")
-                if eol < 0:
-                    break
-                size = int(buf[:eol].split(b";")[0], 16)
-                if size == 0:
-                    if len(buf) < eol + 4:
-                        break
-                    self.buf = buf[eol + 4 :]
-                    self._finish()
-                    return
-                buf = buf[eol + 2 :]
-                self.need = size
-            if len(buf) < self.need + 2:
-                break
-            self._events(buf[: self.need], now)
-            buf = buf[self.need + 2 :]
-            self.need = -1
-        self.buf = buf
-
-    def _events(self, payload: bytes, now: float) -> None:
-        assert self.record is not None
-        parts = (self.sse + payload).split(b"\n\n")
-        self.sse = parts.pop()
-        for event in parts:
-            if event.startswith(b"data: "):
-                self.record.times.append(now)
-                if event == b"data: [DONE]":
-                    self.record.done = True
-
-    def _finish(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            assert self.record is not None
-            self.waiter.set_result(self.record)
-
-    def _fail(self, error: Exception) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(error)
-        if self.transport is not None:
-            self.transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(ConnectionError(f"connection lost: {exc}"))
-
-
-async def stream_slot(
-    port: int, delay: float, deadline: float, records: list[StreamRecord]
-) -> None:
-    """One concurrent client: streams back to back until ``deadline``."""
-    await asyncio.sleep(delay)
-    request = (
-        f"POST {CHAT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(STREAM_BODY)}\r\n\r\n"
-    ).encode() + STREAM_BODY
-    loop = asyncio.get_running_loop()
-    transport, client = await loop.create_connection(
-        lambda: SseClient(request), "127.0.0.1", port
-    )
-    try:
-        while time.monotonic() < deadline:
-            records.append(await client.stream())
-    finally:
-        transport.close()
-
-
-@dataclass
-class StreamRun:
-    streams: int  # concurrent connections
-    measured: int  # streams started after the ramp and completed
-    errors: int  # connections that failed or were still open at the time limit
-    bad: int  # streams with the wrong number of events or no [DONE]
-    ttfc_p50: float
-    ttfc_p99: float
-    gap_p50: float
-    gap_p99: float
-    rate_p50: float  # per-stream content chunks/s
-    rate_min: float
-    duration_p50: float  # request sent -> [DONE], seconds
-    duration_p99: float
-    server_cpu: float
-    client_cpu: float
-    hung: str = ""  # why the server was found stuck after this run
-
-
-def analyse(
-    n: int,
-    records: list[StreamRecord],
-    errors: int,
-    chunks: int,
-    cpu: tuple[float, float],
-) -> StreamRun:
-    ttfc: list[float] = []
-    gaps: list[float] = []
-    rates: list[float] = []
-    durations: list[float] = []
-    bad = 0
-    for r in records:
-        # role chunk, one event per piece, finish chunk, [DONE]
-        if len(r.times) != chunks + 3 or not r.done:
-            bad += 1
-            continue
-        content = r.times[1 : chunks + 1]
-        ttfc.append(r.times[0] - r.sent)
-        gaps.extend(b - a for a, b in itertools.pairwise(content))
-        span = content[-1] - content[0]
-        rates.append((chunks - 1) / span if span > 0 else float("inf"))
-        durations.append(r.times[-1] - r.sent)
-    return StreamRun(
-        streams=n,
-        measured=len(records),
-        errors=errors,
-        bad=bad,
-        ttfc_p50=percentile(ttfc, 0.5),
-        ttfc_p99=percentile(ttfc, 0.99),
-        gap_p50=percentile(gaps, 0.5),
-        gap_p99=percentile(gaps, 0.99),
-        rate_p50=percentile(rates, 0.5),
-        rate_min=min(rates, default=float("nan")),
-        duration_p50=percentile(durations, 0.5),
-        duration_p99=percentile(durations, 0.99),
-        server_cpu=cpu[0],
-        client_cpu=cpu[1],
-    )
-
-
-def client_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def stream_run(
-    server: Server, n: int, ramp: float, seconds: float, chunks: int, interval: float
-) -> StreamRun:
-    """N connections started evenly over ``ramp``; only streams sent after it count."""
-    records: list[StreamRecord] = []
-    start = time.monotonic()
-    steady, deadline = start + ramp, start + ramp + seconds
-    cpu0 = (server.cpu_seconds(), client_cpu_seconds())
-    tasks = [
-        asyncio.ensure_future(stream_slot(server.port, ramp * i / n, deadline, records))
-        for i in range(n)
-    ]
-    # A healthy run ends about one stream length after the deadline.
-    grace = 5 + 2 * (chunks * interval + 1)
-    done, pending = await asyncio.wait(tasks, timeout=ramp + seconds + grace)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    wall = time.monotonic() - start
-    cpu = (
-        (server.cpu_seconds() - cpu0[0]) / wall,
-        (client_cpu_seconds() - cpu0[1]) / wall,
-    )
-    errors = len(pending) + sum(1 for t in done if t.exception() is not None)
-    measured = [r for r in records if r.sent >= steady]
-    return analyse(n, measured, errors, chunks, cpu)
-
-
-def stream_scenario(
-    server: Server, restart: Callable[[Server], Server], args: argparse.Namespace
-) -> dict[str, Any]:
-    """Runs per stream count.  A run after which the server is stuck is kept
-    out of the medians, counted as hung, and the server is restarted."""
-    summary: dict[str, Any] = {}
-    for n in args.streams:
-        runs: list[StreamRun] = []
-        for i in range(args.stream_runs):
-            run = asyncio.run(
-                stream_run(
-                    server,
-                    n,
-                    args.ramp,
-                    args.stream_seconds,
-                    args.chunks,
-                    args.interval_ms / 1000,
-                )
-            )
-            problem = wait_quiet(server.port)
-            if problem:
-                run.hung = problem
-                server = restart(server)
-            runs.append(run)
-            log(
-                f"  stream run {i + 1}/{args.stream_runs} n={n}:"
-                f" {run.measured} streams,"
-                f" errors {run.errors}, bad {run.bad}, ttfc p50"
-                f" {run.ttfc_p50 * 1e3:.1f} ms, gap p50/p99 {run.gap_p50 * 1e3:.1f}/"
-                f"{run.gap_p99 * 1e3:.1f} ms, rate p50/min {run.rate_p50:.1f}/"
-                f"{run.rate_min:.1f}/s, cpu server {run.server_cpu:.0%}"
-                f" client {run.client_cpu:.0%}"
-                + (f" -- SERVER STUCK: {problem}; restarted" if problem else "")
-            )
-        good = [r for r in runs if not r.hung]
-        medians: dict[str, Any] = {
-            k: median([getattr(r, k) for r in good])
-            for k in asdict(runs[0])
-            if k not in ("streams", "errors", "bad", "hung")
-        }
-        medians["runs"] = len(runs)
-        medians["hung"] = len(runs) - len(good)
-        medians["errors"] = sum(r.errors for r in good)
-        medians["bad"] = sum(r.bad for r in good)
-        summary[str(n)] = {"median": medians, "runs": [asdict(r) for r in runs]}
-    return summary
-
-
 # --- report -----------------------------------------------------------------
 
 
@@ -803,41 +515,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f" {len(machine['ratios'])}; 2.00 would be two free cores).",
             "",
         ]
-    streams = results.get("stream")
-    if streams:
-        ideal = 1000 / args.interval_ms
-        span = (args.chunks - 1) * args.interval_ms / 1000
-        lines += [
-            f"Streams: {args.chunks} chunks ({args.chunking}) every"
-            f" {args.interval_ms:g} ms (ideal {ideal:g} chunks/s, {span:.2f} s"
-            f" per stream), {args.stream_runs} x {args.stream_seconds:g} s after a"
-            f" {args.ramp:g} s ramp; medians over runs",
-            "",
-            "| streams | runs (hung) | measured | TTFC p50 / p99 ms | gap p50 / p99 ms "
-            "| chunks/s p50 / worst | duration p50 / p99 s | server CPU "
-            "| client CPU | errors / bad |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for n, s in streams.items():
-            m = s["median"]
-            if m["hung"] == m["runs"]:
-                lines.append(f"| {n} | {m['runs']} ({m['hung']}) |" + " - |" * 8)
-                continue
-            lines.append(
-                f"| {n} | {m['runs']} ({m['hung']}) | {m['measured']:.0f} "
-                f"| {m['ttfc_p50'] * 1e3:.1f} / "
-                f"{m['ttfc_p99'] * 1e3:.1f} | {m['gap_p50'] * 1e3:.1f} / "
-                f"{m['gap_p99'] * 1e3:.1f} | {m['rate_p50']:.1f} / {m['rate_min']:.1f} "
-                f"| {m['duration_p50']:.3f} / {m['duration_p99']:.3f} "
-                f"| {m['server_cpu']:.0%} | {m['client_cpu']:.0%} "
-                f"| {m['errors']} / {m['bad']} |"
-            )
-        if any(s["median"]["hung"] for s in streams.values()):
-            lines += [
-                "",
-                "HUNG: mockai stopped answering after some stream runs (it was"
-                " restarted; those runs are left out of the medians).",
-            ]
+    lines += streams.report(results, args)
     return "\n".join(lines)
 
 
@@ -849,9 +527,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a smoke run, under 60 s")
     p.add_argument(
         "--scenario",
-        choices=("all", "rps", "stream", "workers", "state"),
+        choices=("all", "rps", "stream", "burst", "rss", "streams", "workers", "state"),
         default="all",
-        help="all: rps and stream; workers: one process against two workers;"
+        help="all: rps and the stream scenarios; stream: streams back to back;"
+        " burst: N streams sent at once; rss: memory per idle open stream;"
+        " streams: those three; workers: one process against two workers;"
         " state: state.backend memory against redis (needs redis-server)",
     )
     p.add_argument("--runs", type=int, default=5, help="rps runs per server")
@@ -862,6 +542,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         return [int(n) for n in text.split(",") if n]
 
     p.add_argument("--streams", type=counts, default=[100, 500, 1000])
+    p.add_argument(
+        "--burst",
+        type=counts,
+        default=[1000],
+        help="streams sent at once (burst scenario)",
+    )
+    p.add_argument(
+        "--idle-streams",
+        type=int,
+        default=2000,
+        help="idle open streams (rss scenario)",
+    )
     p.add_argument("--stream-runs", type=int, default=3)
     p.add_argument("--stream-seconds", type=float, default=5.0)
     p.add_argument(
@@ -876,12 +568,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--baseline",
         type=Path,
         help="a directory holding another mockai_tw (git archive COMMIT mockai_tw"
-        " | tar -x -C DIR): the rps scenario measures it in the same run",
+        " | tar -x -C DIR): every scenario measures it in the same run",
     )
     args = p.parse_args(argv)
     if args.quick:
         args.runs, args.seconds = 2, 2
         args.streams, args.stream_runs = [100, 500], 1
+        args.burst, args.idle_streams = [200], 300
         args.stream_seconds, args.ramp = 2.0, 0.5
     if args.runs < 1 or args.stream_runs < 1 or not args.streams or args.chunks < 2:
         p.error("runs, stream runs, stream counts and chunks must be positive")
@@ -913,14 +606,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so finally runs
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = max(args.streams) + 256
+    need = max([*args.streams, *args.burst, args.idle_streams]) + 256
     if soft < need:  # inherited by the servers too
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
     # Two workers are meant to use both cores: nothing is pinned for them.
     server_core, pin_self = pick_cores(args.no_pin or args.scenario == "workers")
     pin_self()
     wrk = shutil.which("wrk")
-    if args.scenario != "stream" and wrk is None:
+    if args.scenario in ("all", "rps", "workers", "state") and wrk is None:
         log("wrk not found (apt-get install wrk): skipping the rps scenario")
         if args.scenario == "workers":
             return 1
@@ -946,12 +639,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "stream": {"interval_ms": args.interval_ms, "chunking": args.chunking},
         }
         (workdir / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
-
-        def restart(stuck: Server) -> Server:
-            stuck.stop(grace=0.5)
-            return start_server(
-                "mockai", MOCKAI_CMD.split(), workdir, server_core, servers
-            )
 
         try:
             if args.scenario == "state":
@@ -999,7 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             status, body = http_post(mockai.port, CHAT_BODY)
             if status != 200 or b'"chat.completion"' not in body:
                 raise RuntimeError(f"mockai answered {status}: {body[:200]!r}")
-            if args.scenario != "stream" and wrk is not None:
+            if args.scenario in ("all", "rps") and wrk is not None:
                 # The bare server sends mockai's own body: the same bytes.
                 (workdir / "body.json").write_bytes(body)
                 bare = start_server(
@@ -1050,13 +737,83 @@ def main(argv: Sequence[str] | None = None) -> int:
                     results["baseline"] = str(args.baseline)
                 log("rps scenario")
                 results["rps"] = rps_scenario(measured, workdir, args)
-            if args.scenario != "rps":
-                log("stream scenario")
-                results["stream"] = stream_scenario(mockai, restart, args)
+            if args.scenario not in ("rps", "workers", "state"):
+                stream_scenarios(mockai, workdir, server_core, servers, args, results)
         finally:
             for server in reversed(servers):
                 server.stop()
     return finish(results, args)
+
+
+def stream_scenarios(
+    mockai: Server,
+    workdir: Path,
+    core: str | None,
+    servers: list[Server],
+    args: argparse.Namespace,
+    results: dict[str, Any],
+) -> None:
+    """The stream scenarios asked for, each against the bare streaming
+    server (mockai's own stream bytes, the same pace) and the baseline."""
+    status, sse = http_post(mockai.port, STREAM_BODY)
+    if status != 200 or not sse.endswith(b"data: [DONE]\n\n"):
+        raise RuntimeError(f"mockai streamed {status}: {sse[:200]!r}")
+    (workdir / "stream.sse").write_bytes(sse)
+    idle = {**json.loads((workdir / "config.yaml").read_text())}
+    # Idle streams: the first chunk at once, the next ten minutes later.
+    idle["stream"] = {**idle["stream"], "interval_ms": 600_000}
+    (workdir / "idle.yaml").write_text(json.dumps(idle))
+    if args.baseline is not None:
+        results["baseline"] = str(args.baseline)
+
+    def starters(interval_ms: float, config: str) -> dict[str, Callable[[], Server]]:
+        mockai_cmd = MOCKAI_CMD.replace("config.yaml", config).split()
+        bare_cmd = [
+            sys.executable,
+            str(HERE / "bare_server.py"),
+            "--stream-body",
+            "stream.sse",
+            "--chunks",
+            str(args.chunks),
+            "--interval-ms",
+            str(interval_ms),
+        ]
+        made: dict[str, Callable[[], Server]] = {
+            "mockai": lambda: start_server(
+                "mockai", mockai_cmd, workdir, core, servers
+            ),
+            "bare": lambda: start_server("bare", bare_cmd, workdir, core, servers),
+        }
+        if args.baseline is not None:
+            path = str(args.baseline.resolve())
+            made["baseline"] = lambda: start_server(
+                "baseline",
+                mockai_cmd,
+                workdir,
+                core,
+                servers,
+                env={"PYTHONPATH": path},
+            )
+        return made
+
+    paced = starters(args.interval_ms, "config.yaml")
+
+    def restart(stuck: streams.Served) -> streams.Served:
+        assert isinstance(stuck, Server)
+        stuck.stop(grace=0.5)
+        return paced[stuck.name]()
+
+    if args.scenario in ("all", "streams", "stream", "burst"):
+        live = [mockai, *(paced[name]() for name in paced if name != "mockai")]
+        if args.scenario != "burst":
+            log("stream scenario")
+            results["stream"] = streams.stream_scenario(live, restart, args)
+        if args.scenario != "stream":
+            log("burst scenario")
+            results["burst"] = streams.burst_scenario(live, restart, args)
+    if args.scenario in ("all", "streams", "rss"):
+        log("rss scenario")
+        results["rss"] = streams.rss_scenario(starters(600_000, "idle.yaml"), args)
 
 
 def start_workers(workdir: Path, servers: list[Server]) -> list[Server]:

@@ -45,9 +45,39 @@ class Writable(Protocol):
     def unregisterProducer(self) -> None: ...
 
 
+# What ends a stream whose own events failed (``Stream.fail``).
+FAILED = ApiError(
+    500, "The server had an error while processing your request.", type="server_error"
+)
+
+
 @implementer(IPushProducer)
 class Stream:
-    """One open SSE response: its pending events and its flow-control state."""
+    """One open SSE response: its pending events and its flow-control state.
+
+    Slotted, and given shared callables rather than closures of its own:
+    thousands stay open at once, most of them idle between two chunks.
+    """
+
+    __slots__ = (
+        "bytes_written",
+        "close_reason",
+        "closed",
+        "ending",
+        "error_event",
+        "events",
+        "events_written",
+        "failed",
+        "hooks",
+        "origin",
+        "paused",
+        "pending",
+        "queued",
+        "request",
+        "start",
+        "ticker",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -58,6 +88,7 @@ class Stream:
         hooks: Hooks | None = None,
         failed: Callable[[], bytes] | None = None,
         ending: Callable[[ApiError], bytes] | None = None,
+        error_event: Callable[[ApiError, int], bytes] | None = None,
     ) -> None:
         self.request: Writable | None = request
         # The request as hooks name it, kept after the stream closes.
@@ -68,6 +99,9 @@ class Stream:
         # The bytes that end it early with a given error (``end``); empty for
         # a body that has no way to say so.
         self.ending = ending
+        # Or, for both: the provider's error event, given the error and how
+        # many events were sent before it.
+        self.error_event = error_event
         # For faults that end the connection (abortConnection, loseConnection).
         self.transport = transport
         self.events: Iterator[Event] | None = events
@@ -82,6 +116,20 @@ class Stream:
         self.ticker: Ticker | None = None
         # Why the stream ended: finished, disconnected or stopped.
         self.close_reason = ""
+
+    def _failed_bytes(self) -> bytes | None:
+        if self.failed is not None:
+            return self.failed()
+        if self.error_event is not None:
+            return self.error_event(FAILED, self.events_written)
+        return None
+
+    def _ending_bytes(self, error: ApiError) -> bytes:
+        if self.ending is not None:
+            return self.ending(error)
+        if self.error_event is not None:
+            return self.error_event(error, self.events_written)
+        return b""
 
     def _peek(self) -> Event | None:
         if self.pending is None and self.events is not None:
@@ -170,8 +218,9 @@ class Stream:
         if request is None or self.closed:
             return
         try:
-            if self.failed is not None:
-                request.write(self.failed())
+            final = self._failed_bytes()
+            if final is not None:
+                request.write(final)
         finally:
             self._complete()
             self.close_reason = "failed"
@@ -189,8 +238,7 @@ class Stream:
         transport = self.transport
         final = b""
         try:
-            if self.ending is not None:
-                final = self.ending(error)
+            final = self._ending_bytes(error)
             if final:
                 request.write(final)
         finally:

@@ -56,6 +56,8 @@ class TimingModel:
         self.default_itl = Latency(ms=config.stream.interval_ms)
         self.rng = random.Random(self.timing.seed)
         self._per_model: dict[str, tuple[Latency, Latency]] = {}
+        # Fixed pacings repeat on every request: one shared value each.
+        self._pacings: dict[tuple[float, float], Pacing] = {}
 
     def latencies(self, model: str) -> tuple[Latency, Latency]:
         """(ttft, itl) for ``model``: exact entry, else first glob, else defaults."""
@@ -72,6 +74,15 @@ class TimingModel:
             self._per_model[model] = (ttft, itl)
         return ttft, itl
 
+    def _fixed(self, first: float, interval: float) -> Pacing:
+        key = (first, interval)
+        pacing = self._pacings.get(key)
+        if pacing is None:
+            pacing = Pacing(first, interval)
+            if len(self._pacings) < 1024:
+                self._pacings[key] = pacing
+        return pacing
+
     def pacing(
         self, model: str, steps: int, override: Override | None = None
     ) -> Pacing:
@@ -85,7 +96,7 @@ class TimingModel:
             itl = Latency(ms=override.itl_ms)
         first = sample_ms(ttft, self.rng) / 1000.0
         if is_fixed(itl):
-            return Pacing(first, sample_ms(itl, self.rng) / 1000.0)
+            return self._fixed(first, sample_ms(itl, self.rng) / 1000.0)
         gaps = [sample_ms(itl, self.rng) / 1000.0 for _ in range(max(steps - 1, 0))]
         return Pacing.from_gaps(first, gaps)
 

@@ -298,6 +298,9 @@ def _sent(face: Face, ep: Endpoint, request: ApiRequest, reply: Any) -> None:
             face.shared.keep(reply, face.config.responses.store_size)
     if ep.kept is not None:
         ep.kept(face, request.parsed, reply)
+    if request.stream is not None:
+        # Nothing reads it once the stream is under way.
+        request.parsed = None
 
 
 async def serve_shared(
@@ -555,23 +558,14 @@ def open_stream(
         # Small paced writes must leave now, not wait on Nagle for an ACK.
         no_delay(True)
 
-    def ending(error: ApiError) -> bytes:
-        # A paced plain body has no way to carry an error: it is cut off.
-        if content_type is None:
-            return b""
-        return ep.error_event(error, stream.events_written)
-
-    def failed() -> bytes:
-        return ending(
-            ApiError(
-                500,
-                "The server had an error while processing your request.",
-                type="server_error",
-            )
-        )
-
     stream = Stream(
-        request, events, face.clock.seconds(), transport, face.hooks, failed, ending
+        request,
+        events,
+        face.clock.seconds(),
+        transport,
+        face.hooks,
+        # A paced plain body has no way to carry an error: it is cut off.
+        error_event=None if content_type is None else ep.error_event,
     )
     request.stream = stream
     request.answered(status)

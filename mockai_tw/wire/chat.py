@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -10,11 +11,12 @@ import orjson
 from mockai_tw.engine.plan import (
     ChatPlan,
     ChoicePlan,
+    Pacing,
     TokenLogprob,
     ToolCallPlan,
     Usage,
 )
-from mockai_tw.wire.envelope import CONTENT_FILTER_RESULTS, Envelope
+from mockai_tw.wire.envelope import CONTENT_FILTER_RESULTS, Envelope, head
 from mockai_tw.wire.sse import DONE
 
 
@@ -102,22 +104,31 @@ def chat_completion(plan: ChatPlan) -> bytes:
     )
 
 
-class _ChunkRenderer(Envelope):
-    """Renders chunks of one chat stream."""
+def _fields(plan: ChatPlan) -> dict[str, Any]:
+    """What every chunk of the stream repeats before its choices."""
+    return {
+        "id": plan.id,
+        "object": "chat.completion.chunk",
+        "created": plan.created,
+        "model": plan.model,
+        "service_tier": plan.service_tier,
+        "system_fingerprint": plan.system_fingerprint,
+    }
 
-    def __init__(self, plan: ChatPlan) -> None:
-        super().__init__(
-            {
-                "id": plan.id,
-                "object": "chat.completion.chunk",
-                "created": plan.created,
-                "model": plan.model,
-                "service_tier": plan.service_tier,
-                "system_fingerprint": plan.system_fingerprint,
-            },
-            plan.include_usage,
-            plan.content_filter,
-        )
+
+def content_opening(index: int) -> bytes:
+    """A content chunk's first choice up to its piece."""
+    return b'{"index":%d,"delta":{"content":' % index
+
+
+class _ChunkRenderer(Envelope):
+    """Renders chunks of one chat stream (``fields`` None: without the head,
+    for the bytes every stream shares)."""
+
+    def __init__(
+        self, fields: dict[str, Any] | None, include_usage: bool, content_filter: bool
+    ) -> None:
+        super().__init__(fields, include_usage, content_filter)
         # Content chunks are most of a stream: their bytes around the piece
         # are encoded once per stream, not once per chunk.
         after = b'},"logprobs":null,"finish_reason":null'
@@ -128,11 +139,11 @@ class _ChunkRenderer(Envelope):
 
     def content(self, index: int, piece: str) -> bytes:
         """``data: {... "delta": {"content": piece} ...}``, from templates."""
-        head = self.content_heads.get(index)
-        if head is None:
-            head = b"data: " + self.head + b'{"index":%d,"delta":{"content":' % index
-            self.content_heads[index] = head
-        return head + orjson.dumps(piece) + self.content_tail
+        opening = self.content_heads.get(index)
+        if opening is None:
+            opening = b"data: " + self.head + content_opening(index)
+            self.content_heads[index] = opening
+        return opening + orjson.dumps(piece) + self.content_tail
 
     def choice(
         self,
@@ -210,7 +221,7 @@ def _stepper(
 ) -> tuple[bytes, int, Callable[[int], bytes]]:
     """A choice's first chunk, how many follow, and how to render step ``i``."""
     index = choice.index
-    if not choice.tool_calls and choice.function_call is None and not choice.logprobs:
+    if _plain(choice):
         pieces = choice.pieces
         return (
             render.choice(index, dict(ROLE_DELTA)),
@@ -225,12 +236,95 @@ def _stepper(
     )
 
 
+# A one-choice text stream's bytes after each chunk's head, shared by every
+# stream alike: role chunk, a content chunk's bytes before and after its
+# piece, finish chunk.
+Template = tuple[bytes, bytes, bytes, bytes]
+
+
+@lru_cache(maxsize=256)
+def _template(
+    index: int, include_usage: bool, content_filter: bool, finish_reason: str
+) -> Template:
+    render = _ChunkRenderer(None, include_usage, content_filter)
+    # Rendered without a head, each is b"data: " + what follows the head.
+    role = render.choice(index, dict(ROLE_DELTA))[6:]
+    opening = content_opening(index)
+    finish = render.choice(index, {}, finish_reason)[6:]
+    return role, opening, render.content_tail, finish
+
+
+class TextStream:
+    """A one-choice text stream: an index over the plan's pieces.
+
+    Its set-up is one head per stream (id, created, model); every other byte
+    comes from a template shared by all streams, and an event is rendered
+    only when delivery asks for it, so an open stream holds no rendered
+    chunks, no generator frame and no per-choice closures.
+    """
+
+    __slots__ = ("_at", "_pacing", "_pieces", "_prefix", "_template", "_usage")
+
+    def __init__(self, plan: ChatPlan, choice: ChoicePlan) -> None:
+        self._prefix = b"data: " + head(_fields(plan))
+        self._template = _template(
+            choice.index, plan.include_usage, plan.content_filter, choice.finish_reason
+        )
+        self._pieces = choice.pieces
+        self._pacing: Pacing = plan.pacing
+        self._usage: Usage | None = plan.usage if plan.include_usage else None
+        self._at = 0
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> tuple[float, bytes]:
+        at = self._at
+        self._at = at + 1
+        pieces = self._pieces
+        count = len(pieces)
+        if at == 0:
+            return self._pacing.due(0), self._prefix + self._template[0]
+        if at <= count:
+            template = self._template
+            return (
+                self._pacing.due(at - 1),
+                self._prefix + template[1] + orjson.dumps(pieces[at - 1]) + template[2],
+            )
+        end = self._pacing.due(max(count - 1, 0))
+        after = at - count
+        if after == 1:
+            return end, self._prefix + self._template[3]
+        if self._usage is not None:
+            if after == 2:
+                usage = orjson.dumps(usage_json(self._usage))
+                return end, self._prefix + b'],"usage":' + usage + b"}\n\n"
+            after -= 1
+        if after == 2:
+            return end, DONE
+        self._at = at
+        raise StopIteration
+
+
+def _plain(choice: ChoicePlan) -> bool:
+    """Text only: no tool calls, no legacy function call, no logprobs."""
+    return (
+        not choice.tool_calls and choice.function_call is None and not choice.logprobs
+    )
+
+
 def chat_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
     """Each SSE event of the stream with the time (from start) it is due.
 
     Choices interleave step by step, as OpenAI interleaves ``n > 1``.
     """
-    render = _ChunkRenderer(plan)
+    if len(plan.choices) == 1 and _plain(plan.choices[0]):
+        return TextStream(plan, plan.choices[0])
+    return _chat_stream(plan)
+
+
+def _chat_stream(plan: ChatPlan) -> Iterator[tuple[float, bytes]]:
+    render = _ChunkRenderer(_fields(plan), plan.include_usage, plan.content_filter)
     pacing = plan.pacing
     start = pacing.due(0)
     steppers = [_stepper(render, choice) for choice in plan.choices]

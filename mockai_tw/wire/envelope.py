@@ -22,11 +22,17 @@ CONTENT_FILTER_RESULTS = {
 }
 
 
+def head(fields: dict[str, Any]) -> bytes:
+    """A chunk's bytes up to its first choice."""
+    return orjson.dumps(fields)[:-1] + b',"choices":['
+
+
 class Envelope:
     def __init__(
-        self, fields: dict[str, Any], include_usage: bool, content_filter: bool
+        self, fields: dict[str, Any] | None, include_usage: bool, content_filter: bool
     ) -> None:
-        self.head = orjson.dumps(fields)[:-1] + b',"choices":['
+        # None: no head, for the bytes every stream shares after its own head.
+        self.head = b"" if fields is None else head(fields)
         self.tail = b'],"usage":null}' if include_usage else b"]}"
         self.filter = CONTENT_FILTER_RESULTS if content_filter else None
 

@@ -38,31 +38,36 @@ Listener = Callable[..., None]
 
 
 class Hooks:
-    """Listeners per event; emitting to an event nobody hears costs a lookup."""
+    """Listeners per event; emitting to an event nobody hears costs a lookup.
+
+    ``listeners`` is the list per event; ``emit`` walks a tuple of it made
+    when a listener comes or goes, not a copy per emit (listeners change at
+    a reload, events happen several times per request).
+    """
 
     def __init__(
         self, on_failure: Callable[[str, BaseException, Any], None] | None = None
     ) -> None:
         self.listeners: dict[str, list[Listener]] = {name: [] for name in EVENTS}
+        self._calls: dict[str, tuple[Listener, ...]] = dict.fromkeys(EVENTS, ())
         self.on_failure = on_failure
 
     def on(self, event: str, listener: Listener) -> None:
         self.listeners[event].append(listener)
+        self._calls[event] = tuple(self.listeners[event])
 
     def off(self, event: str, listener: Listener) -> None:
         listeners = self.listeners[event]
         if listener in listeners:
             listeners.remove(listener)
+        self._calls[event] = tuple(listeners)
 
     def heard(self, event: str) -> bool:
         """Whether anyone listens (so the caller can skip building arguments)."""
-        return bool(self.listeners[event])
+        return bool(self._calls[event])
 
     def emit(self, event: str, *args: Any) -> None:
-        listeners = self.listeners[event]
-        if not listeners:
-            return
-        for listener in tuple(listeners):
+        for listener in self._calls[event]:
             try:
                 listener(*args)
             except Exception as failure:

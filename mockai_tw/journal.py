@@ -187,6 +187,9 @@ def compact_error(error: Any) -> bytes:
     )
 
 
+_NO_RULE = object()
+
+
 def _rule(reply: Any, error: Any) -> str | None:
     """The rule that answered: its id, ``default``, or None (no answer)."""
     scripted = getattr(error, "rule", None)
@@ -344,31 +347,52 @@ class Journal:
             body = b""
         elif len(body) > MAX_BODY_BYTES or len(body) > self.max_bytes // 4:
             body_size, body = len(body), b""
-        headers_ = compact_headers(headers)
-        rule = _rule(reply, error)
-        rule_ = rule.encode() if rule else b""
+        # On the hot path of every request: the common answer (a plan, no
+        # error, no fault) is packed without the general helpers' calls.
+        flat: list[bytes] = []
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                flat += (name, value)
+        headers_ = b"\n".join(flat)
+        if error is None and reply is not None:
+            rule: Any = getattr(reply, "rule", _NO_RULE)
+            rule_ = b"" if rule is _NO_RULE else (rule or "default").encode()
+            error_ = b""
+        else:
+            found = _rule(reply, error)
+            rule_ = found.encode() if found else b""
+            error_ = compact_error(error)
         model = getattr(reply, "model", None)
         model_ = model.encode() if isinstance(model, str) else b""
         reply_ = compact_reply(reply)
-        error_ = compact_error(error)
         fault_ = fault.encode() if fault else b""
-        head = _HEAD.pack(
-            next(self._ids),
-            time,
-            status,
-            body_size,
-            len(method),
-            len(uri),
-            len(headers_),
-            len(body),
-            len(rule_),
-            len(model_),
-            len(reply_),
-            len(error_),
-            len(fault_),
-        )
         packed = b"".join(
-            (head, method, uri, headers_, body, rule_, model_, reply_, error_, fault_)
+            (
+                _HEAD.pack(
+                    next(self._ids),
+                    time,
+                    status,
+                    body_size,
+                    len(method),
+                    len(uri),
+                    len(headers_),
+                    len(body),
+                    len(rule_),
+                    len(model_),
+                    len(reply_),
+                    len(error_),
+                    len(fault_),
+                ),
+                method,
+                uri,
+                headers_,
+                body,
+                rule_,
+                model_,
+                reply_,
+                error_,
+                fault_,
+            )
         )
         ring = self.ring
         ring.append(packed)

@@ -1,8 +1,10 @@
 """The hot path's shortcuts answer exactly as the long way round does.
 
 The common chat body is read in one pass, the ``Date`` header is formatted
-once per second of the site's clock, and a connection's addresses are asked
-for once: each is checked here against what it stands in for.
+once per second of the site's clock, a connection's addresses are asked
+for once, a response's head and body leave in one write (sent at once on a
+plain socket), and response headers are set without re-encoding their
+names: each is checked here against what it stands in for.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http
+from twisted.web.http_headers import Headers, InvalidHeaderName
 from twisted.web.resource import Resource
 
 from mockai_tw.checks import Problem
 from mockai_tw.errors import ApiError
+from mockai_tw.hooks import Hooks
 from mockai_tw.request.chat import _parse, _plain, parse_chat_request
 from mockai_tw.request.common import as_api_error, parse_body
-from mockai_tw.web.site import MockSite
+from mockai_tw.web.site import MockSite, put
 
 TEXT = st.text(max_size=20)
 ROLE = st.sampled_from(["system", "user", "developer", "assistant", "tool", "bot"])
@@ -118,3 +122,110 @@ class ChannelAddressTests(SynchronousTestCase):
             self.assertEqual(channel.getPeer(), peer())
         self.assertEqual(asked, ["host", "peer"])
         channel.connectionLost(Exception("done"))
+
+
+class Counting(StringTransport):
+    """A transport that counts the writes it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
+
+    def writeSequence(self, seq: Any) -> None:
+        self.writes += 1
+        super().writeSequence(seq)
+
+
+class Leaf(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        return b'{"ok": true}'
+
+
+def _channel() -> tuple[Any, Counting]:
+    site = MockSite(Leaf(), Clock(), lambda: 1 << 20)
+    channel = site.buildProtocol(None)
+    transport = Counting()
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+class OneWriteTests(SynchronousTestCase):
+    """A whole response's head and body go to the transport in one write."""
+
+    def test_head_and_body_in_one_write(self) -> None:
+        channel, transport = _channel()
+        channel.dataReceived(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(transport.writes, 1)
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertIn(b"Content-Length: 12", head.split(b"\r\n"))
+        self.assertIn(b"X-Request-Id: req_", head)
+        self.assertEqual(body, b'{"ok": true}')
+        channel.connectionLost(Exception("done"))
+
+    def test_a_head_request_gets_its_head_alone(self) -> None:
+        channel, transport = _channel()
+        channel.dataReceived(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(transport.writes, 1)
+        self.assertTrue(transport.value().endswith(b"\r\n\r\n"))
+        self.assertNotIn(b'{"ok"', transport.value())
+        channel.connectionLost(Exception("done"))
+
+    def test_pipelined_responses_stay_in_order(self) -> None:
+        channel, transport = _channel()
+        channel.dataReceived(
+            b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nHEAD /b HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /c HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        value = transport.value()
+        self.assertEqual(value.count(b"HTTP/1.1 200 OK"), 3)
+        self.assertEqual(value.count(b'{"ok": true}'), 2)
+        self.assertTrue(value.endswith(b'{"ok": true}'))
+        channel.connectionLost(Exception("done"))
+
+
+class PutHeaderTests(SynchronousTestCase):
+    def test_put_agrees_with_set_raw_headers(self) -> None:
+        names = [b"x-request-id", b"Content-Type", b"etag", b"www-authenticate"]
+        values = [b"a", b"b c", b"x\r\ny", b"\nz"]
+        for name in names:
+            for value in values:
+                ours, theirs = Headers(), Headers()
+                put(ours, name, value)
+                theirs.setRawHeaders(name, [value])
+                self.assertEqual(
+                    list(ours.getAllRawHeaders()), list(theirs.getAllRawHeaders())
+                )
+
+    def test_a_bad_name_is_refused_as_twisted_refuses_it(self) -> None:
+        with self.assertRaises(InvalidHeaderName):
+            put(Headers(), b"bad name", b"v")
+
+
+class HookTupleTests(SynchronousTestCase):
+    def test_emit_calls_the_listeners_there_are_now(self) -> None:
+        hooks = Hooks()
+        heard: list[str] = []
+
+        def first(request: Any) -> None:
+            heard.append("first")
+
+        def second(request: Any) -> None:
+            heard.append("second")
+
+        hooks.on("admitted", first)
+        hooks.on("admitted", second)
+        hooks.emit("admitted", None)
+        hooks.off("admitted", first)
+        hooks.emit("admitted", None)
+        self.assertEqual(heard, ["first", "second", "second"])
+        self.assertEqual(hooks.listeners["admitted"], [second])
+        self.assertTrue(hooks.heard("admitted"))
+        hooks.off("admitted", second)
+        self.assertFalse(hooks.heard("admitted"))

@@ -84,14 +84,16 @@ def limited(
 def prompt_tokens(request: ChatRequest) -> int:
     """The prompt's tokens, as ``usage.prompt_tokens`` counts them (every
     provider's token counting goes through here)."""
+    tools = request.tools
     return tokenizer.count_messages(
-        (m.raw for m in request.messages),
-        [{"type": "function", "function": t.__dict__} for t in request.tools],
+        [m.raw for m in request.messages],
+        [{"type": "function", "function": t.__dict__} for t in tools] if tools else (),
         request.model,
     )
 
 
 _CHAT_PLAN = defaults(ChatPlan)
+_USAGE = defaults(Usage)
 
 # Canned choices kept per engine before the cache starts again.
 CANNED_CHOICES = 1024
@@ -515,7 +517,13 @@ class Engine:
             model=request.model,
             system_fingerprint=self.config.system_fingerprint,
             choices=tuple(choices),
-            usage=Usage(prompt_tokens(request), completion_tokens, reasoning_tokens),
+            usage=built(
+                Usage,
+                _USAGE,
+                prompt_tokens=prompt_tokens(request),
+                completion_tokens=completion_tokens,
+                reasoning_tokens=reasoning_tokens,
+            ),
             stream=request.stream,
             include_usage=request.include_usage,
             content_filter=self.config.stream.content_filter_results,

@@ -79,6 +79,11 @@ class Decision:
     budgets: tuple[Shown, ...] = ()
 
 
+# What every request gets while rate limits are off: one shared value (its
+# empty headers are only read), not a new one per request.
+_UNLIMITED = Decision({})
+
+
 class RateLimiter:
     """Budgets per API key (and per model when configured), created on first use."""
 
@@ -110,7 +115,7 @@ class RateLimiter:
         generated to count its tokens is never generated for nothing.
         """
         if not self.config.enabled:
-            return Decision({})
+            return _UNLIMITED
         requests = self._bucket(key, model, "requests", now)
         budget = self._bucket(key, model, "tokens", now)
         refused: Refused | None = None

@@ -472,6 +472,8 @@ class Batches:
         d.addErrback(
             lambda failure: log.failure("mockai: a batch stage failed", failure)
         )
+        # Waited for by ``idle`` too: the stage runs when the read is back.
+        self._track(d, "a batch's cancel read")
         self._track(d, "batch cancel read")
 
     def _lookup(self, run: _Run) -> FileRecord | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web import http
+from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from mockai_tw.config import HttpConfig
@@ -138,6 +139,52 @@ class GuardedChannel(http.HTTPChannel):
             peer = self._peer = super().getPeer()
         return peer
 
+    # A response's head waits (``hold_head``) for its first body bytes, so
+    # both go to the transport in one write.
+    _holding = False
+    _head: bytes | None = None
+
+    def hold_head(self) -> None:
+        self._holding = True
+
+    def release_head(self) -> None:
+        """The held head goes out, if no body bytes took it (HEAD, 204)."""
+        self._holding = False
+        head, self._head = self._head, None
+        if head is not None:
+            self.send_now(head)
+
+    def writeHeaders(
+        self, version: bytes, code: bytes, reason: bytes, headers: Any
+    ) -> None:
+        if not self._holding or not isinstance(headers, Headers):
+            super().writeHeaders(version, code, reason, headers)
+            return
+        self._holding = False
+        self._head = response_head(version, code, reason, headers)
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is None:
+            super().write(data)
+            return
+        self._head = None
+        self.send_now(head + data)
+
+    def writeSequence(self, iovec: Sequence[bytes]) -> None:
+        head = self._head
+        if head is None:
+            super().writeSequence(iovec)
+            return
+        self._head = None
+        self.send_now(b"".join((head, *iovec)))
+
+    def send_now(self, data: bytes) -> None:
+        # Sending straight from here (the transport's writeSomeData, no
+        # writer registered) measured ~5% more and stalled a Redis client in
+        # the same process under test: the transport's own queue it is.
+        self.transport.write(data)  # type: ignore[union-attr]
+
     def dataReceived(self, data: bytes) -> None:
         state = self._state
         if state is _IDLE:
@@ -234,6 +281,19 @@ class GuardedChannel(http.HTTPChannel):
                 self.abortTimeout, self.forceAbortClient
             )
         self.loseConnection()
+
+
+def response_head(
+    version: bytes, code: bytes, reason: bytes, headers: Headers
+) -> bytes:
+    """A status line and header block (the values Headers has sanitised)."""
+    parts = [version, b" ", code, b" ", reason]
+    extend = parts.extend
+    for name, values in headers.getAllRawHeaders():
+        for value in values:
+            extend((b"\r\n", name, b": ", value))
+    parts.append(b"\r\n\r\n")
+    return b"".join(parts)
 
 
 # Descriptors kept back for what is not a client: listeners, logs, files.

@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
+from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource, _IEncodingResource
 
 from mockai_tw.engine.ids import request_id
@@ -79,6 +80,32 @@ class BoundedBody:
         self.file.close()
 
 
+# Header names as twisted.web spells them on the wire (``Headers`` keys),
+# for the names this code sets; bounded, though only our code adds to it.
+_CANONICAL: dict[bytes, bytes] = {}
+_MAX_CANONICAL = 512
+
+
+def _canonical(name: bytes) -> bytes | None:
+    found = _CANONICAL.get(name)
+    if found is None and len(_CANONICAL) < _MAX_CANONICAL:
+        # Headers' own spelling, asked for through its public face once.
+        ((found, _),) = Headers({name: [b""]}).getAllRawHeaders()
+        _CANONICAL[name] = found
+    return found
+
+
+def put(headers: Headers, name: bytes, value: bytes) -> None:
+    """``headers.setRawHeaders(name, [value])`` for one bytes value, without
+    re-encoding a name seen before: a response sets a dozen headers, and
+    each call through ``setRawHeaders`` cost more than a microsecond."""
+    canonical = _canonical(name)
+    if canonical is None or 13 in value or 10 in value:  # CR, LF
+        headers.setRawHeaders(name, [value])
+        return
+    headers._rawHeaders[canonical] = [value]
+
+
 class ApiRequest(server.Request):
     """A request that answers JSON and never shows a traceback."""
 
@@ -111,12 +138,11 @@ class ApiRequest(server.Request):
     stream_type: bytes | None = None
 
     def setHeader(self, name: bytes | str, value: bytes | str) -> None:
-        if (
-            self.stream_type is not None
-            and isinstance(value, bytes)
-            and value.startswith(b"text/event-stream")
-        ):
-            value = self.stream_type
+        if type(value) is bytes and type(name) is bytes:
+            if self.stream_type is not None and value.startswith(b"text/event-stream"):
+                value = self.stream_type
+            put(self.responseHeaders, name, value)
+            return
         super().setHeader(name, value)
 
     @property
@@ -130,12 +156,12 @@ class ApiRequest(server.Request):
         self.started = now = site.clock.seconds()
         self.request_id = rid = request_id()
         headers = self.responseHeaders
-        headers.setRawHeaders(b"x-request-id", [rid.encode()])
-        headers.setRawHeaders(b"openai-version", [b"2020-10-01"])
+        put(headers, b"x-request-id", rid.encode())
+        put(headers, b"openai-version", b"2020-10-01")
         if site.worker_header is not None:
-            headers.setRawHeaders(b"x-mockai-worker", [site.worker_header])
-        headers.setRawHeaders(b"server", [server.version])
-        headers.setRawHeaders(b"date", [site.date_header(now)])
+            put(headers, b"x-mockai-worker", site.worker_header)
+        put(headers, b"server", server.version)
+        put(headers, b"date", site.date_header(now))
         self.prepath = []
         path = self.path
         self.postpath = [unquote_to_bytes(segment) for segment in path[1:].split(b"/")]
@@ -165,9 +191,26 @@ class ApiRequest(server.Request):
                 return
         super().gotLength(length)
 
+    def write(self, data: bytes) -> None:
+        # The first body bytes carry the head in the same send (the channel
+        # holds it: GuardedChannel.hold_head).
+        if self.startedWriting or not data:
+            super().write(data)
+            return
+        channel: Any = self.channel
+        if getattr(channel, "hold_head", None) is None:
+            super().write(data)
+            return
+        channel.hold_head()
+        try:
+            super().write(data)
+        finally:
+            channel.release_head()
+
     def processing_ms(self) -> bytes:
-        site = self.mock_site
-        return b"%d" % max(0, round((site.clock.seconds() - self.started) * 1000))
+        site: Any = self.site
+        elapsed = round((site.clock.seconds() - self.started) * 1000)
+        return b"%d" % elapsed if elapsed > 0 else b"0"
 
     def processingFailed(self, reason: Failure) -> None:
         log.failure(

@@ -477,7 +477,8 @@ class AuthAndErrorTests(TestCase):
         self.assertEqual(raised.exception.status, "UNAVAILABLE")
         for kind, code, status in [
             ("http_500", 500, "INTERNAL"),
-            ("overloaded", 529, "UNAVAILABLE"),
+            # Google never answers 529: an overload is its 503.
+            ("overloaded", 503, "UNAVAILABLE"),
         ]:
             response, body = await post(
                 live, STREAM + "?alt=sse", HELLO, extra={"x-mock-fault": kind}
@@ -485,6 +486,10 @@ class AuthAndErrorTests(TestCase):
             self.assertEqual(response.code, code)
             message = google_error(self, body, code, status)
             self.assertNotIn("OpenAI", message)
+            if kind == "overloaded":
+                self.assertEqual(
+                    message, "The model is overloaded. Please try again later."
+                )
 
     async def test_rule_for_the_gemini_endpoint(self) -> None:
         live = await start(

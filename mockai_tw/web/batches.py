@@ -53,7 +53,7 @@ from mockai_tw.request.files import BATCHES_LIMIT, parse_create_batch, parse_lis
 from mockai_tw.web import endpoints
 from mockai_tw.web.face import Face
 from mockai_tw.web.files_index import FileIndex, call, store_of
-from mockai_tw.web.pipeline import Endpoint
+from mockai_tw.web.pipeline import Endpoint, fault_error
 from mockai_tw.web.resources import ApiResource, ErrorResource, invalid_url
 from mockai_tw.web.site import ApiRequest, send_json
 from mockai_tw.wire import files as wire
@@ -120,8 +120,9 @@ def run_line(face: Face, ep: Endpoint, body: bytes, now: float) -> tuple[int, by
             first.fault if first is not None else None,
             first.fault_probability if first is not None else 1.0,
         )
-        if fault is not None and fault.error is not None:
-            raise fault.error
+        error = fault_error(ep, fault)
+        if error is not None:
+            raise error
         if fault is not None and fault.drop:
             raise server_error()
         reply = (

@@ -370,6 +370,7 @@ GENERATE_CONTENT = Endpoint(
     error_body=gemini.error_body,
     error_event=gemini.error_event,
     headers=gemini.no_headers,
+    overloaded_status=503,
 )
 
 STREAM_GENERATE_CONTENT = dataclasses.replace(
@@ -395,6 +396,7 @@ GEMINI_COUNT_TOKENS = Endpoint(
     error_body=gemini.error_body,
     error_event=gemini.error_event,
     headers=gemini.no_headers,
+    overloaded_status=503,
 )
 
 
@@ -416,6 +418,7 @@ def _gemini_embed(body: Callable[[Any], bytes], parse: Any) -> Endpoint:
         error_body=gemini.error_body,
         error_event=gemini.error_event,
         headers=gemini.no_headers,
+        overloaded_status=503,
     )
 
 

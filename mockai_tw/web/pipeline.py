@@ -87,6 +87,9 @@ class Endpoint:
     # shows (kind, limit, available, seconds to full) and the time now;
     # None: OpenAI's ``x-ratelimit-*``.
     headers: Callable[[Sequence[Shown], float], Mapping[str, str]] | None = None
+    # The status an ``overloaded`` fault answers with: 529 where the provider
+    # has it (Anthropic; OpenAI clients retry it); Google answers with 503.
+    overloaded_status: int = 529
 
 
 def _header(request: server.Request, name: bytes) -> str | None:
@@ -269,8 +272,9 @@ def _proceed(
                 face.capacity.release(ticket, now)
             release()
             return server.NOT_DONE_YET
-        if fault is not None and fault.error is not None:
-            raise fault.error
+        error = fault_error(ep, fault)
+        if error is not None:
+            raise error
         reply = None if refusal is not None else plan()
     except BaseException:
         if ticket is not None:
@@ -392,6 +396,15 @@ async def _serve_shared(
     return _proceed(
         face, ep, request, asked, hits, plan, commit=lambda: None, release=release
     )
+
+
+def fault_error(ep: Endpoint, fault: Fault | None) -> ApiError | None:
+    """The HTTP error ``fault`` answers at ``ep`` with, if it is one, in the
+    status the provider uses."""
+    error = None if fault is None else fault.error
+    if error is not None and error.status == 529 and ep.overloaded_status != 529:
+        error = dataclasses.replace(error, status=ep.overloaded_status)
+    return error
 
 
 def admit_recorded(

@@ -63,7 +63,7 @@ from mockai_tw.recording.replay import (
 from mockai_tw.recording.setup import policy_of
 from mockai_tw.request.common import parse_body
 from mockai_tw.web.face import Face
-from mockai_tw.web.pipeline import Endpoint, admit_recorded, open_stream
+from mockai_tw.web.pipeline import Endpoint, admit_recorded, fault_error, open_stream
 from mockai_tw.web.site import ApiRequest, send_error, send_json
 
 log = Logger()
@@ -223,8 +223,9 @@ class Recorder:
         if fault is not None and fault.drop:
             request.transport.abortConnection()  # type: ignore[union-attr]
             return server.NOT_DONE_YET
-        if fault is not None and fault.error is not None:
-            raise fault.error
+        error = fault_error(ep, fault)
+        if error is not None:
+            raise error
         face.hooks.emit("admitted", request)
         now = int(face.clock.seconds())
         fresh = Fresh(now) if self.config.fresh_ids else None

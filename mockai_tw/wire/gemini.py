@@ -40,7 +40,7 @@ STATUSES = {
     501: "UNIMPLEMENTED",
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
-    # Anthropic-style "overloaded": Google says the model is unavailable.
+    # A rule's own 529 (an ``overloaded`` fault is a 503 here).
     529: "UNAVAILABLE",
 }
 _OPENAI_SORRY = "The server had an error while processing your request."
@@ -277,6 +277,8 @@ def error_message(error: ApiError) -> str:
             "You exceeded your current quota, please check your plan and billing"
             f" details. {error.message}"
         )
+    if error.type == "overloaded_error":
+        return "The model is overloaded. Please try again later."
     if error.status == 500 and error.message.startswith(_OPENAI_SORRY):
         return "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"
     if error.code == "model_not_found":

@@ -17,7 +17,7 @@ from typing import Any
 from openai.types.chat import ChatCompletion
 
 import treq
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
@@ -200,6 +200,33 @@ class SharedUploadsTests(TestCase):
         self.assertEqual(os.listdir(both.a.server.files.dir or ""), [file_id])
         response, error = await both.a.json("POST", f"/v1/uploads/{made['id']}/cancel")
         self.assertEqual(response.code, 400, error)
+
+    async def test_two_completes_at_once_make_one_file(self) -> None:
+        both = await two(self)
+        data = b"c" * 300
+        _, made = await create(both.a, len(data))
+        _, sent = await part(both.a, made["id"], data)
+        path = f"/v1/uploads/{made['id']}/complete"
+        # A refused complete (a wrong md5) leaves the Upload open to retry.
+        response, refused = await both.b.json(
+            "POST", path, {"part_ids": [sent["id"]], "md5": "0" * 32}
+        )
+        self.assertEqual(response.code, 400, refused)
+        body = {"part_ids": [sent["id"]]}
+        answers = await defer.gatherResults(
+            [
+                defer.ensureDeferred(both.a.json("POST", path, body)),
+                defer.ensureDeferred(both.b.json("POST", path, body)),
+            ]
+        )
+        codes = sorted(r.code for r, _ in answers)
+        self.assertEqual(codes, [200, 400], answers)
+        ((_, done),) = [(r, b) for r, b in answers if r.code == 200]
+        ((_, lost),) = [(r, b) for r, b in answers if r.code == 400]
+        self.assertIn("accepts no more changes", lost["error"]["message"])
+        page = await got(both.b, "GET", "/v1/files")
+        self.assertEqual([f["id"] for f in page["data"]], [done["file"]["id"]])
+        self.assertEqual(await both.used(), len(data))
 
     async def test_cancelled_on_the_other_gives_the_bytes_back(self) -> None:
         both = await two(self)

@@ -151,5 +151,20 @@ class SharedFiles:
         d = self.store.command("HVALS", self._parts_key(upload_id))
         return d.addCallback(list)
 
+    def close(self, upload_id: str) -> defer.Deferred[bool]:
+        """Whether this caller is the one that completes or cancels the
+        Upload: of two processes asked at once, one gets it."""
+        d = self.store.command(
+            "SET", self._closing_key(upload_id), b"1", "NX", "EX", PARTS_TTL_S
+        )
+        return d.addCallback(lambda reply: reply is not None)
+
+    def reopen(self, upload_id: str) -> defer.Deferred[object]:
+        """``close`` undone: the complete was refused, the Upload stays pending."""
+        return self.store.command("DEL", self._closing_key(upload_id))
+
+    def _closing_key(self, upload_id: str) -> str:
+        return self.store.key("uploads", upload_id, "closing")
+
     def parts_drop(self, upload_id: str) -> defer.Deferred[object]:
         return self.store.command("DEL", self._parts_key(upload_id))

@@ -327,6 +327,17 @@ class UploadIndex:
             )
         return upload
 
+    async def _close(self, shared: SharedFiles, upload: UploadRecord) -> None:
+        """Only one process completes or cancels an Upload: the other of two
+        at once is told it accepts no more changes (as once it has ended)."""
+        if not await call(shared.close(upload.id)):
+            raise ApiError(
+                400,
+                f"Upload {upload.id} is being completed or cancelled: it accepts"
+                " no more changes.",
+                param="upload_id",
+            )
+
     async def _parts(self, shared: SharedFiles, upload: UploadRecord) -> None:
         """The Upload's parts, from the store, into ``upload.parts``."""
         store = self.files.local
@@ -389,8 +400,14 @@ class UploadIndex:
         shared = self.files.store()
         if shared is None:
             return self.local.complete(upload, part_ids, md5)
-        await self._parts(shared, upload)
-        writer = self.local.join(upload, part_ids, md5)
+        await self._close(shared, upload)
+        try:
+            await self._parts(shared, upload)
+            writer = self.local.join(upload, part_ids, md5)
+        except BaseException:
+            # A refused complete (parts, size, md5) leaves it open to retry.
+            await call(shared.reopen(upload.id))
+            raise
         # The joined file takes the place of the parts it was made of.
         held = sum(p.bytes for p in upload.parts.values())
         await call(shared.charge(-held, 0))
@@ -412,6 +429,7 @@ class UploadIndex:
         if shared is None:
             self.local.cancel(upload)
             return
+        await self._close(shared, upload)
         await self._drop_parts(shared, upload)
         upload.status = "cancelled"
         await call(self._put(shared, upload))

@@ -69,6 +69,7 @@ class Stream:
         "events_written",
         "failed",
         "hooks",
+        "lazy",
         "origin",
         "paused",
         "pending",
@@ -105,6 +106,9 @@ class Stream:
         # For faults that end the connection (abortConnection, loseConnection).
         self.transport = transport
         self.events: Iterator[Event] | None = events
+        # Events that tell when the next one is due without rendering it
+        # (wire/chat.py TextStream) are rendered only once due.
+        self.lazy = hasattr(events, "due_next")
         self.start = start
         self.pending: Event | None = None
         self.paused = False
@@ -131,9 +135,15 @@ class Stream:
             return self.error_event(error, self.events_written)
         return b""
 
-    def _peek(self) -> Event | None:
-        if self.pending is None and self.events is not None:
-            self.pending = next(self.events, None)
+    def _peek(self, now: float) -> Event | None:
+        events: Any = self.events
+        if self.pending is None and events is not None:
+            if self.lazy:
+                due = events.due_next()
+                if due is not None and self.start + due > now:
+                    # Not due yet: only its time, nothing rendered or held.
+                    return due, b""
+            self.pending = next(events, None)
         return self.pending
 
     def pump(self, now: float) -> float | None:
@@ -145,7 +155,7 @@ class Stream:
         while not self.paused and not self.closed:
             batch: list[bytes] = []
             size = 0
-            event = self._peek()
+            event = self._peek(now)
             while (
                 event is not None
                 and start + event[0] <= now
@@ -156,7 +166,7 @@ class Stream:
                 size += len(event[1])
                 self.pending = None
                 try:
-                    event = self._peek()
+                    event = self._peek(now)
                 except Exception:
                     # What was due still goes out before the stream fails.
                     self._write(batch, size)

@@ -6,6 +6,12 @@ cost more than planning a canned reply.  ``built`` fills the instance's
 ``__dict__`` at once.  It is for plain value classes only: ``defaults``
 refuses a class with a ``default_factory`` or ``__post_init__``, whose work
 ``built`` would skip.
+
+The defaults are kept in a key-sharing (split) dict, an instance's own: an
+empty ``__dict__`` updated from a plain dict takes a copy of that dict's
+keys and becomes a dict of its own (768 B for the ``ChatPlan`` every open
+stream holds), where one filled from a split dict keeps sharing the
+class's keys, as ``__init__``'s instances do.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ def defaults(cls: type) -> dict[str, Any]:
     """``cls``'s field defaults, worked out once for ``built``."""
     if hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__} has __post_init__: build it normally")
-    found: dict[str, Any] = {}
+    # An instance's own dict, so it shares the class's keys (see above).
+    found: dict[str, Any] = object.__new__(cls).__dict__
     for f in dataclasses.fields(cls):
         if f.default_factory is not dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{f.name} has a default_factory")

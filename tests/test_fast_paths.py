@@ -27,7 +27,7 @@ from mockai_tw.errors import ApiError
 from mockai_tw.hooks import Hooks
 from mockai_tw.request.chat import _parse, _plain, parse_chat_request
 from mockai_tw.request.common import as_api_error, parse_body
-from mockai_tw.web.site import MockSite, put
+from mockai_tw.web.site import _TWISTED_SLOTS, ApiRequest, MockSite, put
 
 TEXT = st.text(max_size=20)
 ROLE = st.sampled_from(["system", "user", "developer", "assistant", "tool", "bot"])
@@ -229,3 +229,33 @@ class HookTupleTests(SynchronousTestCase):
         self.assertTrue(hooks.heard("admitted"))
         hooks.off("admitted", second)
         self.assertFalse(hooks.heard("admitted"))
+
+
+class RequestSlotsTests(SynchronousTestCase):
+    """ApiRequest keeps what every request sets in slots (memory per open
+    stream): a slot hides its name's class default, so each is set anew."""
+
+    def test_twisted_defaults_hold(self) -> None:
+        from twisted.web import server
+        from twisted.web.test.requesthelper import DummyChannel
+
+        request = ApiRequest(DummyChannel())
+        for name in _TWISTED_SLOTS:
+            if hasattr(server.Request, name):
+                self.assertEqual(
+                    getattr(request, name), getattr(server.Request, name), name
+                )
+        self.assertEqual(vars(request), {})
+
+    def test_a_stream_lets_its_read_body_go(self) -> None:
+        from twisted.web.test.requesthelper import DummyChannel
+
+        from mockai_tw.web.site import BoundedBody
+
+        request = ApiRequest(DummyChannel())
+        request.content = BoundedBody(100, 2)
+        request.content.write(b"{}")
+        self.assertEqual(request.body(), b"{}")
+        request.registerProducer(object(), True)
+        self.assertIsNone(request.content)
+        self.assertEqual(request.body(), b"{}")

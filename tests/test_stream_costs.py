@@ -81,6 +81,35 @@ class TextStreamTests(TestCase):
         self.assertFalse(hasattr(one, "__dict__"))
         self.assertIs(one._template, two._template)
 
+    def test_tells_each_due_time_unrendered(self) -> None:
+        for pieces, usage, pacing in itertools.product(PIECES, (False, True), PACINGS):
+            stream = chat.chat_stream(_plan(pieces, usage, False, pacing))
+            assert isinstance(stream, chat.TextStream)
+            dues = []
+            while (due := stream.due_next()) is not None:
+                dues.append(due)
+                next(stream)
+            self.assertIsNone(next(stream, None))
+            plan = _plan(pieces, usage, False, pacing)
+            self.assertEqual(dues, [d for d, _ in chat._chat_stream(plan)])
+
+    def test_an_idle_stream_holds_no_chunk(self) -> None:
+        """Delivered, it sends what the general renderer sends, when it
+        does; between two chunks it holds none rendered."""
+        clock = Clock()
+        ticker = Ticker(clock, 0.005)
+        plan = _plan(("Hel", "lo", "!"), True, False, Pacing(0.25, 0.1))
+        lazy, general = FakeRequest(clock), FakeRequest(clock)
+        one = Stream(lazy, chat.chat_stream(plan), 0.0)
+        two = Stream(general, chat._chat_stream(plan), 0.0)
+        ticker.add(one)
+        ticker.add(two)
+        clock.advance(0.3)
+        self.assertIsNone(one.pending)
+        clock.pump([0.005] * 100)
+        self.assertEqual(lazy.writes, general.writes)
+        self.assertTrue(lazy.finished)
+
     def test_other_shapes_keep_the_general_renderer(self) -> None:
         plan = _plan(("a",), False, False, Pacing())
         two = ChatPlan(

@@ -106,36 +106,143 @@ def put(headers: Headers, name: bytes, value: bytes) -> None:
     headers._rawHeaders[canonical] = [value]
 
 
+# What every request sets, twisted.web's and ours, held in slots: as instance
+# keys they were 40, past the 30 a key-sharing dict takes, so each request's
+# dict was a dict of its own (1.6 kB, held by every open stream).  The rest
+# (rarely set) stays in the instance dict.
+_TWISTED_SLOTS = (
+    # http.Request.__init__ and Componentized.__init__
+    "notifications",
+    "channel",
+    "client",
+    "host",
+    "requestHeaders",
+    "received_cookies",
+    "responseHeaders",
+    "cookies",
+    "transport",
+    "queued",
+    "_parsePOSTFormSubmission",
+    "_adapterCache",
+    # requestReceived, gotLength, Site.getResourceFor, the response
+    "content",
+    "args",
+    "method",
+    "uri",
+    "clientproto",
+    "path",
+    "site",
+    "prepath",
+    "postpath",
+    "sitepath",
+    "code",
+    "code_message",
+    "streamingProducer",
+    "producer",
+    "startedWriting",
+    "chunked",
+    "sentLength",
+    "finished",
+    "_disconnected",
+)
+_OWN_SLOTS = (
+    "request_id",
+    "started",
+    "fault",
+    "body_bytes",
+    "reply",
+    "journaled",
+    "api_key",
+    "stream",
+    "endpoint",
+    "model",
+    "parsed",
+)
+
+
+# A path's segments, unquoted, by path: the same few paths come again and
+# again, and every open stream would hold its own copies of their bytes.
+# Bounded (paths that name an object are each seen once).
+_SEGMENTS: dict[bytes, tuple[bytes, ...]] = {}
+_MAX_SEGMENTS = 256
+
+
+def _segments(path: bytes) -> tuple[bytes, ...]:
+    found = _SEGMENTS.get(path)
+    if found is None:
+        found = tuple(unquote_to_bytes(segment) for segment in path[1:].split(b"/"))
+        if len(_SEGMENTS) < _MAX_SEGMENTS:
+            _SEGMENTS[path] = found
+    return found
+
+
 class ApiRequest(server.Request):
     """A request that answers JSON and never shows a traceback."""
 
+    __slots__ = _TWISTED_SLOTS + _OWN_SLOTS
+
     defaultContentType = b"application/json"
-    request_id = ""
-    started = 0.0
-    # The fault this request was dealt, if any (for the journal).
-    fault: str | None = None
-    # For the journal: the body as read, the reply plan, the error sent.
-    body_bytes: bytes | None = None
-    reply: object = None
+    # The error sent, for the journal.
     error: ApiError | None = None
-    journaled = False
-    # The API key the auth gate accepted (parsed once, for budgets).
-    api_key = ""
-    # The paced response delivery holds for this request, if any.
-    stream: Any = None
-    # The pipeline endpoint's name and the model the parsed body asked for
-    # (web/pipeline.py serve), so logs and metrics never parse the body again.
-    endpoint: str | None = None
-    model: str | None = None
-    # The pipeline's parsed request (its ``kept`` hook reads it).
-    parsed: Any = None
-    # Waiting for a capacity slot (engine/capacity.py): its answer comes
-    # when it starts; and how long it waited (None: capacity off).
-    queued = False
+    # How long the request waited for a capacity slot (engine/capacity.py;
+    # None: capacity off).  (``queued``, a slot, says it is waiting: its
+    # answer comes when it starts.)
     queue_s: float | None = None
     # A stream framed otherwise than as SSE (Gemini's JSON array) names its
     # content type here: it stands in for the SSE type the stream is given.
     stream_type: bytes | None = None
+
+    request_id: str
+    started: float
+    # The fault this request was dealt, if any (for the journal).
+    fault: str | None
+    # For the journal: the body as read, the reply plan.
+    body_bytes: bytes | None
+    reply: object
+    journaled: bool
+    # The API key the auth gate accepted (parsed once, for budgets).
+    api_key: str
+    # The paced response delivery holds for this request, if any.
+    stream: Any
+    # The pipeline endpoint's name and the model the parsed body asked for
+    # (web/pipeline.py serve), so logs and metrics never parse the body again.
+    endpoint: str | None
+    model: str | None
+    # The pipeline's parsed request (its ``kept`` hook reads it).
+    parsed: Any
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        # A slot hides its name's class default: twisted.web's defaults
+        # (http.Request, server.Request) are set here, as are ours.
+        self.content = None
+        self.args = None  # type: ignore[assignment]  # twisted.web's default
+        self.method = b"(no method yet)"
+        self.uri = b"(no uri yet)"
+        self.clientproto = b"(no clientproto yet)"
+        self.path = None  # type: ignore[assignment]  # twisted.web's default
+        self.site = None
+        self.prepath = None
+        self.postpath = None
+        self.code = 200  # http.OK (an attribute of a deprecation proxy: slow)
+        self.code_message = b"OK"
+        self.producer = None
+        self.startedWriting = 0
+        self.chunked = 0
+        self.sentLength = 0
+        self.finished = 0
+        self._disconnected = False
+        self.request_id = ""
+        self.started = 0.0
+        self.fault = None
+        self.body_bytes = None
+        self.reply = None
+        self.journaled = False
+        self.api_key = ""
+        self.stream = None
+        self.endpoint = None
+        self.model = None
+        self.parsed = None
+        super().__init__(*args, **kw)
 
     def setHeader(self, name: bytes | str, value: bytes | str) -> None:
         if type(value) is bytes and type(name) is bytes:
@@ -164,7 +271,7 @@ class ApiRequest(server.Request):
         put(headers, b"date", site.date_header(now))
         self.prepath = []
         path = self.path
-        self.postpath = [unquote_to_bytes(segment) for segment in path[1:].split(b"/")]
+        self.postpath = list(_segments(path))
         if path == b"*":
             self._handleStar()
             return
@@ -229,6 +336,8 @@ class ApiRequest(server.Request):
 
     def body(self) -> bytes:
         content: Any = self.content
+        if content is None and self.body_bytes is not None:
+            return self.body_bytes  # released under a stream (registerProducer)
         if isinstance(content, BoundedBody) and content.overflow:
             raise ApiError(
                 413,
@@ -239,6 +348,19 @@ class ApiRequest(server.Request):
         data = cast(bytes, content.read())
         self.body_bytes = data
         return data
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        super().registerProducer(producer, streaming)
+        # A paced stream may stay open for minutes: the in-memory body it was
+        # parsed from is in ``body_bytes`` already, so its buffer goes.
+        content = self.content
+        if (
+            self.body_bytes is not None
+            and type(content) is BoundedBody
+            and not content.on_disk
+        ):
+            content.close()
+            self.content = None
 
     def answered(self, status: int) -> None:
         """The response is decided: its first byte goes out (once per request)."""
@@ -358,22 +480,21 @@ class MockSite(server.Site):
         if not self.cap.admit(len(self.channels)):
             return None  # refused: the port closes the socket unread
         protocol = super().buildProtocol(addr)
-        lost = protocol.connectionLost
         self.channels.add(protocol)
-
-        def connectionLost(reason: Failure) -> None:
-            self.channels.discard(protocol)
-            try:
-                lost(reason)
-            finally:
-                self.cap.released(len(self.channels))
-                if not self.channels:
-                    waiting, self._idle = self._idle, []
-                    for d in waiting:
-                        d.callback(None)
-
-        protocol.connectionLost = connectionLost
+        protocol.connectionLost = _Untracked(self, protocol, protocol.connectionLost)
         return protocol
+
+    def untracked(self, protocol: Any) -> None:
+        """``protocol``'s connection is gone: it no longer counts."""
+        self.channels.discard(protocol)
+
+    def released(self) -> None:
+        """A tracked connection's own ``connectionLost`` has run."""
+        self.cap.released(len(self.channels))
+        if not self.channels:
+            waiting, self._idle = self._idle, []
+            for d in waiting:
+                d.callback(None)
 
     def quiet(self) -> defer.Deferred[None]:
         """Fires once no connection is open."""
@@ -382,3 +503,28 @@ class MockSite(server.Site):
         d: defer.Deferred[None] = defer.Deferred()
         self._idle.append(d)
         return d
+
+
+class _Untracked:
+    """A channel's ``connectionLost`` that also untracks it on the site.
+
+    Slotted rather than a closure: every open connection holds one (a
+    function and its three cells were ~270 B).
+    """
+
+    __slots__ = ("lost", "protocol", "site")
+
+    def __init__(
+        self, site: MockSite, protocol: Any, lost: Callable[[Failure], None]
+    ) -> None:
+        self.site = site
+        self.protocol = protocol
+        self.lost = lost
+
+    def __call__(self, reason: Failure) -> None:
+        site = self.site
+        site.untracked(self.protocol)
+        try:
+            self.lost(reason)
+        finally:
+            site.released()

@@ -278,6 +278,21 @@ class TextStream:
     def __iter__(self) -> TextStream:
         return self
 
+    def due_next(self) -> float | None:
+        """When the next event is due (None: there is none), unrendered:
+        delivery renders an event only once it is due, so an idle stream
+        holds no chunk."""
+        at = self._at
+        count = len(self._pieces)
+        if at == 0:
+            return self._pacing.due(0)
+        if at <= count:
+            return self._pacing.due(at - 1)
+        # The finish chunk, the usage chunk if asked for, then [DONE].
+        if at <= count + 2 + (self._usage is not None):
+            return self._pacing.due(max(count - 1, 0))
+        return None
+
     def __next__(self) -> tuple[float, bytes]:
         at = self._at
         self._at = at + 1

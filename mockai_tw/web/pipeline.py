@@ -33,13 +33,13 @@ from mockai_tw.engine.models import check_model
 from mockai_tw.engine.ratelimit import Decision, Shown, shared_decision
 from mockai_tw.engine.rules import Claim, ErrorAnswer, Hit, RuleBook, scripted_error
 from mockai_tw.engine.timing import Override
-from mockai_tw.errors import ApiError, invalid, server_error
+from mockai_tw.errors import ApiError, invalid
 from mockai_tw.journal import HeaderMap
 from mockai_tw.state.types import UNLIMITED, BucketCharge, Candidate, StoreUnavailable
 from mockai_tw.web.face import Face
-from mockai_tw.web.resources import ApiResource
+from mockai_tw.web.resources import ApiResource, fail_late, finish_late
 from mockai_tw.web.shared import MAX_STALE, Shared, unavailable
-from mockai_tw.web.site import ApiRequest, send_error, send_json
+from mockai_tw.web.site import ApiRequest, send_json
 from mockai_tw.wire.errors import error_body, error_event
 
 log = Logger()
@@ -453,23 +453,14 @@ def _hold(
         request.queued = False
         try:
             result = _run(face, ep, request, streamed, reply, fault, started)
-            if result != server.NOT_DONE_YET:
-                data = cast(bytes, result)
-                request.setHeader(b"content-length", b"%d" % len(data))
-                request.write(data)
-                request.finish()
+            finish_late(request, result)
         except Exception:
             log.failure(
                 "mockai: a request that waited for capacity failed to start"
                 " (request {request_id})",
                 request_id=request.request_id,
             )
-            if request.finished:
-                return
-            if request.startedWriting:
-                request.channel.forceAbortClient()
-                return
-            send_error(request, server_error(), ep.error_body)
+            fail_late(request, None, ep.error_body)
 
     ticket.on_start = start
     request.queued = True

@@ -43,6 +43,33 @@ def invalid_url(request: server.Request) -> ApiError:
     return ApiError(404, f"Invalid URL ({method} {_path(request)})")
 
 
+def finish_late(request: server.Request, result: bytes | int) -> None:
+    """Write what ``render`` would have returned, for an answer that came
+    after ``render`` (the shared store, a capacity slot)."""
+    if request.finished or result == server.NOT_DONE_YET:
+        return
+    data = cast(bytes, result)
+    request.setHeader(b"content-length", b"%d" % len(data))
+    if request.method != b"HEAD":
+        request.write(data)
+    request.finish()
+
+
+def fail_late(
+    request: server.Request,
+    error: ApiError | None,
+    render: Callable[[ApiError], bytes],
+) -> None:
+    """A late failure: the error body (a 500 when it is not an API error),
+    or, once the headers are out, a cut connection, the only honest signal."""
+    if request.finished:
+        return
+    if request.startedWriting:
+        request.channel.forceAbortClient()
+        return
+    send_error(request, error if error is not None else server_error(), render)
+
+
 class ApiResource(Resource):
     """Routes by method to ``render_<METHOD>``; every failure becomes an error body."""
 
@@ -119,33 +146,24 @@ class ApiResource(Resource):
                 if not request.journaled:
                     code = request.code if result != server.NOT_DONE_YET else 0
                     request.answered(code)
-            if gone or request.finished or result == server.NOT_DONE_YET:
-                return
-            data = cast(bytes, result)
-            request.setHeader(b"content-length", b"%d" % len(data))
-            if request.method != b"HEAD":
-                request.write(data)
-            request.finish()
+            if not gone:
+                finish_late(request, result)
 
         def failed(failure: Failure) -> None:
             if isinstance(request, ApiRequest):
                 request.queued = False
-            if gone or request.finished:
+            if gone:
                 return
-            if request.startedWriting:
-                request.channel.forceAbortClient()
-                return
-            if isinstance(failure.value, ApiError):
-                send_error(request, failure.value, self.error_body)
-                return
-            log.failure(
-                "Error answering {method} {path} (request {request_id})",
-                failure,
-                method=request.method.decode("ascii", "replace"),
-                path=_path(request),
-                request_id=getattr(request, "request_id", None),
-            )
-            send_error(request, server_error(), self.error_body)
+            error = failure.value if isinstance(failure.value, ApiError) else None
+            if error is None and not request.finished:
+                log.failure(
+                    "Error answering {method} {path} (request {request_id})",
+                    failure,
+                    method=request.method.decode("ascii", "replace"),
+                    path=_path(request),
+                    request_id=getattr(request, "request_id", None),
+                )
+            fail_late(request, error, self.error_body)
 
         defer.ensureDeferred(work).addCallbacks(done, failed)
         return server.NOT_DONE_YET

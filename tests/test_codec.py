@@ -31,24 +31,12 @@ from mockai_tw.errors import ApiError
 from mockai_tw.request.responses import ListParams, parse_responses_request
 from mockai_tw.wire.responses import input_items_body, response_body, response_stream
 from tests.support import TOKEN
+from tests.test_responses import TOOLS as RESPONSES_TOOLS
+from tests.test_responses import WEATHER
 
-WEATHER: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "minLength": 1},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-    "additionalProperties": False,
-}
+# The Responses tests' weather tool, and a second one.
 TOOLS: list[dict[str, Any]] = [
-    {
-        "type": "function",
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "parameters": WEATHER,
-        "strict": True,
-    },
+    *RESPONSES_TOOLS,
     {
         "type": "function",
         "name": "get_forecast",

@@ -116,14 +116,20 @@ class FileStore:
         # Bytes held by files and by content still being written (parts).
         self.used = 0
         self.made_dir = False
-        self.dir: str | None = None
-        if config.backend == "disk":
-            if config.dir is None:
-                self.dir = tempfile.mkdtemp(prefix="mockai-files-")
-                self.made_dir = True
-            else:
-                self.dir = config.dir
-                os.makedirs(self.dir, exist_ok=True)
+        self._dir: str | None = None
+        if config.backend == "disk" and config.dir is not None:
+            self._dir = config.dir
+            os.makedirs(self._dir, exist_ok=True)
+
+    @property
+    def dir(self) -> str | None:
+        """Where content goes (None: in memory). A directory of its own is
+        made at first use, so a process that never stores a file (or a test
+        that never stops its server) leaves none behind."""
+        if self._dir is None and self.config.backend == "disk":
+            self._dir = tempfile.mkdtemp(prefix="mockai-files-")
+            self.made_dir = True
+        return self._dir
 
     @property
     def max_bytes(self) -> int:
@@ -131,9 +137,10 @@ class FileStore:
 
     def close(self) -> None:
         """At stop: a directory this store made goes, with what is in it."""
-        if self.made_dir and self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        if self.made_dir and self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
             self.made_dir = False
+            self._dir = None
 
     # --- writing ------------------------------------------------------------
 

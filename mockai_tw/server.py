@@ -143,7 +143,7 @@ class MockServer:
         self.site.hooks = self.hooks
         # File uploads spool to disk, up to files.max_bytes (web/files.py).
         self.site.spooled = spool_limit(lambda: self.files.config)
-        self.site.spool_dir = self.files.dir
+        self.site.spool_dir = lambda: self.files.dir
         # /ready, and the graceful stop a listener's stopService runs.
         self.readiness = Readiness()
         self.drain = Drain(

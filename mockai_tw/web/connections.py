@@ -28,13 +28,17 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import ILogObserver, LogEvent, Logger, globalLogPublisher
+from twisted.protocols import basic
 from twisted.python.failure import Failure
 from twisted.web import http
+from twisted.web.http import _IdentityTransferDecoder
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import INonQueuedRequestFactory
 from zope.interface import implementer
 
 from mockai_tw.config import HttpConfig
 from mockai_tw.errors import ApiError
+from mockai_tw.web.heads import read_head
 from mockai_tw.wire.errors import error_body
 
 log = Logger()
@@ -107,6 +111,10 @@ class GuardedChannel(http.HTTPChannel):
     call at all, and a timer is never moved sooner in place (Twisted's
     ``DelayedCall.reset`` to an earlier time scans the reactor's whole heap).
     """
+
+    # A whole plain head in one read is taken apart at once (heads.py); off,
+    # every head goes through twisted.web's line parser (the tests compare).
+    fast_heads = True
 
     _timer: IDelayedCall | None = None
     _state = _OPENED
@@ -193,7 +201,69 @@ class GuardedChannel(http.HTTPChannel):
         elif state is _OPENED:
             # The first request's deadline has run since the connection opened.
             self._state = _RECEIVING
+        if (
+            self.fast_heads
+            and self.line_mode
+            and not self._buffer
+            and not self._busyReceiving
+            and self._HTTPChannel__first_line == 1
+            and self.persistent
+        ):
+            end = data.find(b"\r\n\r\n")
+            if end > 0 and self._whole_head(data, end):
+                return
         super().dataReceived(data)
+
+    def _whole_head(self, data: bytes, end: int) -> bool:
+        """A request whose head is all in ``data`` (up to ``end``), read in
+        one pass (heads.py), then handed on as twisted.web's own line parser
+        would have (``lineReceived`` of the blank line) and the rest of
+        ``data`` through twisted.web's own loop. False: nothing was done."""
+        head = read_head(data[:end], self.maxHeaders, self.totalHeadersSize)
+        if head is None:
+            return False
+        self.resetTimeout()
+        factory = self.requestFactory
+        if INonQueuedRequestFactory.providedBy(factory):
+            request = factory(self)
+        else:
+            request = factory(self, len(self.requests))
+        self.requests.append(request)
+        self._HTTPChannel__first_line = 0
+        self._command = head.command
+        self._path = head.path
+        self._version = head.version
+        request.requestHeaders._rawHeaders = head.headers
+        self._receivedHeaderCount = head.count
+        self._receivedHeaderSize = head.size
+        length = self.length = head.length
+        if length:
+            self._transferDecoder = _IdentityTransferDecoder(
+                length, request.handleContentChunk, self._finishRequestBody
+            )
+        # As LineReceiver runs lineReceived and rawDataReceived: busy, so
+        # what the request's handling feeds back (pipelined bytes) is queued.
+        self._busyReceiving = True
+        try:
+            self.allHeadersReceived()
+            if length == 0:
+                self.allContentReceived()
+            else:
+                self.setRawMode()
+            rest = data[end + 4 :]
+            transport: Any = self.transport
+            if rest and not (transport is None or transport.disconnecting):
+                if self.line_mode:
+                    self._buffer = rest + self._buffer
+                else:
+                    self.rawDataReceived(rest)
+        finally:
+            self._busyReceiving = False
+        queued = self._buffer
+        if queued and not (transport is None or transport.disconnecting):
+            self._buffer = b""
+            basic.LineReceiver.dataReceived(self, queued)
+        return True
 
     def allContentReceived(self) -> None:
         # Received in full: from here the response takes the time it takes.

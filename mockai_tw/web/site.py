@@ -293,7 +293,8 @@ class ApiRequest(server.Request):
             method = getattr(self.channel, "_command", b"")
             limit = spooled(method, getattr(self.channel, "_path", b""))
             if limit is not None:
-                directory = getattr(site, "spool_dir", None)
+                where = getattr(site, "spool_dir", None)
+                directory = where() if where is not None else None
                 self.content = BoundedBody.spooled(limit, length, directory)
                 return
         super().gotLength(length)
@@ -436,8 +437,9 @@ class MockSite(server.Site):
     # (method, path) -> the body limit of a path whose body spools to disk
     # (file uploads), or None for the in-memory ``max_body_bytes``.
     spooled: Callable[[bytes, bytes], int | None] | None = None
-    # Where those bodies are spooled (None: the system's temporary directory).
-    spool_dir: str | None = None
+    # Where those bodies are spooled (None, or a None from it: the system's
+    # temporary directory).
+    spool_dir: Callable[[], str | None] | None = None
 
     def __init__(
         self,

@@ -1,0 +1,195 @@
+"""CPU per request in one process: mockai's Site against bare twisted.web's.
+
+The same request bytes wrk sends are fed to a channel of each Site over an
+in-memory transport, 20,000 at a time, so the figure is the application and
+twisted.web's own work without the sockets and the reactor (which cost both
+servers alike). Reps alternate between the servers; the report is the
+median of each and their ratio, which is what bench.py's rps scenario
+approaches minus the syscalls. Steadier than wrk on a shared machine, and a
+profile (``--profile FILE``, cProfile) shows where mockai's extra goes.
+
+    python benchmarks/inprocess.py [--requests 20000] [--reps 7]
+        [--no-journal] [--no-metrics] [--baseline DIR] [--profile FILE]
+
+``--baseline DIR`` also measures the ``mockai_tw`` under DIR (a ``git archive``
+export), in a child process, its reps interleaved with these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+REQUEST = (
+    b"POST /v1/chat/completions HTTP/1.1\r\n"
+    b"Host: 127.0.0.1:8082\r\n"
+    b"Content-Type: application/json\r\n"
+    b"Authorization: Bearer sk-bench\r\n"
+    b"Content-Length: %d\r\n\r\n" % len(BODY)
+) + BODY
+
+
+def _channel(site: Any) -> tuple[Any, Any]:
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    peer = IPv4Address("TCP", "127.0.0.1", 40000)
+    protocol = site.buildProtocol(peer)
+    transport = StringTransport(
+        hostAddress=IPv4Address("TCP", "127.0.0.1", 8082), peerAddress=peer
+    )
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def _rep(site: Any, requests: int) -> float:
+    """µs per request over one keep-alive connection."""
+    protocol, transport = _channel(site)
+    feed, clear = protocol.dataReceived, transport.clear
+    start = time.perf_counter()
+    for _ in range(requests):
+        feed(REQUEST)
+        clear()
+    return (time.perf_counter() - start) / requests * 1e6
+
+
+def _mockai_site(journal: bool, metrics: bool) -> Any:
+    from twisted.internet import reactor
+
+    from mockai_tw.config_load import parse_config
+    from mockai_tw.server import MockServer
+
+    config = parse_config(
+        {
+            "access_token": "sk-bench",
+            "seed": 1,
+            "replies": [" ".join(f"word{i}" for i in range(50))],
+            "stream": {"interval_ms": 20, "chunking": "word"},
+            "journal": {"enabled": journal},
+            "metrics": {"enabled": metrics},
+        },
+        {},
+    )
+    site = MockServer(config, reactor).site
+    _check(site)
+    return site
+
+
+def _check(site: Any) -> bytes:
+    protocol, transport = _channel(site)
+    protocol.dataReceived(REQUEST)
+    out: bytes = transport.value()
+    if not out.startswith(b"HTTP/1.1 200 "):
+        raise SystemExit(f"not a 200: {out[:300]!r}")
+    return out.split(b"\r\n\r\n", 1)[1]
+
+
+def _bare_site(body: bytes) -> Any:
+    if TYPE_CHECKING:
+        from benchmarks import bare_server
+    else:  # run as a script: its own directory is on sys.path
+        import bare_server
+
+    site = bare_server.QuietSite(
+        bare_server.FixedChat(body), parsePOSTFormSubmission=False
+    )
+    _check(site)
+    return site
+
+
+def _child(args: argparse.Namespace) -> None:
+    """``--serve``: measure reps when told to on stdin (the baseline's side)."""
+    site = _mockai_site(not args.no_journal, not args.no_metrics)
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        print(json.dumps(_rep(site, int(line))), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--no-journal", action="store_true")
+    parser.add_argument("--no-metrics", action="store_true")
+    parser.add_argument("--baseline", help="a directory holding another mockai_tw")
+    parser.add_argument("--profile", help="write a cProfile of mockai's reps here")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        _child(args)
+        return
+    mockai = _mockai_site(not args.no_journal, not args.no_metrics)
+    bare = _bare_site(_check(mockai))
+    child = None
+    if args.baseline:
+        flags = [
+            flag
+            for flag, off in (
+                ("--no-journal", args.no_journal),
+                ("--no-metrics", args.no_metrics),
+            )
+            if off
+        ]
+        env = {**os.environ, "PYTHONPATH": args.baseline}
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--serve", *flags],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+    times: dict[str, list[float]] = {"mockai": [], "bare": [], "baseline": []}
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    _rep(mockai, 1000)  # warm-up
+    _rep(bare, 1000)
+    for _ in range(args.reps):
+        if profiler is not None:
+            profiler.enable()
+        times["mockai"].append(_rep(mockai, args.requests))
+        if profiler is not None:
+            profiler.disable()
+        times["bare"].append(_rep(bare, args.requests))
+        if child is not None:
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write(f"{args.requests}\n")
+            child.stdin.flush()
+            times["baseline"].append(json.loads(child.stdout.readline()))
+    if child is not None:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    print(
+        f"µs per request (median of {args.reps} x {args.requests}):"
+        + "".join(f"  {k} {v:.1f}" for k, v in med.items())
+    )
+    print(f"bare / mockai: {med['bare'] / med['mockai']:.2f}", end="")
+    if "baseline" in med:
+        print(
+            f"  bare / baseline: {med['bare'] / med['baseline']:.2f}"
+            f"  baseline / mockai: {med['baseline'] / med['mockai']:.2f}",
+            end="",
+        )
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The one-pass head reader (web/heads.py) against twisted.web's line parser.
+
+Every input is fed to two guarded channels, one reading whole heads in one
+pass and one with that off, each over an in-memory transport to a Site that
+echoes what it received; what each writes back (less the Date header) and
+whether it closes must be the same. Inputs are drawn from plain heads and
+from the kinds of damage a hostile client sends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import resource, server
+
+from mockai_tw.web.connections import GuardedChannel, default_limits
+from mockai_tw.web.heads import read_head
+
+
+class Echo(resource.Resource):
+    """What the request held, as JSON: the parse both ways must agree."""
+
+    isLeaf = True
+
+    def render(self, request: server.Request) -> bytes:
+        content = request.content
+        body = content.read() if content is not None else b""
+        return json.dumps(
+            {
+                "method": request.method.decode("latin-1"),
+                "uri": request.uri.decode("latin-1"),
+                "version": request.clientproto.decode("latin-1"),
+                "headers": [
+                    [name.decode("latin-1"), [v.decode("latin-1") for v in values]]
+                    for name, values in request.requestHeaders.getAllRawHeaders()
+                ],
+                "body": body.decode("latin-1"),
+            }
+        ).encode()
+
+
+class _Site(server.Site):
+    def log(self, request: object) -> None:
+        pass
+
+
+_DATE = re.compile(rb"\r\nDate: [^\r]*")
+
+
+def _exchange(data: bytes, fast: bool, chunks: int = 1) -> tuple[bytes, bool]:
+    site = _Site(Echo())
+    clock = task.Clock()
+    channel = GuardedChannel(default_limits, clock)
+    channel.fast_heads = fast
+    channel.factory = site
+    channel.site = site  # type: ignore[attr-defined]  # as Site.buildProtocol sets it
+    channel.requestFactory = site.requestFactory
+    transport = StringTransport(
+        hostAddress=IPv4Address("TCP", "127.0.0.1", 8082),
+        peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
+    )
+    channel.makeConnection(transport)
+    step = max(1, len(data) // chunks)
+    for k in range(0, len(data), step):
+        channel.dataReceived(data[k : k + step])
+    return _DATE.sub(b"", transport.value()), transport.disconnecting
+
+
+def _same(test: SynchronousTestCase, data: bytes, chunks: int = 1) -> bytes:
+    fast = _exchange(data, True, chunks)
+    slow = _exchange(data, False, chunks)
+    test.assertEqual(fast, slow, data)
+    return fast[0]
+
+
+_PLAIN = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+)
+
+_GOOD_METHODS = [b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH"]
+_methods = st.sampled_from([*_GOOD_METHODS, b"get", b"BREW", b"P OST", b"", b"\x00"])
+_targets = st.one_of(
+    st.sampled_from([b"/v1/chat/completions", b"/health", b"*", b"/a?b=c", b""]),
+    st.binary(min_size=0, max_size=12),
+)
+_versions = st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"http/1.1", b""])
+_names = st.one_of(
+    st.sampled_from(
+        [
+            b"Host",
+            b"content-type",
+            b"X-Custom",
+            b"Connection",
+            b"Expect",
+            b"Cookie",
+            b"Transfer-Encoding",
+            b"Content-Length",
+            b"Bad Name",
+            b"",
+            b" Leading",
+            b"Name\x00",
+            b"Te",
+        ]
+    ),
+    st.binary(min_size=0, max_size=6),
+)
+_values = st.one_of(
+    st.sampled_from(
+        [b"x", b" padded \t", b"close", b"100-continue", b"chunked", b"2", b"a=b"]
+    ),
+    st.sampled_from([b"1x", b"", b"a\x00b", b"a\nb", b"a\rb", b"\xff\xfe"]),
+    st.binary(min_size=0, max_size=8),
+)
+_header_lines = st.one_of(
+    st.tuples(_names, _values).map(lambda nv: nv[0] + b": " + nv[1]),
+    st.sampled_from([b" continued", b"\tcontinued", b"no colon", b"A:b"]),
+)
+
+
+@st.composite
+def _requests(draw: st.DrawFn) -> bytes:
+    # Mostly a good request line, so the headers after it are what is tried.
+    if draw(st.sampled_from([True, True, True, False])):
+        line = b" ".join((draw(_methods.filter(bytes.isalpha)), b"/v1/x", b"HTTP/1.1"))
+    else:
+        line = b" ".join((draw(_methods), draw(_targets), draw(_versions)))
+    headers = draw(st.lists(_header_lines, max_size=6))
+    body = draw(st.binary(max_size=6))
+    if draw(st.booleans()):
+        headers.append(b"Content-Length: %d" % len(body))
+    head = b"\r\n".join([line, *headers]) + b"\r\n\r\n"
+    tail = draw(st.sampled_from([b"", _PLAIN, b"\r\n" + _PLAIN, b"GET / HTTP/1.1\r\n"]))
+    return head + body + tail
+
+
+class HeadsTests(SynchronousTestCase):
+    def test_a_plain_head_is_read_in_one_pass(self) -> None:
+        head = read_head(_PLAIN.split(b"\r\n\r\n")[0], 500, 16384)
+        assert head is not None
+        self.assertEqual(
+            (head.command, head.path, head.version, head.length),
+            (b"POST", b"/v1/chat/completions", b"HTTP/1.1", 2),
+        )
+        self.assertEqual(
+            list(head.headers),
+            [b"Host", b"Content-Type", b"Content-Length"],
+        )
+
+    def test_what_it_does_not_take_goes_to_twisted(self) -> None:
+        for head in (
+            b"BREW /pot HTTP/1.1\r\nHost: h",
+            b"GET / HTTP/1.1\r\nX: a\r\n b",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked",
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1",
+            b"GET / HTTP/1.1\r\nBad Name: x",
+            b"GET / HTTP/1.1\r\nX: a\x00b",
+            b"GET /\x7f HTTP/1.1",
+        ):
+            self.assertIsNone(read_head(head, 500, 16384), head)
+        many = b"GET / HTTP/1.1" + b"\r\nX: y" * 3
+        self.assertIsNone(read_head(many, 2, 16384))
+        self.assertIsNone(read_head(b"GET /" + b"a" * 100 + b" HTTP/1.1", 500, 50))
+
+    def test_plain_and_pipelined_requests_answer_alike(self) -> None:
+        out = _same(self, _PLAIN)
+        self.assertIn(b'"body": "{}"', out)
+        out = _same(self, _PLAIN + _PLAIN + b"GET /x HTTP/1.1\r\n\r\n")
+        self.assertEqual(out.count(b"HTTP/1.1 200 OK"), 3)
+        _same(self, b"\r\n" + _PLAIN)
+        _same(self, _PLAIN.replace(b"HTTP/1.1", b"HTTP/1.0"))
+        _same(self, _PLAIN.replace(b"Host: h", b"Connection: close") + _PLAIN)
+        _same(self, _PLAIN.replace(b"Host: h", b"Expect: 100-continue"))
+
+    def test_heads_split_across_reads_answer_alike(self) -> None:
+        for chunks in (2, 3, 7, len(_PLAIN)):
+            out = _same(self, _PLAIN + _PLAIN, chunks)
+            self.assertEqual(out.count(b"HTTP/1.1 200 OK"), 2)
+
+    @settings(max_examples=400, deadline=None)
+    @given(_requests())
+    def test_generated_and_damaged_heads_answer_alike(self, data: bytes) -> None:
+        _same(self, data)

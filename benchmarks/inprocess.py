@@ -8,8 +8,12 @@ median of each and their ratio, which is what bench.py's rps scenario
 approaches minus the syscalls. Steadier than wrk on a shared machine, and a
 profile (``--profile FILE``, cProfile) shows where mockai's extra goes.
 
-    python benchmarks/inprocess.py [--requests 20000] [--reps 7]
+    python benchmarks/inprocess.py [--requests 20000] [--reps 7] [--stream]
         [--no-journal] [--no-metrics] [--baseline DIR] [--profile FILE]
+
+``--stream`` times stream starts instead: a new connection, a streaming
+request and its first chunk written, 1,000 held open per rep (a burst's
+work, the figure behind its time to first chunk).
 
 ``--baseline DIR`` also measures the ``mockai_tw`` under DIR (a ``git archive``
 export), in a child process, its reps interleaved with these.
@@ -38,6 +42,12 @@ REQUEST = (
     b"Authorization: Bearer sk-bench\r\n"
     b"Content-Length: %d\r\n\r\n" % len(BODY)
 ) + BODY
+STREAM_BODY = (
+    b'{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+)
+STREAM_REQUEST = REQUEST.split(b"Content-Length")[0] + (
+    b"Content-Length: %d\r\n\r\n" % len(STREAM_BODY) + STREAM_BODY
+)
 
 
 def _channel(site: Any) -> tuple[Any, Any]:
@@ -64,13 +74,10 @@ def _rep(site: Any, requests: int) -> float:
     return (time.perf_counter() - start) / requests * 1e6
 
 
-def _mockai_site(journal: bool, metrics: bool) -> Any:
-    from twisted.internet import reactor
-
+def _config(journal: bool, metrics: bool) -> Any:
     from mockai_tw.config_load import parse_config
-    from mockai_tw.server import MockServer
 
-    config = parse_config(
+    return parse_config(
         {
             "access_token": "sk-bench",
             "seed": 1,
@@ -81,7 +88,14 @@ def _mockai_site(journal: bool, metrics: bool) -> Any:
         },
         {},
     )
-    site = MockServer(config, reactor).site
+
+
+def _mockai_site(journal: bool, metrics: bool) -> Any:
+    from twisted.internet import reactor
+
+    from mockai_tw.server import MockServer
+
+    site = MockServer(_config(journal, metrics), reactor).site
     _check(site)
     return site
 
@@ -95,32 +109,78 @@ def _check(site: Any) -> bytes:
     return out.split(b"\r\n\r\n", 1)[1]
 
 
+def _stream_bytes() -> bytes:
+    """mockai's SSE body for the stream request (its clock run to the end),
+    for the bare server to send."""
+    from twisted.internet import task
+
+    from mockai_tw.server import MockServer
+
+    clock = task.Clock()
+    protocol, transport = _channel(MockServer(_config(True, True), clock).site)
+    protocol.dataReceived(STREAM_REQUEST)
+    while b"\r\n0\r\n\r\n" not in transport.value():
+        clock.advance(0.05)
+    chunked = transport.value().partition(b"\r\n\r\n")[2]
+    body = b""
+    while True:
+        size, _, rest = chunked.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            return body
+        body += rest[:n]
+        chunked = rest[n + 2 :]
+
+
 def _bare_site(body: bytes) -> Any:
     if TYPE_CHECKING:
         from benchmarks import bare_server
     else:  # run as a script: its own directory is on sys.path
         import bare_server
 
+    plan = bare_server.schedule(_stream_bytes(), 50, 0.02)
     site = bare_server.QuietSite(
-        bare_server.FixedChat(body), parsePOSTFormSubmission=False
+        bare_server.FixedChat(body, plan), parsePOSTFormSubmission=False
     )
     _check(site)
     return site
 
 
+def _stream_rep(site: Any, requests: int) -> float:
+    """µs per stream started (connection made, request read, first chunk
+    written), the streams held open until the rep is timed, as in a burst."""
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    opened = []
+    start = time.perf_counter()
+    for _ in range(requests):
+        protocol, transport = _channel(site)
+        protocol.dataReceived(STREAM_REQUEST)
+        opened.append((protocol, transport))
+    elapsed = time.perf_counter() - start
+    for protocol, transport in opened:
+        if b"data: " not in transport.value():
+            raise SystemExit(f"no first chunk: {transport.value()[:300]!r}")
+        protocol.connectionLost(Failure(ConnectionDone()))
+    return elapsed / requests * 1e6
+
+
 def _child(args: argparse.Namespace) -> None:
     """``--serve``: measure reps when told to on stdin (the baseline's side)."""
     site = _mockai_site(not args.no_journal, not args.no_metrics)
+    rep = _stream_rep if args.stream else _rep
     for line in sys.stdin:
         if not line.strip():
             break
-        print(json.dumps(_rep(site, int(line))), flush=True)
+        print(json.dumps(rep(site, int(line))), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--requests", type=int, default=0, help="per rep")
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--stream", action="store_true", help="time stream starts")
     parser.add_argument("--no-journal", action="store_true")
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--baseline", help="a directory holding another mockai_tw")
@@ -130,17 +190,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve:
         _child(args)
         return
+    requests = args.requests or (1000 if args.stream else 20000)
+    rep = _stream_rep if args.stream else _rep
     mockai = _mockai_site(not args.no_journal, not args.no_metrics)
     bare = _bare_site(_check(mockai))
     child = None
     if args.baseline:
         flags = [
             flag
-            for flag, off in (
+            for flag, on in (
                 ("--no-journal", args.no_journal),
                 ("--no-metrics", args.no_metrics),
+                ("--stream", args.stream),
             )
-            if off
+            if on
         ]
         env = {**os.environ, "PYTHONPATH": args.baseline}
         child = subprocess.Popen(
@@ -156,18 +219,18 @@ def main(argv: list[str] | None = None) -> None:
         import cProfile
 
         profiler = cProfile.Profile()
-    _rep(mockai, 1000)  # warm-up
-    _rep(bare, 1000)
+    rep(mockai, requests // 10 or 1)  # warm-up
+    rep(bare, requests // 10 or 1)
     for _ in range(args.reps):
         if profiler is not None:
             profiler.enable()
-        times["mockai"].append(_rep(mockai, args.requests))
+        times["mockai"].append(rep(mockai, requests))
         if profiler is not None:
             profiler.disable()
-        times["bare"].append(_rep(bare, args.requests))
+        times["bare"].append(rep(bare, requests))
         if child is not None:
             assert child.stdin is not None and child.stdout is not None
-            child.stdin.write(f"{args.requests}\n")
+            child.stdin.write(f"{requests}\n")
             child.stdin.flush()
             times["baseline"].append(json.loads(child.stdout.readline()))
     if child is not None:
@@ -177,8 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     if profiler is not None:
         profiler.dump_stats(args.profile)
     med = {k: statistics.median(v) for k, v in times.items() if v}
+    what = "stream started" if args.stream else "request"
     print(
-        f"µs per request (median of {args.reps} x {args.requests}):"
+        f"µs per {what} (median of {args.reps} x {requests}):"
         + "".join(f"  {k} {v:.1f}" for k, v in med.items())
     )
     print(f"bare / mockai: {med['bare'] / med['mockai']:.2f}", end="")

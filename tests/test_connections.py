@@ -298,6 +298,29 @@ class RequestDeadlineTests(TestCase):
         self.assertIn(b" 408 ", slow.received)
 
 
+class NoDelayTests(TestCase):
+    """Paced chunks are small: each must leave at once, not wait on Nagle.
+    twisted.web sets TCP_NODELAY on every connection it accepts (under TLS
+    too), so a stream need not set it again."""
+
+    async def _no_delay(self, endpoint: str) -> int:
+        live, _ = await start_clocked(self, {}, endpoint)
+        await connect(self, live)
+        (channel,) = live.server.site.channels
+        handle = channel.transport.getHandle()
+        if not isinstance(handle, socket.socket):  # TLS: its TCP transport's
+            handle = channel.transport.transport.getHandle()
+        return int(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    async def test_tcp_connections_are_no_delay(self) -> None:
+        self.assertEqual(await self._no_delay("tcp:0:interface=127.0.0.1"), 1)
+
+    async def test_tls_connections_are_no_delay(self) -> None:
+        pem = FilePath(twisted.test.__file__).sibling("server.pem").path
+        listen = f"ssl:0:interface=127.0.0.1:privateKey={pem}"
+        self.assertEqual(await self._no_delay(listen), 1)
+
+
 class IdleTimeoutTests(TestCase):
     timeout = 15
 

@@ -556,11 +556,9 @@ def open_stream(
             request.setHeader(b"cache-control", b"no-cache")
             request.setHeader(b"x-accel-buffering", b"no")
     request.setHeader(b"openai-processing-ms", request.processing_ms())
+    # Small paced writes leave at once: twisted.web set TCP_NODELAY on the
+    # connection when it was made (tests/test_connections.py NoDelayTests).
     transport = request.transport
-    no_delay = getattr(transport, "setTcpNoDelay", None)
-    if no_delay is not None:
-        # Small paced writes must leave now, not wait on Nagle for an ACK.
-        no_delay(True)
 
     stream = Stream(
         request,

@@ -15,8 +15,9 @@ profile (``--profile FILE``, cProfile) shows where mockai's extra goes.
 request and its first chunk written, 1,000 held open per rep (a burst's
 work, the figure behind its time to first chunk).
 
-``--baseline DIR`` also measures the ``mockai_tw`` under DIR (a ``git archive``
-export), in a child process, its reps interleaved with these.
+Each server runs in a child process of its own, reps interleaved.
+``--baseline DIR`` also measures the ``mockai_tw`` under DIR (a ``git
+archive`` export). ``--profile FILE`` instead profiles mockai's reps here.
 """
 
 from __future__ import annotations
@@ -167,13 +168,47 @@ def _stream_rep(site: Any, requests: int) -> float:
 
 
 def _child(args: argparse.Namespace) -> None:
-    """``--serve``: measure reps when told to on stdin (the baseline's side)."""
+    """``--serve KIND``: one server's reps, each when told on stdin."""
     site = _mockai_site(not args.no_journal, not args.no_metrics)
+    if args.serve == "bare":
+        site = _bare_site(_check(site))
     rep = _stream_rep if args.stream else _rep
     for line in sys.stdin:
         if not line.strip():
             break
         print(json.dumps(rep(site, int(line))), flush=True)
+
+
+class _Server:
+    """One server in a child process of its own: each measures alike (the
+    first version of this script timed one server in the parent, which ran
+    ~15% slower than a child for reasons of its own)."""
+
+    def __init__(self, kind: str, flags: list[str], path: str | None) -> None:
+        env = dict(os.environ)
+        if path is not None:
+            env["PYTHONPATH"] = path
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", kind, *flags],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def rep(self, requests: int) -> float:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"{requests}\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit("a measuring child process failed")
+        return float(json.loads(line))
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,62 +219,52 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-journal", action="store_true")
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--baseline", help="a directory holding another mockai_tw")
-    parser.add_argument("--profile", help="write a cProfile of mockai's reps here")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile", help="profile mockai's reps in this process instead (cProfile)"
+    )
+    parser.add_argument("--serve", choices=("mockai", "bare"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         _child(args)
         return
     requests = args.requests or (1000 if args.stream else 20000)
-    rep = _stream_rep if args.stream else _rep
-    mockai = _mockai_site(not args.no_journal, not args.no_metrics)
-    bare = _bare_site(_check(mockai))
-    child = None
-    if args.baseline:
-        flags = [
-            flag
-            for flag, on in (
-                ("--no-journal", args.no_journal),
-                ("--no-metrics", args.no_metrics),
-                ("--stream", args.stream),
-            )
-            if on
-        ]
-        env = {**os.environ, "PYTHONPATH": args.baseline}
-        child = subprocess.Popen(
-            [sys.executable, __file__, "--serve", *flags],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-    times: dict[str, list[float]] = {"mockai": [], "bare": [], "baseline": []}
-    profiler = None
     if args.profile:
         import cProfile
 
+        rep = _stream_rep if args.stream else _rep
+        site = _mockai_site(not args.no_journal, not args.no_metrics)
+        rep(site, requests // 10 or 1)
         profiler = cProfile.Profile()
-    rep(mockai, requests // 10 or 1)  # warm-up
-    rep(bare, requests // 10 or 1)
-    for _ in range(args.reps):
-        if profiler is not None:
-            profiler.enable()
-        times["mockai"].append(rep(mockai, requests))
-        if profiler is not None:
-            profiler.disable()
-        times["bare"].append(rep(bare, requests))
-        if child is not None:
-            assert child.stdin is not None and child.stdout is not None
-            child.stdin.write(f"{requests}\n")
-            child.stdin.flush()
-            times["baseline"].append(json.loads(child.stdout.readline()))
-    if child is not None:
-        assert child.stdin is not None
-        child.stdin.close()
-        child.wait(timeout=30)
-    if profiler is not None:
+        profiler.enable()
+        for _ in range(args.reps):
+            rep(site, requests)
+        profiler.disable()
         profiler.dump_stats(args.profile)
-    med = {k: statistics.median(v) for k, v in times.items() if v}
+        return
+    flags = [
+        flag
+        for flag, on in (
+            ("--no-journal", args.no_journal),
+            ("--no-metrics", args.no_metrics),
+            ("--stream", args.stream),
+        )
+        if on
+    ]
+    servers = {"mockai": _Server("mockai", flags, None)}
+    servers["bare"] = _Server("bare", flags, None)
+    if args.baseline:
+        servers["baseline"] = _Server("mockai", flags, args.baseline)
+    times: dict[str, list[float]] = {name: [] for name in servers}
+    try:
+        for server in servers.values():
+            server.rep(requests // 10 or 1)  # warm-up
+        for _ in range(args.reps):
+            for name, server in servers.items():
+                times[name].append(server.rep(requests))
+    finally:
+        for server in servers.values():
+            server.close()
+    med = {k: statistics.median(v) for k, v in times.items()}
     what = "stream started" if args.stream else "request"
     print(
         f"µs per {what} (median of {args.reps} x {requests}):"

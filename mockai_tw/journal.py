@@ -108,15 +108,19 @@ def unpack(record: bytes) -> Record:
     return Record(record_id, time, status, body_size, *fields)
 
 
-def compact_headers(raw: Any) -> bytes:
-    """A header store as alternate name and value lines (neither holds a newline)."""
+def _flat_headers(raw: Any) -> list[bytes]:
     flat: list[bytes] = []
     add = flat.append
     for name, values in raw.getAllRawHeaders():
         for value in values:
             add(name)
             add(value)
-    return b"\n".join(flat)
+    return flat
+
+
+def compact_headers(raw: Any) -> bytes:
+    """A header store as alternate name and value lines (neither holds a newline)."""
+    return b"\n".join(_flat_headers(raw))
 
 
 def _headers(packed: bytes) -> dict[str, str]:
@@ -153,24 +157,74 @@ def _output(item: Any) -> tuple[Any, ...]:
     return (getattr(item, "text", None), (), None)
 
 
+# Packed choices (``compact_reply``'s first half) by ``id`` of a frozen plan
+# part, kept with it so the id cannot be reused: a canned choice, and the
+# ``choices`` tuple a plain chat plan shares, are packed once, not per request.
+_PACKED: dict[int, tuple[Any, bytes]] = {}
+# Entries at most; then it starts again (parts made per request churn it).
+MAX_PACKED = 512
+# Whether a class is a frozen dataclass (only those parts are kept).
+_FROZEN: dict[type, bool] = {}
+
+
+def _frozen(part: Any) -> bool:
+    kind = type(part)
+    frozen = _FROZEN.get(kind)
+    if frozen is None:
+        params = getattr(kind, "__dataclass_params__", None)
+        frozen = _FROZEN[kind] = bool(getattr(params, "frozen", False))
+    return frozen
+
+
+def _keep(part: Any, packed: bytes) -> None:
+    if len(_PACKED) >= MAX_PACKED:
+        _PACKED.clear()
+    _PACKED[id(part)] = (part, packed)
+
+
+def _packed_item(item: Any, compact: Any) -> bytes:
+    known = _PACKED.get(id(item))
+    if known is not None and known[0] is item:
+        return known[1]
+    packed = orjson.dumps(compact(item))
+    if _frozen(item):
+        _keep(item, packed)
+    return packed
+
+
+def _packed_items(items: Any, compact: Any) -> bytes:
+    """``items`` compacted, as a JSON array (what ``orjson`` makes of a list)."""
+    known = _PACKED.get(id(items))
+    if known is not None and known[0] is items:
+        return known[1]
+    pieces = [_packed_item(item, compact) for item in items]
+    packed = b"[" + b",".join(pieces) + b"]"
+    if type(items) is tuple and all(map(_frozen, items)):
+        _keep(items, packed)
+    return packed
+
+
 def compact_reply(reply: Any) -> bytes:
     """Choices (text, calls, finish) and usage of any endpoint's reply plan."""
     if reply is None:
         return b""
     choices: Any = getattr(reply, "choices", None)
     if choices is not None:
-        choices = [_choice(c) for c in choices]
+        packed = _packed_items(choices, _choice)
     elif getattr(reply, "output", None) is not None:
-        choices = [_output(item) for item in reply.output]
+        packed = _packed_items(reply.output, _output)
     else:
-        choices = ()
+        packed = b"[]"
     usage = getattr(reply, "usage", None)
-    counts: tuple[int, int] | None = None
     if usage is not None:
-        counts = (usage.prompt_tokens, usage.completion_tokens)
+        prompt, completion = usage.prompt_tokens, usage.completion_tokens
     elif isinstance(getattr(reply, "prompt_tokens", None), int):
-        counts = (reply.prompt_tokens, 0)
-    return orjson.dumps((choices, counts))
+        prompt, completion = reply.prompt_tokens, 0
+    else:
+        return b"[%b,null]" % packed
+    if type(prompt) is int and type(completion) is int:
+        return b"[%b,[%d,%d]]" % (packed, prompt, completion)
+    return b"[%b,%b]" % (packed, orjson.dumps((prompt, completion)))
 
 
 def compact_error(error: Any) -> bytes:
@@ -347,24 +401,44 @@ class Journal:
             body = b""
         elif len(body) > MAX_BODY_BYTES or len(body) > self.max_bytes // 4:
             body_size, body = len(body), b""
-        # On the hot path of every request: the common answer (a plan, no
-        # error, no fault) is packed without the general helpers' calls.
-        flat: list[bytes] = []
-        for name, values in headers.getAllRawHeaders():
-            for value in values:
-                flat += (name, value)
+        # On the hot path of every request, so the common case is inlined:
+        # Twisted's own header store with each header sent once, and a plan
+        # (no error) whose choices are packed already (``_packed_items``).
+        raw = getattr(headers, "_rawHeaders", None)
+        if type(raw) is dict:
+            flat: list[bytes] = []
+            try:
+                for name, (value,) in raw.items():
+                    flat += (name, value)
+            except ValueError:  # a header sent more than once
+                flat = _flat_headers(headers)
+        else:
+            flat = _flat_headers(headers)
         headers_ = b"\n".join(flat)
         if error is None and reply is not None:
             rule: Any = getattr(reply, "rule", _NO_RULE)
             rule_ = b"" if rule is _NO_RULE else (rule or "default").encode()
             error_ = b""
+            choices = getattr(reply, "choices", None)
+            known = _PACKED.get(id(choices))
+            usage = getattr(reply, "usage", None)
+            if (
+                known is not None
+                and known[0] is choices
+                and usage is not None
+                and type(prompt := usage.prompt_tokens) is int
+                and type(completion := usage.completion_tokens) is int
+            ):
+                reply_ = b"[%b,[%d,%d]]" % (known[1], prompt, completion)
+            else:
+                reply_ = compact_reply(reply)
         else:
             found = _rule(reply, error)
             rule_ = found.encode() if found else b""
             error_ = compact_error(error)
+            reply_ = compact_reply(reply)
         model = getattr(reply, "model", None)
         model_ = model.encode() if isinstance(model, str) else b""
-        reply_ = compact_reply(reply)
         fault_ = fault.encode() if fault else b""
         packed = b"".join(
             (
@@ -396,8 +470,12 @@ class Journal:
         )
         ring = self.ring
         ring.append(packed)
-        self.bytes += len(packed)
-        if len(ring) > self.size or self.bytes > self.max_bytes:
+        held = self.bytes + len(packed)
+        if len(ring) > self.size and len(ring) > 1:
+            # The common case once the ring is full: the oldest goes.
+            held -= len(ring.popleft())
+        self.bytes = held
+        if held > self.max_bytes or len(ring) > self.size:
             self._trim()
         return packed
 

@@ -294,8 +294,7 @@ class MockServer:
         journal = self.journal
         if not journal.enabled:
             return
-        path = request.path
-        if not (path.startswith(b"/v1/") or path.startswith(b"/openai/")):
+        if not request.path.startswith((b"/v1/", b"/openai/")):
             return
         packed = journal.record(
             request.started,

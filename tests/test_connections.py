@@ -7,6 +7,7 @@ seconds of trickled headers" takes no real time.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import resource
@@ -20,6 +21,7 @@ import twisted.test
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
@@ -35,6 +37,8 @@ from mockai_tw.server import ListenService, MockServer
 from mockai_tw.web.connections import (
     RESERVED_DESCRIPTORS,
     ConnectionCap,
+    GuardedChannel,
+    default_limits,
     descriptor_budget,
 )
 from tests.support import TOKEN, Live, events, merge
@@ -319,6 +323,61 @@ class NoDelayTests(TestCase):
         pem = FilePath(twisted.test.__file__).sibling("server.pem").path
         listen = f"ssl:0:interface=127.0.0.1:privateKey={pem}"
         self.assertEqual(await self._no_delay(listen), 1)
+
+
+# A transport made here, not accepted by a port (only its repr reads it).
+_NO_PORT: Any = None
+
+
+class SendNowTests(TestCase):
+    """A response's bytes go straight to the socket only while the
+    transport queues nothing: they never overtake queued bytes."""
+
+    def test_bytes_never_overtake_the_queue(self) -> None:
+        from twisted.internet import tcp
+
+        ours, theirs = socket.socketpair()
+        self.addCleanup(theirs.close)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        ours.setblocking(False)
+        theirs.setblocking(False)
+        channel = GuardedChannel(default_limits, Clock())
+        transport = tcp.Server(ours, channel, ("127.0.0.1", 1), _NO_PORT, 1, reactor)
+        self.addCleanup(transport.connectionLost, Failure(ConnectionDone()))
+        transport.stopReading()
+        channel.transport = transport
+        big = bytes(range(256)) * 4096  # 1 MiB: more than the socket takes
+        channel.send_now(big)
+        self.assertGreater(transport._tempDataLen, 0)  # the rest is queued
+        got = theirs.recv(65536)  # the socket has room again, the queue not
+        channel.send_now(b"NEXT")
+        channel.writeSequence([b"AND", b"LAST"])
+        transport.stopWriting()
+        while transport._tempDataLen or transport.offset < len(transport.dataBuffer):
+            transport.doWrite()
+            transport.stopWriting()
+            with contextlib.suppress(BlockingIOError):
+                while chunk := theirs.recv(1 << 20):
+                    got += chunk
+        with contextlib.suppress(BlockingIOError):
+            while chunk := theirs.recv(1 << 20):
+                got += chunk
+        self.assertEqual(got, big + b"NEXTANDLAST")
+
+    def test_an_empty_queue_sends_at_once(self) -> None:
+        from twisted.internet import tcp
+
+        ours, theirs = socket.socketpair()
+        self.addCleanup(theirs.close)
+        ours.setblocking(False)
+        channel = GuardedChannel(default_limits, Clock())
+        transport = tcp.Server(ours, channel, ("127.0.0.1", 1), _NO_PORT, 1, reactor)
+        self.addCleanup(transport.connectionLost, Failure(ConnectionDone()))
+        transport.stopReading()
+        channel.transport = transport
+        channel.send_now(b"hello")
+        self.assertEqual(transport._tempDataLen, 0)
+        self.assertEqual(theirs.recv(100), b"hello")
 
 
 class IdleTimeoutTests(TestCase):

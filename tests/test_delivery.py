@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from mockai_tw.delivery import Stream, Ticker
-from tests.support import TOKEN, Live, start
+from tests.support import TOKEN, Live, events, start
 
 
 @implementer(IPushProducer)
@@ -259,6 +259,48 @@ class LiveStreamTests(TestCase):
         self.assertIsNone(stream.request)
         self.assertFalse([c for c in reactor.getDelayedCalls() if "Ticker" in repr(c)])
         await client.lost
+
+    async def test_a_reader_that_pauses_gets_every_byte_in_order(self) -> None:
+        # Sends go straight to the socket only while nothing is queued: once
+        # the kernel is full the rest queues, and no later chunk overtakes it.
+        words = [f"w{i}" for i in range(30_000)]
+        live = await start(
+            self, {"replies": [" ".join(words)], "stream": {"chunking": "word"}}
+        )
+        paused = when(live, "paused")
+        client = await connect(live, BODY)
+        transport: Any = client.transport
+        self.addCleanup(transport.abortConnection)
+        transport.pauseProducing()
+        stream = await paused
+        self.assertTrue(stream.paused)
+        done: Deferred[None] = Deferred()
+        seen = client.dataReceived
+
+        def received(data: bytes) -> None:
+            seen(data)
+            if client.received.endswith(b"\r\n0\r\n\r\n") and not done.called:
+                done.callback(None)
+
+        client.dataReceived = received  # type: ignore[method-assign]
+        transport.resumeProducing()
+        await done
+        head, _, chunked = client.received.partition(b"\r\n\r\n")
+        self.assertIn(b"transfer-encoding: chunked", head.lower())
+        body = b""
+        while True:
+            size, _, rest = chunked.partition(b"\r\n")
+            n = int(size, 16)
+            if n == 0:
+                break
+            self.assertEqual(rest[n : n + 2], b"\r\n")
+            body += rest[:n]
+            chunked = rest[n + 2 :]
+        text = "".join(
+            (json.loads(e)["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+            for e in events(body)[:-1]
+        )
+        self.assertEqual(text, " ".join(words))
 
     async def test_client_that_stops_reading_is_not_buffered(self) -> None:
         # ~40 MB of events if the server kept writing; the kernel takes a few MB.

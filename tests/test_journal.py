@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
+
+import orjson
 
 import treq
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 from twisted.web.http_headers import Headers
 
-from mockai_tw.engine.plan import ChatPlan, ChoicePlan, ToolCallPlan, Usage
+from mockai_tw.engine.plan import (
+    CallOutput,
+    ChatPlan,
+    ChoicePlan,
+    MessageOutput,
+    TokenCount,
+    ToolCallPlan,
+    Usage,
+)
 from mockai_tw.errors import ApiError
-from mockai_tw.journal import MAX_BODY_BYTES, REDACTED, HeaderMap, Journal, redacted
+from mockai_tw.journal import (
+    MAX_BODY_BYTES,
+    REDACTED,
+    HeaderMap,
+    Journal,
+    compact_reply,
+    redacted,
+    unpack,
+)
 from tests.support import TOKEN, start
 
 ADMIN = "adm-0123456789"
@@ -158,6 +177,125 @@ class PureJournalTests(TestCase):
         )
         self.assertIsNone(view["reply"]["text"])
         self.assertEqual(view["body"], "not json")
+
+
+class _Store:
+    """A header store with only the duck-typed face (no ``_rawHeaders``)."""
+
+    def __init__(self, headers: Headers) -> None:
+        self.headers = headers
+
+    def getAllRawHeaders(self) -> Any:
+        return self.headers.getAllRawHeaders()
+
+
+def _compact(choice: Any) -> tuple[Any, ...]:
+    """A choice or output item compacted the long way (what the journal must match)."""
+    item_call = getattr(choice, "call", None)
+    if item_call is not None:
+        return (None, [[item_call.name, item_call.arguments]], None)
+    calls = [[c.name, c.arguments] for c in getattr(choice, "tool_calls", ())]
+    single = getattr(choice, "function_call", None)
+    if single is not None:
+        calls.append([single.name, single.arguments])
+    finish = getattr(choice, "finish_reason", None)
+    return (None if calls else getattr(choice, "text", None), calls, finish)
+
+
+class FastPathTests(TestCase):
+    """The common case is packed without the general helpers: the same records."""
+
+    def replies(self) -> list[Any]:
+        call = ToolCallPlan("call_1", "lookup", '{"id": 1}', ('{"id": 1}',))
+        shared = (ChoicePlan(0, ("h\u00e9", "llo"), "stop"),)
+        return [
+            None,
+            plan("plain"),
+            plan("ruled", "r1"),
+            ChatPlan("a", 0, "m", "fp", shared, Usage(3, 2)),
+            ChatPlan("b", 0, "m", "fp", shared, Usage(4, 2)),
+            ChatPlan(
+                "c",
+                0,
+                "m",
+                "fp",
+                (
+                    ChoicePlan(0, (), "tool_calls", tool_calls=(call, call)),
+                    ChoicePlan(1, (), "function_call", function_call=call),
+                    ChoicePlan(2, ("x",), "length"),
+                ),
+                Usage(1, 9),
+            ),
+            SimpleNamespace(
+                model="r",
+                rule=None,
+                output=(MessageOutput("m1", ("a", "b")), CallOutput("c1", call)),
+                usage=Usage(2, 2),
+            ),
+            TokenCount("text-embedding-3-small", 7),
+            SimpleNamespace(choices=[SimpleNamespace(text="t", finish_reason="s")]),
+        ]
+
+    def test_compact_reply_matches_the_long_way(self) -> None:
+        for reply in self.replies() * 2:  # twice: the second from the cache
+            if reply is None:
+                self.assertEqual(compact_reply(reply), b"")
+                continue
+            choices = getattr(reply, "choices", None)
+            if choices is None:
+                choices = getattr(reply, "output", ())
+            usage = getattr(reply, "usage", None)
+            counts = None
+            if usage is not None:
+                counts = [usage.prompt_tokens, usage.completion_tokens]
+            elif isinstance(getattr(reply, "prompt_tokens", None), int):
+                counts = [reply.prompt_tokens, 0]
+            expected = orjson.dumps(([_compact(c) for c in choices or ()], counts))
+            self.assertEqual(compact_reply(reply), expected, reply)
+
+    def test_a_changed_mutable_reply_is_packed_afresh(self) -> None:
+        choice = SimpleNamespace(text="one", finish_reason="stop")
+        reply = SimpleNamespace(choices=(choice,), usage=Usage(1, 1))
+        self.assertIn(b'"one"', compact_reply(reply))
+        choice.text = "two"
+        self.assertIn(b'"two"', compact_reply(reply))
+
+    def test_twisted_headers_and_any_store_pack_alike(self) -> None:
+        stores = [
+            Headers(),
+            headers(Authorization="Bearer sk-x", X_Trace="t"),
+            Headers({"X-Trace": ["a", "b"], "Host": ["h"]}),
+            Headers({"Host": ["h"], "X-Empty": [""], "X-Twice": ["1", "2"]}),
+        ]
+        fast, general = Journal(), Journal()
+        for raw in stores:
+            for reply in self.replies():
+                for error in (None, ApiError(400, "bad", param="input")):
+                    one = fast.record(
+                        1.0,
+                        b"POST",
+                        CHAT.encode(),
+                        raw,
+                        b"{}",
+                        200,
+                        reply,
+                        error,
+                        fault="trickle",
+                    )
+                    other = general.record(
+                        1.0,
+                        b"POST",
+                        CHAT.encode(),
+                        _Store(raw),
+                        b"{}",
+                        200,
+                        reply,
+                        error,
+                        "trickle",
+                    )
+                    self.assertEqual(one, other)
+        self.assertEqual(fast.query(), general.query())
+        self.assertEqual(unpack(fast.ring[-1]).headers.count(b"\n"), 7)
 
 
 class LiveJournalTests(TestCase):

@@ -440,3 +440,31 @@ class MetricsTests(TestCase):
             value(samples, "mockai_prompt_tokens_total", model=MODEL), 8 * (n + 4)
         )
         self.assertEqual(value(samples, f"{duration}_count", **chat), n + 4)
+
+    def test_a_folded_batch_reads_as_each_observed(self) -> None:
+        # observe_all adds per bucket and sums in order: the very same samples.
+        from prometheus_client import CollectorRegistry, Histogram
+
+        from mockai_tw.metrics import LATENCY_BUCKETS, observe_all
+
+        amounts = [0.0, 0.001, 0.0010001, 0.3, 0.1 + 0.2, 59.9, 60.0, 61.0]
+        amounts += [1e-9 * i for i in range(50)] + [float("inf"), 2.5, 0.0025]
+        one, batch = CollectorRegistry(), CollectorRegistry()
+        each, folded = (
+            Histogram("d", "d", ("m",), buckets=LATENCY_BUCKETS, registry=r).labels("x")
+            for r in (one, batch)
+        )
+        for amount in amounts:
+            each.observe(amount)
+        observe_all(folded, amounts[:20])
+        observe_all(folded, amounts[20:])
+
+        def samples(registry: Any) -> list[tuple[str, dict[str, str], float]]:
+            return [
+                (s.name, s.labels, s.value)
+                for family in registry.collect()
+                for s in family.samples
+                if not s.name.endswith("_created")
+            ]
+
+        self.assertEqual(samples(batch), samples(one))

@@ -277,6 +277,7 @@ class _Open:
 
     __slots__ = (
         "chunk_model",
+        "gaps",
         "itl",
         "last_chunk",
         "model",
@@ -297,6 +298,9 @@ class _Open:
         # A stream's: the inter-token histogram's child and the model of its
         # chunks, found at the first chunk.
         self.itl: Any = None
+        # The gaps waiting to be observed into ``itl`` (shared by the
+        # streams with the same child: ``Metrics.gaps``).
+        self.gaps: list[float] | None = None
         self.chunk_model = ""
 
 
@@ -327,6 +331,10 @@ class Metrics:
         # The end of a request's children and pending counts, by
         # (endpoint, model, status code) (see _row).
         self.rows: dict[tuple[str, str, int], _Row] = {}
+        # Inter-chunk gaps not yet observed, per histogram child (a stream's
+        # every chunk adds one: observed OBSERVE_BATCH at a time, and all of
+        # them before anything reads the registry).
+        self.gaps: dict[int, tuple[Any, list[float]]] = {}
         self.requests = Counter(
             "mockai_requests",
             "API requests answered, by endpoint, model and status"
@@ -536,6 +544,10 @@ class Metrics:
     def flush(self) -> None:
         """Fold what the rows hold pending into prometheus_client's metrics
         (the registry does before every read: see ``_Registry``)."""
+        for child, gaps in self.gaps.values():
+            if gaps:
+                observe_all(child, gaps)
+                gaps.clear()
         for row in self.rows.values():
             if row.durations:
                 self._observe(row)
@@ -636,14 +648,25 @@ class Metrics:
         if last is None:
             endpoint = endpoint_of(request)
             model = state.chunk_model = self._model(request)
-            state.itl = self._child(self.itl, endpoint, model)
+            child = state.itl = self._child(self.itl, endpoint, model)
+            pending = self.gaps.get(id(child))
+            if pending is None:
+                pending = self.gaps[id(child)] = (child, [])
+            state.gaps = pending[1]
             elapsed = max(0.0, now - request.started)
             self._child(self.ttft, endpoint, model).observe(elapsed)
             if self.vllm:
                 self._child(self.v_ttft, model).observe(elapsed)
         else:
-            gap = max(0.0, now - last)
-            state.itl.observe(gap)
+            gap = now - last
+            if gap < 0.0:
+                gap = 0.0
+            gaps = state.gaps
+            assert gaps is not None  # set at the first chunk
+            gaps.append(gap)
+            if len(gaps) >= OBSERVE_BATCH:
+                observe_all(state.itl, gaps)
+                gaps.clear()
             if self.vllm:
                 self._child(self.v_itl, state.chunk_model).observe(gap)
 

@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import treq
 from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
 
 from mockai_tw.config import ConfigError
 from tests.support import TOKEN, Live, start
@@ -340,6 +341,52 @@ class MetricsTests(TestCase):
         self.assertEqual(requests(samples), 5.0)
         self.assertEqual(tokens(samples), (sent[0], sent[1]))
         self.assertEqual(durations(samples), 5.0)
+
+    def test_pending_chunk_gaps_fold_into_prometheus_client(self) -> None:
+        # A stream's every chunk adds a gap; they are observed in batches,
+        # and all of them before a read.
+        from types import SimpleNamespace
+
+        from twisted.internet.task import Clock
+
+        from mockai_tw.config_load import parse_config
+        from mockai_tw.hooks import Hooks
+        from mockai_tw.journal import Journal
+        from mockai_tw.metrics import OBSERVE_BATCH, Metrics
+
+        hooks = Hooks()
+        clock = Clock()
+        metrics = Metrics(hooks, clock, Journal())
+        metrics.follow(parse_config({"access_token": "t"}, {}))
+        streams = [
+            SimpleNamespace(
+                path=b"/v1/chat/completions",
+                endpoint="chat",
+                model=MODEL,
+                reply=SimpleNamespace(model=MODEL),
+                stream=object(),
+                responseHeaders=Headers({b"content-type": [b"text/event-stream"]}),
+                started=0.0,
+            )
+            for _ in range(2)
+        ]
+        for request in streams:
+            hooks.emit("first_byte", request, 200)
+            hooks.emit("chunk", request, 10)
+        gaps = OBSERVE_BATCH + 5
+        for _ in range(gaps):
+            clock.advance(0.03)
+            for request in streams:
+                hooks.emit("chunk", request, 10)
+        itl = "mockai_inter_token_latency_seconds"
+        labels = {"endpoint": "chat", "model": MODEL}
+        read = metrics.registry.get_sample_value
+        self.assertEqual(read(f"{itl}_count", labels), 2 * gaps)
+        self.assertAlmostEqual(read(f"{itl}_sum", labels) or 0, 2 * gaps * 0.03)
+        self.assertEqual(read(f"{itl}_bucket", {"le": "0.02", **labels}), 0.0)
+        self.assertEqual(read(f"{itl}_bucket", {"le": "0.04", **labels}), 2 * gaps)
+        # Read again: nothing counted twice.
+        self.assertEqual(read(f"{itl}_count", labels), 2 * gaps)
 
     def test_pending_counts_fold_into_prometheus_client(self) -> None:
         # Rows hold counts and durations until a read folds them in.

@@ -11,6 +11,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
+from mockai_tw.collector import TunedCollector
 from mockai_tw.config import Config, ConfigError
 from mockai_tw.config_load import load_config
 from mockai_tw.drain import StopOnSignal
@@ -118,6 +119,9 @@ def makeService(
     environ: Mapping[str, str] | None = None,
 ) -> IService:
     """The daemon: one listener serving one MockServer (``reactor`` for tests)."""
+    # Run by twistd (no reactor given): the process is the daemon's own, so
+    # its garbage collector is tuned for it (collector.py); not in tests.
+    tuned = reactor is None
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
@@ -147,6 +151,9 @@ def makeService(
     )
     # Under twistd, log.format: json makes this the Application's log observer.
     top = RootService(twistd_observer(config, options))
+    if options.get("tune_gc", tuned):
+        # First, so it stops last; what start-up made is frozen as it starts.
+        TunedCollector().setServiceParent(top)
     shared = None if worker is None else worker.shared
     listener = ListenService(state, config.http.endpoint, reactor, shared)
     # Before the listener: stopped after it, so its drain has begun (drain.py).

@@ -12,6 +12,11 @@ empty ``__dict__`` updated from a plain dict takes a copy of that dict's
 keys and becomes a dict of its own (768 B for the ``ChatPlan`` every open
 stream holds), where one filled from a split dict keeps sharing the
 class's keys, as ``__init__``'s instances do.
+
+Where most fields are the same on every value of a hot path, ``template``
+fills them once and ``adopted`` takes a copy of it (a split dict's copy
+shares its keys too) as the new value's ``__dict__``, which is cheaper
+still: no field is set twice.
 """
 
 from __future__ import annotations
@@ -44,3 +49,25 @@ def built(cls: type[T], default: dict[str, Any], **values: Any) -> T:
     fields.update(default)
     fields.update(values)
     return value
+
+
+def template(cls: type, **values: Any) -> dict[str, Any]:
+    """``defaults(cls)`` and ``values``: every field of a ``cls``, for
+    ``adopted`` to take copies of."""
+    fields = defaults(cls)
+    fields.update(values)
+    missing = {f.name for f in dataclasses.fields(cls)} - fields.keys()
+    if missing:
+        raise TypeError(f"{cls.__name__} template lacks {sorted(missing)}")
+    return fields
+
+
+def adopted(cls: type[T], fields: dict[str, Any]) -> T:
+    """A ``cls`` whose ``__dict__`` is ``fields``: a copy of a ``template``
+    (so every field is there) that the caller hands over."""
+    value: T = object.__new__(cls)
+    _set(value, "__dict__", fields)
+    return value
+
+
+_set = object.__setattr__

@@ -244,3 +244,35 @@ class DaemonTests(TestCase):
                 return
             await deferLater(reactor, 0.02)
         os.kill(pid, signal.SIGKILL)
+
+
+class CollectorTests(TestCase):
+    """The daemon's garbage collector (collector.py), tuned while it runs."""
+
+    def test_tuned_while_running_and_put_back(self) -> None:
+        import gc
+
+        from mockai_tw.collector import THRESHOLDS, TunedCollector
+
+        before = gc.get_threshold()
+        tuned = TunedCollector()
+        tuned.startService()
+        try:
+            self.assertEqual(gc.get_threshold(), THRESHOLDS)
+            self.assertGreater(gc.get_freeze_count(), 0)
+        finally:
+            tuned.stopService()
+        self.assertEqual(gc.get_threshold(), before)
+        self.assertEqual(gc.get_freeze_count(), 0)
+
+    def test_the_daemon_has_it_and_tests_do_not(self) -> None:
+        from mockai_tw.tap import makeService
+
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("access_token: k\n")
+        options = {"config": path, "listen": "tcp:0:interface=127.0.0.1"}
+        untuned: Any = makeService(options, reactor, {})
+        tuned: Any = makeService({**options, "tune_gc": True}, reactor, {})
+        self.assertNotIn("collector", [s.name for s in untuned])
+        self.assertIn("collector", [s.name for s in tuned])

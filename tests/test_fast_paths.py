@@ -1,6 +1,8 @@
 """The hot path's shortcuts answer exactly as the long way round does.
 
-The common chat body is read in one pass, the ``Date`` header is formatted
+The common chat body is read in one pass and planned from what its canned
+reply's plan keeps, its body spliced from bytes encoded once, its prompt
+counted the short way; the ``Date`` header is formatted
 once per second of the site's clock, a connection's addresses are asked
 for once, a response's head and body leave in one write (sent at once on a
 plain socket), and response headers are set without re-encoding their
@@ -9,7 +11,9 @@ names: each is checked here against what it stands in for.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 from typing import Any
 
 from hypothesis import given, settings
@@ -23,11 +27,18 @@ from twisted.web.http_headers import Headers, InvalidHeaderName
 from twisted.web.resource import Resource
 
 from mockai_tw.checks import Problem
+from mockai_tw.config import Config
+from mockai_tw.config_load import parse_config
+from mockai_tw.engine import tokenizer
+from mockai_tw.engine.chat import Engine
+from mockai_tw.engine.plan import ChatPlan, Usage
+from mockai_tw.engine.timing import Override
 from mockai_tw.errors import ApiError
 from mockai_tw.hooks import Hooks
-from mockai_tw.request.chat import _parse, _plain, parse_chat_request
+from mockai_tw.request.chat import ChatRequest, _parse, _plain, parse_chat_request
 from mockai_tw.request.common import as_api_error, parse_body
 from mockai_tw.web.site import _TWISTED_SLOTS, ApiRequest, MockSite, put
+from mockai_tw.wire.chat import chat_completion, general_completion
 
 TEXT = st.text(max_size=20)
 ROLE = st.sampled_from(["system", "user", "developer", "assistant", "tool", "bot"])
@@ -199,8 +210,10 @@ class PutHeaderTests(SynchronousTestCase):
                 ours, theirs = Headers(), Headers()
                 put(ours, name, value)
                 theirs.setRawHeaders(name, [value])
+                # The same names and values (``put`` keeps a tuple of them).
                 self.assertEqual(
-                    list(ours.getAllRawHeaders()), list(theirs.getAllRawHeaders())
+                    [(n, list(v)) for n, v in ours.getAllRawHeaders()],
+                    list(theirs.getAllRawHeaders()),
                 )
 
     def test_a_bad_name_is_refused_as_twisted_refuses_it(self) -> None:
@@ -259,3 +272,261 @@ class RequestSlotsTests(SynchronousTestCase):
         request.registerProducer(object(), True)
         self.assertIsNone(request.content)
         self.assertEqual(request.body(), b"{}")
+
+
+# --- planning and rendering a plain chat completion --------------------------
+
+LATENCY = st.one_of(
+    st.just({"dist": "fixed", "ms": 5}),
+    st.just({"tokens_per_second": 50}),
+    st.just({"dist": "uniform", "min_ms": 1, "max_ms": 9}),
+    st.just({"dist": "lognormal", "median_ms": 10, "p99_ms": 40}),
+)
+CONFIG = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 3),
+        "replies": st.lists(
+            st.sampled_from(["Hello there!", "word0 word1 word2", "a", "100% % done"]),
+            min_size=1,
+            max_size=3,
+        ),
+        "stream": st.fixed_dictionaries(
+            {
+                "chunking": st.sampled_from(["char", "word", "token"]),
+                "content_filter_results": st.booleans(),
+            }
+        ),
+        "timing": st.fixed_dictionaries(
+            {"enabled": st.booleans(), "non_stream": st.booleans(), "seed": st.just(7)},
+            optional={"ttft": LATENCY, "itl": LATENCY},
+        ),
+    }
+)
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+    },
+}
+CHAT_BODY = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(["gpt-4o-mini", "gpt-4", 'm%d"x']),
+        "messages": st.lists(
+            st.one_of(
+                st.fixed_dictionaries(
+                    {"role": st.sampled_from(["user", "system"]), "content": TEXT}
+                ),
+                st.fixed_dictionaries(
+                    {"role": st.just("user"), "content": TEXT, "name": st.just("ann")}
+                ),
+                st.fixed_dictionaries(
+                    {
+                        "role": st.just("user"),
+                        "content": st.lists(
+                            st.fixed_dictionaries(
+                                {"type": st.just("text"), "text": TEXT}
+                            ),
+                            max_size=2,
+                        ),
+                    }
+                ),
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+    },
+    optional={
+        "stream": st.booleans(),
+        "seed": st.integers(-5, 5),
+        "stop": st.sampled_from(["word1", ["o", "!"], "zzz"]),
+        "max_tokens": st.integers(1, 6),
+        "n": st.integers(1, 3),
+        "logprobs": st.booleans(),
+        "tools": st.just([TOOL]),
+        "response_format": st.just({"type": "json_object"}),
+    },
+)
+TIMING = st.one_of(
+    st.none(),
+    st.builds(
+        Override,
+        st.one_of(st.none(), st.floats(0, 50)),
+        st.one_of(st.none(), st.floats(0, 50)),
+    ),
+)
+
+
+def _config(raw: dict[str, Any]) -> Config:
+    return parse_config({"access_token": "t", **raw}, {})
+
+
+def _request(body: dict[str, Any]) -> ChatRequest:
+    if body.get("stream"):
+        body = {**body, "stream_options": {"include_usage": True}}
+    return parse_chat_request(json.dumps(body).encode())
+
+
+def _same_id(plan: ChatPlan) -> ChatPlan:
+    """``plan`` with its ids (random, not drawn from the engine's state) fixed."""
+    choices = tuple(
+        dataclasses.replace(
+            choice,
+            tool_calls=tuple(
+                dataclasses.replace(call, id="call_same") for call in choice.tool_calls
+            ),
+        )
+        if choice.tool_calls
+        else choice
+        for choice in plan.choices
+    )
+    return dataclasses.replace(plan, id="chatcmpl-same", choices=choices)
+
+
+class PlainChatPlanTests(SynchronousTestCase):
+    """A plain request's plan is the general plan, draw for draw."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(CONFIG, st.lists(st.tuples(CHAT_BODY, TIMING), min_size=1, max_size=6))
+    def test_the_plain_plan_is_the_general_plan(
+        self, raw: dict[str, Any], asked: list[tuple[dict[str, Any], Override | None]]
+    ) -> None:
+        config = _config(raw)
+        fast, slow = Engine(config), Engine(config)
+        for now, (body, timing) in enumerate(asked * 2):
+            request = _request(body)
+            plan = _same_id(fast.chat(request, 1e9 + now, timing, hit=None))
+            general = _same_id(slow._planned(request, 1e9 + now, timing, None, None))
+            self.assertEqual(plan, general, body)
+            self.assertEqual(chat_completion(plan), general_completion(general))
+            # The same draws: the next pick and pacing are the same too.
+            self.assertEqual(fast.rng.getstate(), slow.rng.getstate())
+            self.assertEqual(fast.timing.rng.getstate(), slow.timing.rng.getstate())
+
+    def test_the_common_request_takes_the_plain_plan(self) -> None:
+        engine = Engine(_config({"replies": ["Hi."]}))
+        messages = [{"role": "user", "content": "x"}]
+        request = _request({"model": "m", "messages": messages})
+        first = engine.chat(request, 1, hit=None)
+        second = engine.chat(request, 2, hit=None)
+        self.assertIs(first.choices[0], second.choices[0])
+        self.assertIs(first.pacing, second.pacing)
+        self.assertNotEqual(first.id, second.id)
+        self.assertEqual((first.created, second.created), (1, 2))
+        self.assertEqual(len(engine._plain), 1)
+        # Two choices, tools, a rule's hit: the general plan, nothing kept.
+        engine.chat(_request({"model": "m", "n": 2, "messages": messages}), 3, hit=None)
+        tools = _request({"model": "m", "tools": [TOOL], "messages": messages})
+        engine.chat(tools, 3, hit=None)
+        self.assertEqual(len(engine._plain), 1)
+
+    def test_a_plain_plan_shares_its_keys_as_a_built_one(self) -> None:
+        engine = Engine(_config({"replies": ["Hi."]}))
+        request = _request(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        )
+        plan = engine.chat(request, 1, hit=None)
+        general = engine._planned(request, 1, None, None, None)
+        self.assertEqual(sys.getsizeof(vars(plan)), sys.getsizeof(vars(general)))
+        self.assertEqual(
+            sys.getsizeof(vars(plan.usage)), sys.getsizeof(vars(general.usage))
+        )
+
+
+ODD_TEXT = st.text(alphabet=st.sampled_from('ab%"\\\x00é\u2028{}:,'), max_size=8)
+
+
+class CompletionBodyTests(SynchronousTestCase):
+    """The spliced ``chat.completion`` body is the general one, byte for byte."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(CONFIG, CHAT_BODY, ODD_TEXT, ODD_TEXT, ODD_TEXT, st.integers(0, 2**40))
+    def test_the_spliced_body_is_the_general_body(
+        self,
+        raw: dict[str, Any],
+        body: dict[str, Any],
+        model: str,
+        tier: str,
+        fingerprint: str,
+        created: int,
+    ) -> None:
+        plan = Engine(_config(raw))._planned(_request(body), 0, None, None, None)
+        plan = dataclasses.replace(
+            plan,
+            id=model + "-id",
+            created=created,
+            model=model,
+            service_tier=tier,
+            system_fingerprint=fingerprint,
+        )
+        for _ in range(2):
+            self.assertEqual(chat_completion(plan), general_completion(plan))
+        filtered = dataclasses.replace(plan, content_filter=not plan.content_filter)
+        self.assertEqual(chat_completion(filtered), general_completion(filtered))
+
+    def test_a_value_that_is_not_an_int_takes_the_general_body(self) -> None:
+        engine = Engine(_config({"replies": ["Hi."]}))
+        request = _request(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        )
+        plan = engine.chat(request, 1, hit=None)
+        odd = dataclasses.replace(plan, usage=Usage(True, 2))
+        self.assertEqual(chat_completion(odd), general_completion(odd))
+        self.assertIn(b'"prompt_tokens":true', chat_completion(odd))
+
+
+ANY_VALUE: st.SearchStrategy[Any] = st.one_of(
+    VALUE, st.just([{"type": "text", "text": "a b"}])
+)
+
+
+class PromptTokenTests(SynchronousTestCase):
+    """The plain message's short count is the per-message accounting's."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.dictionaries(
+            st.sampled_from(["role", "content", "name", "tool_calls"]),
+            st.one_of(TEXT, ANY_VALUE),
+            max_size=3,
+        ),
+        st.sampled_from(["gpt-4o", "gpt-4"]),
+    )
+    def test_the_short_count_agrees(self, message: dict[str, Any], model: str) -> None:
+        tok = tokenizer.for_model(model)
+        self.assertEqual(
+            tokenizer.count_messages([message], model=model),
+            tokenizer.REPLY_PRIMING + tokenizer._message_tokens(message, tok),
+        )
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.one_of(st.text(max_size=30), st.text(min_size=2040, max_size=2060)))
+    def test_a_kept_count_is_the_count(self, text: str) -> None:
+        tok = tokenizer.Tokenizer("o200k_base")
+        for _ in range(2):
+            self.assertEqual(tok.count(text), sum(tok.weighted(text)[1]))
+
+    def test_the_kept_counts_are_bounded(self) -> None:
+        tok = tokenizer.Tokenizer("o200k_base")
+        for i in range(tokenizer.CACHED_COUNTS + 10):
+            tok.count(f"w{i}")
+        self.assertLessEqual(len(tok._counts), tokenizer.CACHED_COUNTS)
+
+
+class SteadyPacingTests(SynchronousTestCase):
+    """A steady pacing is what ``pacing`` gives, without a draw."""
+
+    @settings(max_examples=100, deadline=None)
+    @given(CONFIG, TIMING, st.integers(0, 20))
+    def test_steady_is_pacing(
+        self, raw: dict[str, Any], override: Override | None, steps: int
+    ) -> None:
+        timing = Engine(_config(raw)).timing
+        before = timing.rng.getstate()
+        steady = timing.steady("gpt-4o", override)
+        self.assertEqual(timing.rng.getstate(), before)
+        if steady is not None:
+            self.assertEqual(steady, timing.pacing("gpt-4o", steps, override))
+            self.assertEqual(timing.rng.getstate(), before)
+        else:
+            timing.pacing("gpt-4o", steps, override)

@@ -24,6 +24,7 @@ from mockai_tw.engine.ids import new_id
 from mockai_tw.engine.plan import (
     ChatPlan,
     ChoicePlan,
+    Pacing,
     TokenLogprob,
     ToolCallPlan,
     TopLogprob,
@@ -46,7 +47,7 @@ from mockai_tw.engine.timing import Override, TimingModel
 from mockai_tw.errors import invalid
 from mockai_tw.request.chat import ChatRequest, FunctionDef
 from mockai_tw.request.features import Thinking
-from mockai_tw.values import built, defaults
+from mockai_tw.values import adopted, built, defaults, template
 
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 # Framing tokens of one call in the completion (name, arguments wrapper).
@@ -94,6 +95,9 @@ def prompt_tokens(request: ChatRequest) -> int:
 
 _CHAT_PLAN = defaults(ChatPlan)
 _USAGE = defaults(Usage)
+# A plain plan's fields and its usage's, its steps, and whether its pacing
+# is the same for every request (see ``Engine._plain_chat``).
+_PlainPlan = tuple[dict[str, Any], dict[str, Any], int, bool]
 
 # Canned choices kept per engine before the cache starts again.
 CANNED_CHOICES = 1024
@@ -205,6 +209,9 @@ class Engine:
         # request's limits: planned once per such key (a reload makes a new
         # engine, so a new cache).
         self._canned: dict[tuple[Any, ...], tuple[ChoicePlan, int]] = {}
+        # A plain request's plan, but for its id, time, prompt tokens and
+        # stream flags, per canned reply, limits, model and timing asked.
+        self._plain: dict[tuple[Any, ...], _PlainPlan] = {}
 
     def match(
         self, context: RequestContext, now: float, claim: Claim | None = None
@@ -453,6 +460,12 @@ class Engine:
 
     def check(self, request: ChatRequest) -> None:
         """Reject unusable schemas before answering, naming where they are."""
+        if (
+            not request.tools
+            and not request.functions
+            and request.response_format.type != "json_schema"
+        ):
+            return
         for i, tool in enumerate(request.tools):
             if tool.parameters is not None:
                 check_schema(tool.parameters, f"tools[{i}].function.parameters")
@@ -486,6 +499,29 @@ class Engine:
             hit = None
             if self.rules:
                 hit = self.scripted(chat_context(request, headers, endpoint), now)
+        if (
+            hit is None
+            and thinking is None
+            and request.n == 1
+            and not request.tools
+            and not request.functions
+            and not request.logprobs
+            and request.response_format.type == "text"
+        ):
+            # One canned text choice: what the general plan below comes to.
+            return self._plain_chat(request, now, timing)
+        return self._planned(request, now, timing, hit, thinking)
+
+    def _planned(
+        self,
+        request: ChatRequest,
+        now: float,
+        timing: Override | None,
+        hit: Hit | None,
+        thinking: Thinking | None,
+    ) -> ChatPlan:
+        """``chat`` for any request, rule, tools or thinking: every choice
+        planned and every value worked out afresh."""
         if hit is not None:
             timing = self.scripted_timing(hit, timing)
         rng = self.picker(request.seed, request.model, request.last_user_text)
@@ -532,3 +568,68 @@ class Engine:
             rule=hit.rule if hit is not None else None,
             reasoning_shown=thinking is None or thinking.shown,
         )
+
+    def _plain_chat(
+        self, request: ChatRequest, now: float, timing: Override | None
+    ) -> ChatPlan:
+        """``chat`` for one canned text choice, no rule, tools or thinking:
+        the same plan and the same draws, with everything that depends only
+        on the config, the reply and the request's limits kept per key."""
+        model = request.model
+        rng = self.rng
+        if request.seed is not None:
+            rng = self.picker(request.seed, model, request.last_user_text)
+        reply = self.reply_text(rng)
+        key = (reply, request.stop, request.max_tokens, model, timing)
+        known = self._plain.get(key)
+        if known is None:
+            known = self._plain_plan(request, reply, timing)
+            if len(self._plain) >= CANNED_CHOICES:
+                self._plain.clear()
+            self._plain[key] = known
+        fields, usage_fields, steps, steady = known
+        counts = usage_fields.copy()
+        counts["prompt_tokens"] = prompt_tokens(request)
+        values = fields.copy()
+        values["id"] = new_id("chatcmpl-")
+        values["created"] = int(now)
+        values["usage"] = adopted(Usage, counts)
+        values["stream"] = request.stream
+        values["include_usage"] = request.include_usage
+        if not steady:
+            pacing = self.timing.pacing(model, steps, timing)
+            values["pacing"] = pacing
+            values["delay_s"] = self.timing.non_stream_delay(pacing, steps)
+        return adopted(ChatPlan, values)
+
+    def _plain_plan(
+        self, request: ChatRequest, reply: str, timing: Override | None
+    ) -> _PlainPlan:
+        """What ``_plain_chat`` keeps for ``reply``: the plan's and its usage's
+        fields (in key-sharing dicts, as ``built`` fills them) but for those
+        of each request, and whether its pacing takes no draw."""
+        choice, tokens = self._canned_choice(request, 0, reply)
+        steps = choice.steps
+        pacing = self.timing.steady(request.model, timing)
+        usage_fields = template(
+            Usage, prompt_tokens=0, completion_tokens=tokens, reasoning_tokens=0
+        )
+        fields = template(
+            ChatPlan,
+            id="",
+            created=0,
+            model=request.model,
+            system_fingerprint=self.config.system_fingerprint,
+            choices=(choice,),
+            usage=None,
+            stream=False,
+            include_usage=False,
+            content_filter=self.config.stream.content_filter_results,
+            pacing=pacing if pacing is not None else Pacing(),
+            delay_s=0.0
+            if pacing is None
+            else self.timing.non_stream_delay(pacing, steps),
+            rule=None,
+            reasoning_shown=True,
+        )
+        return fields, usage_fields, steps, pacing is not None

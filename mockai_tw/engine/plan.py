@@ -85,6 +85,12 @@ class ChoicePlan:
         # is shared by many requests, so it is joined once.
         return "".join(self.pieces)
 
+    @cached_property
+    def rendered(self) -> dict[Any, bytes]:
+        # What a wire renderer made of this choice, by the renderer's own
+        # key: a canned choice is shared by many requests, so rendered once.
+        return {}
+
     @property
     def reasoning_text(self) -> str:
         return "".join(self.reasoning)

@@ -18,6 +18,8 @@ from mockai_tw.globs import for_model
 # The standard normal's 99th percentile: p99 = median * exp(Z99 * sigma).
 Z99 = 2.3263478740408408
 INSTANT = Latency()
+# The pacing of every reply while timing is off.
+NO_PACING = Pacing()
 
 
 def sample_ms(latency: Latency, rng: random.Random) -> float:
@@ -83,17 +85,35 @@ class TimingModel:
                 self._pacings[key] = pacing
         return pacing
 
+    def _asked(self, model: str, override: Override | None) -> tuple[Latency, Latency]:
+        """(ttft, itl) for ``model`` under what the request's headers asked."""
+        ttft, itl = self.latencies(model)
+        if override is not None and override.ttft_ms is not None:
+            ttft = Latency(ms=override.ttft_ms)
+        if override is not None and override.itl_ms is not None:
+            itl = Latency(ms=override.itl_ms)
+        return ttft, itl
+
+    def steady(self, model: str, override: Override | None = None) -> Pacing | None:
+        """The pacing of every reply of ``model`` when it takes no draw (timing
+        off, or both latencies fixed), else None: a caller may keep it, as
+        ``pacing`` would give it again and move no random state."""
+        if not self.timing.enabled:
+            return NO_PACING
+        ttft, itl = self._asked(model, override)
+        if not (is_fixed(ttft) and is_fixed(itl)):
+            return None
+        return self._fixed(
+            sample_ms(ttft, self.rng) / 1000.0, sample_ms(itl, self.rng) / 1000.0
+        )
+
     def pacing(
         self, model: str, steps: int, override: Override | None = None
     ) -> Pacing:
         """When each of ``steps`` pieces is due; ``Pacing()`` when timing is off."""
         if not self.timing.enabled:
             return Pacing()
-        ttft, itl = self.latencies(model)
-        if override is not None and override.ttft_ms is not None:
-            ttft = Latency(ms=override.ttft_ms)
-        if override is not None and override.itl_ms is not None:
-            itl = Latency(ms=override.itl_ms)
+        ttft, itl = self._asked(model, override)
         first = sample_ms(ttft, self.rng) / 1000.0
         if is_fixed(itl):
             return self._fixed(first, sample_ms(itl, self.rng) / 1000.0)

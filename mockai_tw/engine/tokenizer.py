@@ -41,6 +41,8 @@ _PRE_SPLIT = re.compile(
 
 # Texts up to this long are tokenized once and remembered.
 CACHED_TEXT = 2048
+# Counts of that many such texts are kept per tokenizer before starting again.
+CACHED_COUNTS = 4096
 
 _LONG_WORD = 9
 _WORD_PIECE = 6
@@ -107,15 +109,26 @@ class Tokenizer:
     def __init__(self, name: str, encoding: Encoding | None = None) -> None:
         self.name = name
         self.encoding = encoding
+        # Roles and short prompts repeat on every request: a count is one
+        # dict look-up, not a pieces cache look-up and a sum.
+        self._counts: dict[str, int] = {}
 
     @property
     def exact(self) -> bool:
         return self.encoding is not None
 
     def count(self, text: str) -> int:
+        known = self._counts.get(text)
+        if known is not None:
+            return known
         if not text:
             return 0
-        return sum(self.weighted(text)[1])
+        found = sum(self.weighted(text)[1])
+        if len(text) <= CACHED_TEXT:
+            if len(self._counts) >= CACHED_COUNTS:
+                self._counts.clear()
+            self._counts[text] = found
+        return found
 
     def pieces(self, text: str) -> list[str]:
         return list(self.weighted(text)[0])
@@ -258,6 +271,20 @@ def _json_tokens(value: Any, tok: Tokenizer) -> int:
     return tok.count(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
+def _message_tokens(message: Mapping[str, Any], tok: Tokenizer) -> int:
+    """One message's tokens: its framing, role, content, name and calls."""
+    total = TOKENS_PER_MESSAGE
+    total += tok.count(str(message.get("role", "")))
+    total += _content_tokens(message.get("content"), tok)
+    name = message.get("name")
+    if isinstance(name, str):
+        total += TOKENS_PER_NAME + tok.count(name)
+    for key in ("tool_calls", "function_call"):
+        if message.get(key):
+            total += _json_tokens(message[key], tok)
+    return total
+
+
 def count_messages(
     messages: Iterable[Mapping[str, Any]],
     tools: Iterable[Any] = (),
@@ -267,15 +294,15 @@ def count_messages(
     tok = for_model(model)
     total = REPLY_PRIMING
     for message in messages:
-        total += TOKENS_PER_MESSAGE
-        total += tok.count(str(message.get("role", "")))
-        total += _content_tokens(message.get("content"), tok)
-        name = message.get("name")
-        if isinstance(name, str):
-            total += TOKENS_PER_NAME + tok.count(name)
-        for key in ("tool_calls", "function_call"):
-            if message.get(key):
-                total += _json_tokens(message[key], tok)
+        if len(message) == 2:
+            # The common message, a string role and content and nothing
+            # else: what ``_message_tokens`` makes of it, in one line.
+            role = message.get("role")
+            content = message.get("content")
+            if type(role) is str and type(content) is str:
+                total += TOKENS_PER_MESSAGE + tok.count(role) + tok.count(content)
+                continue
+        total += _message_tokens(message, tok)
     tool_list = list(tools)
     if tool_list:
         # The tool definitions are rendered into a hidden system message.

@@ -19,7 +19,7 @@ from mockai_tw.request.common import (
     worded,
     wrong_type,
 )
-from mockai_tw.values import built, defaults
+from mockai_tw.values import adopted, template
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 _ROLE_LIST = "'system', 'assistant', 'user', 'function', 'tool', and 'developer'"
@@ -306,7 +306,8 @@ _PLAIN_MESSAGE = frozenset({"role", "content"})
 _PLAIN_ROLES = frozenset({"system", "user", "developer", "assistant"})
 
 
-_DEFAULTS = defaults(ChatRequest)
+# A plain body's request but for what each body gives.
+_PLAIN = template(ChatRequest, model="", messages=(), body=None)
 
 
 def _plain(body: dict[str, Any]) -> ChatRequest | None:
@@ -329,24 +330,25 @@ def _plain(body: dict[str, Any]) -> ChatRequest | None:
         text = value["content"]
         if type(role) is not str or role not in _PLAIN_ROLES or type(text) is not str:
             return None
+        # Built by __init__: its fields stay in the instance, no dict (a
+        # stream's request keeps its messages).
         messages.append(Message(role, text, value))
-    return built(
-        ChatRequest,
-        _DEFAULTS,
-        model=model,
-        messages=tuple(messages),
-        stream=stream,
-        body=body,
-    )
+    fields = _PLAIN.copy()
+    fields["model"] = model
+    fields["messages"] = tuple(messages)
+    fields["stream"] = stream
+    fields["body"] = body
+    return adopted(ChatRequest, fields)
 
 
-@worded
 def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatRequest:
+    # parse_body raises only ApiErrors and the one-pass read nothing: only
+    # the full parse needs its Problems worded.
     body = parse_body(data, default_model)
     plain = _plain(body)
     if plain is not None:
         return plain
-    return _parse(body, data)
+    return _worded_parse(body, data)
 
 
 def _parse(body: dict[str, Any], data: bytes) -> ChatRequest:
@@ -423,3 +425,6 @@ def _parse(body: dict[str, Any], data: bytes) -> ChatRequest:
         store=store,
         body=body,
     )
+
+
+_worded_parse = worded(_parse)

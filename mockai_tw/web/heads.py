@@ -51,7 +51,7 @@ class Head:
         command: bytes,
         path: bytes,
         version: bytes,
-        headers: dict[bytes, list[bytes]],
+        headers: dict[bytes, tuple[bytes, ...]],
         length: int,
         count: int,
         size: int,
@@ -84,7 +84,7 @@ def read_head(head: bytes, max_headers: int, max_size: int) -> Head | None:
     matched = _REQUEST_LINE.fullmatch(lines[0])
     if matched is None:
         return None
-    headers: dict[bytes, list[bytes]] = {}
+    headers: dict[bytes, tuple[bytes, ...]] = {}
     length = -1
     for k in range(1, count + 1):
         line = lines[k]
@@ -101,10 +101,10 @@ def read_head(head: bytes, max_headers: int, max_size: int) -> Head | None:
             length = int(value)
         elif canonical == b"Transfer-Encoding":
             return None
+        # Tuples, as Headers' lists would be (nothing appends to a request's
+        # headers once read): a tuple of bytes leaves the garbage collector's
+        # lists at its first collection, and an open stream holds its request.
         values = headers.get(canonical)
-        if values is None:
-            headers[canonical] = [value]
-        else:
-            values.append(value)
+        headers[canonical] = (value,) if values is None else (*values, value)
     command, path, version = matched.groups()
     return Head(command, path, version, headers, max(length, 0), count, size)

@@ -103,7 +103,10 @@ def put(headers: Headers, name: bytes, value: bytes) -> None:
     if canonical is None or 13 in value or 10 in value:  # CR, LF
         headers.setRawHeaders(name, [value])
         return
-    headers._rawHeaders[canonical] = [value]
+    # A tuple, not Headers' list: a tuple of bytes leaves the garbage
+    # collector's lists at its first collection (an open stream holds a dozen
+    # of these), and nothing appends to a response header's values.
+    headers._rawHeaders[canonical] = (value,)  # type: ignore[assignment]
 
 
 # What every request sets, twisted.web's and ours, held in slots: as instance

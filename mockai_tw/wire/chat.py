@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
@@ -89,7 +90,89 @@ def _choice(plan: ChatPlan, choice: ChoicePlan) -> dict[str, Any]:
 
 
 def chat_completion(plan: ChatPlan) -> bytes:
-    """The whole non-streamed ``chat.completion`` object."""
+    """The whole non-streamed ``chat.completion`` object.
+
+    Its bytes are ``general_completion``'s, spliced: each choice is encoded
+    once (a canned choice is shared by every request that plans it alike)
+    and only the id, the time and the token counts are encoded per body.
+    """
+    usage = plan.usage
+    if not (
+        type(usage.prompt_tokens) is int
+        and type(usage.completion_tokens) is int
+        and type(plan.created) is int
+    ):
+        # ``%d`` would write a bool or a float as orjson does not.
+        return general_completion(plan)
+    content_filter = plan.content_filter
+    parts = []
+    for choice in plan.choices:
+        memo = choice.rendered
+        part = memo.get(content_filter)
+        if part is None:
+            part = memo[content_filter] = orjson.dumps(_choice(plan, choice))
+        parts.append(part)
+    key = (content_filter, plan.model, plan.service_tier, plan.system_fingerprint)
+    around = _AROUND.get(key)
+    if around is None:
+        around = _around(plan, key, parts)
+    if not around:
+        return general_completion(plan)
+    return _spliced(around, plan, parts)
+
+
+# A completion body's bytes around what varies, per (content_filter, model,
+# service_tier, system_fingerprint), for ``%`` with the id, created, the
+# choices and the usage's three counts (b"": the general body, always).
+_AROUND: dict[tuple[bool, str, str, str], bytes] = {}
+_AROUNDS = 256
+
+
+def _spliced(around: bytes, plan: ChatPlan, parts: list[bytes]) -> bytes:
+    usage = plan.usage
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    return around % (
+        orjson.dumps(plan.id),
+        plan.created,
+        b",".join(parts),
+        prompt,
+        completion,
+        prompt + completion,
+    )
+
+
+def _around(
+    plan: ChatPlan, key: tuple[bool, str, str, str], parts: list[bytes]
+) -> bytes:
+    """``chat_completion``'s template for ``plan``'s constant fields, made
+    from the general body with markers where the variable values go, and
+    kept only once it gives ``plan``'s general body."""
+    body = general_completion(
+        dataclasses.replace(plan, id="\x00", created=0, choices=(), usage=Usage(0, 0))
+    )
+    # orjson renders the markers as these bytes; a JSON string holds no
+    # unescaped quote, so each is found once, as a key.
+    body = body.replace(b"%", b"%%")
+    body = body.replace(b'"id":"\\u0000"', b'"id":%b', 1)
+    body = body.replace(b'"created":0,', b'"created":%d,', 1)
+    body = body.replace(b'"choices":[]', b'"choices":[%b]', 1)
+    body = body.replace(
+        b'"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,',
+        b'"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,',
+        1,
+    )
+    try:
+        same = _spliced(body, plan, parts) == general_completion(plan)
+    except (TypeError, ValueError):
+        same = False
+    if len(_AROUND) >= _AROUNDS:
+        _AROUND.clear()
+    _AROUND[key] = body if same else b""
+    return _AROUND[key]
+
+
+def general_completion(plan: ChatPlan) -> bytes:
+    """``chat_completion`` the long way: one dict, encoded whole."""
     return orjson.dumps(
         {
             "id": plan.id,

@@ -199,12 +199,14 @@ class WrkResult:
     cpu: float  # server CPU seconds per wall second during the run
 
 
-def run_wrk(server: Server, lua: Path, seconds: int, connections: int) -> WrkResult:
+def run_wrk(
+    server: Server, lua: Path, seconds: int, connections: int, threads: int = 1
+) -> WrkResult:
     cpu0, t0 = server.cpu_seconds(), time.monotonic()
     out = subprocess.run(
         [
             "wrk",
-            "-t1",
+            f"-t{threads}",
             f"-c{connections}",
             f"-d{seconds}s",
             "-s",
@@ -240,7 +242,7 @@ def rotate(
     for i in range(args.runs):
         shift = i % len(servers)
         for server in [*servers[shift:], *servers[:shift]]:
-            r = run_wrk(server, lua, args.seconds, args.connections)
+            r = run_wrk(server, lua, args.seconds, args.connections, args.threads)
             results[server.name].append(r)
             log(
                 f"  {label} run {i + 1}/{args.runs} {server.name:9} {r.rps:9.0f}/s"
@@ -266,6 +268,19 @@ def rps_scenario(
     summary["metrics_ratio"] = summary["mockai_rps"] / summary["nometrics_rps"]
     if "baseline" in results:
         summary["baseline_ratio"] = summary["mockai_rps"] / summary["baseline_rps"]
+    # The same ratios round by round (each round runs every server once, so
+    # a drift of the machine's speed within a run touches both sides alike).
+    mockai = [r.rps for r in results["mockai"]]
+    for name, key in (
+        ("bare", "ratio"),
+        ("nojournal", "journal_ratio"),
+        ("nometrics", "metrics_ratio"),
+        ("baseline", "baseline_ratio"),
+    ):
+        if name in results:
+            rounds = zip(mockai, results[name], strict=True)
+            pairs = [m / o.rps for m, o in rounds if o.rps]
+            summary[f"paired_{key}"] = median(pairs) if pairs else float("nan")
     return summary
 
 
@@ -437,7 +452,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     rps = results.get("rps")
     if rps:
         lines += [
-            f"Non-stream POST {CHAT_PATH}: wrk -t1 -c{args.connections}, "
+            f"Non-stream POST {CHAT_PATH}: wrk -t{args.threads} -c{args.connections}, "
             f"{args.runs} x {args.seconds:g} s each, median requests/s",
             "",
             "| server | req/s (median) | server CPU | errors |",
@@ -452,17 +467,21 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             )
         lines += [
             "",
-            f"mockai / bare twisted.web: {rps['ratio']:.2f}",
+            f"mockai / bare twisted.web: {rps['ratio']:.2f}"
+            f" (paired by round: {rps['paired_ratio']:.2f})",
             f"journal on / off: {rps['journal_ratio']:.3f}"
-            f" (the journal costs {1 - rps['journal_ratio']:.1%})",
+            f" (the journal costs {1 - rps['journal_ratio']:.1%};"
+            f" paired by round {1 - rps['paired_journal_ratio']:.1%})",
             f"metrics on / off: {rps['metrics_ratio']:.3f}"
-            f" (metrics cost {1 - rps['metrics_ratio']:.1%})",
+            f" (metrics cost {1 - rps['metrics_ratio']:.1%};"
+            f" paired by round {1 - rps['paired_metrics_ratio']:.1%})",
             "",
         ]
         if "baseline_ratio" in rps:
             lines[-1:-1] = [
                 f"mockai / baseline ({results['baseline']}):"
-                f" {rps['baseline_ratio']:.3f}",
+                f" {rps['baseline_ratio']:.3f}"
+                f" (paired by round: {rps['paired_baseline_ratio']:.3f})",
             ]
     state = results.get("state")
     if state:
@@ -537,6 +556,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=5, help="rps runs per server")
     p.add_argument("--seconds", type=int, default=5, help="length of one rps run")
     p.add_argument("--connections", type=int, default=50, help="wrk connections")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads")
 
     def counts(text: str) -> list[int]:
         return [int(n) for n in text.split(",") if n]

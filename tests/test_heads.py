@@ -189,3 +189,80 @@ class HeadsTests(SynchronousTestCase):
     @given(_requests())
     def test_generated_and_damaged_heads_answer_alike(self, data: bytes) -> None:
         _same(self, data)
+
+
+class Shaped(resource.Resource):
+    """A response shaped by the query: status, length or not, type or not,
+    body written in pieces (``?code=201&length=1&type=1&parts=3``)."""
+
+    isLeaf = True
+
+    def render(self, request: server.Request) -> bytes | int:
+        args = request.args or {}
+
+        def arg(name: bytes) -> int:
+            return int((args.get(name) or [b"0"])[0])
+
+        request.setResponseCode(arg(b"code") or 200)
+        parts = [b"piece%d;" % k for k in range(arg(b"parts") or 1)]
+        if arg(b"length"):
+            request.setHeader(b"content-length", b"%d" % sum(map(len, parts)))
+        if arg(b"type"):
+            request.setHeader(b"content-type", b"text/plain")
+        for part in parts:
+            request.write(part)
+        request.finish()
+        return server.NOT_DONE_YET
+
+
+_MASKED = re.compile(rb"\r\n(Date|X-Request-Id): [^\r]*")
+
+
+def _respond(data: bytes, fast: bool) -> tuple[bytes, bool]:
+    from mockai_tw.web.site import ApiRequest
+
+    site = _Site(Shaped())
+    site.requestFactory = ApiRequest
+    site.worker_header = None  # type: ignore[attr-defined]
+    site.clock = task.Clock()  # type: ignore[attr-defined]
+    site.date_header = lambda now: b"now"  # type: ignore[attr-defined]
+    channel = GuardedChannel(default_limits, task.Clock())
+    channel.factory = site
+    channel.site = site  # type: ignore[attr-defined]  # as Site.buildProtocol sets it
+    channel.requestFactory = site.requestFactory
+    transport = StringTransport(
+        hostAddress=IPv4Address("TCP", "127.0.0.1", 8082),
+        peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
+    )
+    channel.makeConnection(transport)
+    ApiRequest.fast_first_write = fast
+    try:
+        channel.dataReceived(data)
+    finally:
+        ApiRequest.fast_first_write = True
+    return _MASKED.sub(b"", transport.value()), transport.disconnecting
+
+
+class FirstWriteTests(SynchronousTestCase):
+    """ApiRequest's one-step first write sends what twisted.web's would."""
+
+    def test_every_shape_of_response_is_sent_alike(self) -> None:
+        shapes = [
+            b"code=%d&length=%d&type=%d&parts=%d" % (code, length, kind, parts)
+            for code in (200, 201, 404, 500, 204, 304)
+            for length in (0, 1)
+            for kind in (0, 1)
+            for parts in (1, 3)
+        ]
+        for query in shapes:
+            for version in (b"HTTP/1.1", b"HTTP/1.0"):
+                for method in (b"GET", b"HEAD"):
+                    data = b"%s /x?%s %s\r\nHost: h\r\n\r\n" % (method, query, version)
+                    fast = _respond(data, True)
+                    self.assertEqual(fast, _respond(data, False), data)
+                    self.assertTrue(fast[0].startswith(b"HTTP/1."), fast)
+
+    def test_a_plain_response_is_one_write(self) -> None:
+        out, _ = _respond(b"GET /x?parts=1 HTTP/1.1\r\nHost: h\r\n\r\n", True)
+        self.assertIn(b"Transfer-Encoding: chunked", out)
+        self.assertTrue(out.endswith(b"7\r\npiece0;\r\n0\r\n\r\n"), out)

@@ -26,10 +26,14 @@ from mockai_tw.web.connections import (
     HttpLimits,
     channel_factory,
     default_limits,
+    response_head,
 )
 from mockai_tw.wire.errors import error_body
 
 log = Logger()
+
+# Statuses that carry no body (twisted.web's NO_BODY_CODES).
+_NO_BODY_CODES = frozenset(http.NO_BODY_CODES)
 
 
 class BoundedBody:
@@ -344,11 +348,56 @@ class ApiRequest(server.Request):
         if getattr(channel, "hold_head", None) is None:
             super().write(data)
             return
+        if self.fast_first_write and self._plain_response():
+            self._first_write(channel, data)
+            return
         channel.hold_head()
         try:
             super().write(data)
         finally:
             channel.release_head()
+
+    # Off: every first write goes through twisted.web's (the tests compare).
+    fast_first_write = True
+
+    def _plain_response(self) -> bool:
+        """Nothing twisted.web's first write would treat specially: no HEAD,
+        no 204/304, no encoder, cookies, ETag or Last-Modified."""
+        return (
+            self.method != b"HEAD"
+            and self.code not in _NO_BODY_CODES
+            and not self.finished
+            and not self._disconnected
+            and self._encoder is None
+            and not self._inFakeHead
+            and not self.cookies
+            and self.etag is None
+            and self.lastModified is None
+        )
+
+    def _first_write(self, channel: Any, data: bytes) -> None:
+        """server.Request's and http.Request's first write in one step, for
+        a plain response: the default content type, chunked framing unless
+        there is a length (HTTP/1.1), then head and body in one send."""
+        raw: dict[bytes, Any] = self.responseHeaders._rawHeaders
+        length = raw.get(b"Content-Length")
+        if (
+            raw.get(b"Content-Type") is None
+            and self.defaultContentType is not None
+            and not (length and length[0] == b"0")
+        ):
+            raw[b"Content-Type"] = (self.defaultContentType,)
+        self.startedWriting = 1
+        version = self.clientproto
+        self.sentLength += len(data)
+        if length is None and version == b"HTTP/1.1":
+            raw[b"Transfer-Encoding"] = (b"chunked",)
+            self.chunked = 1
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        head = response_head(
+            version, b"%d" % self.code, self.code_message, self.responseHeaders
+        )
+        channel.write(head + data)
 
     def processing_ms(self) -> bytes:
         site: Any = self.site

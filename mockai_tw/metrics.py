@@ -299,7 +299,7 @@ class _Open:
         # chunks, found at the first chunk.
         self.itl: Any = None
         # The gaps waiting to be observed into ``itl`` (shared by the
-        # streams with the same child: ``Metrics.gaps``).
+        # streams with the same child: ``Metrics.pending``).
         self.gaps: list[float] | None = None
         self.chunk_model = ""
 
@@ -331,10 +331,10 @@ class Metrics:
         # The end of a request's children and pending counts, by
         # (endpoint, model, status code) (see _row).
         self.rows: dict[tuple[str, str, int], _Row] = {}
-        # Inter-chunk gaps not yet observed, per histogram child (a stream's
-        # every chunk adds one: observed OBSERVE_BATCH at a time, and all of
-        # them before anything reads the registry).
-        self.gaps: dict[int, tuple[Any, list[float]]] = {}
+        # Amounts not yet observed, per histogram child: a stream's time to
+        # its first chunk and every gap between its chunks, observed
+        # OBSERVE_BATCH at a time (and all before anything reads the registry).
+        self.pending: dict[int, tuple[Any, list[float]]] = {}
         self.requests = Counter(
             "mockai_requests",
             "API requests answered, by endpoint, model and status"
@@ -544,10 +544,10 @@ class Metrics:
     def flush(self) -> None:
         """Fold what the rows hold pending into prometheus_client's metrics
         (the registry does before every read: see ``_Registry``)."""
-        for child, gaps in self.gaps.values():
-            if gaps:
-                observe_all(child, gaps)
-                gaps.clear()
+        for child, amounts in self.pending.values():
+            if amounts:
+                observe_all(child, amounts)
+                amounts.clear()
         for row in self.rows.values():
             if row.durations:
                 self._observe(row)
@@ -580,6 +580,13 @@ class Metrics:
                 self.children.clear()
             child = self.children[key] = metric.labels(*values)
         return child
+
+    def _pending(self, child: Any) -> list[float]:
+        """The amounts waiting to be observed into ``child``."""
+        pending = self.pending.get(id(child))
+        if pending is None:
+            pending = self.pending[id(child)] = (child, [])
+        return pending[1]
 
     def _state(self, request: Any) -> _Open:
         key = id(request)
@@ -649,12 +656,14 @@ class Metrics:
             endpoint = endpoint_of(request)
             model = state.chunk_model = self._model(request)
             child = state.itl = self._child(self.itl, endpoint, model)
-            pending = self.gaps.get(id(child))
-            if pending is None:
-                pending = self.gaps[id(child)] = (child, [])
-            state.gaps = pending[1]
+            state.gaps = self._pending(child)
             elapsed = max(0.0, now - request.started)
-            self._child(self.ttft, endpoint, model).observe(elapsed)
+            ttft = self._child(self.ttft, endpoint, model)
+            waiting = self._pending(ttft)
+            waiting.append(elapsed)
+            if len(waiting) >= OBSERVE_BATCH:
+                observe_all(ttft, waiting)
+                waiting.clear()
             if self.vllm:
                 self._child(self.v_ttft, model).observe(elapsed)
         else:

@@ -343,8 +343,8 @@ class MetricsTests(TestCase):
         self.assertEqual(durations(samples), 5.0)
 
     def test_pending_chunk_gaps_fold_into_prometheus_client(self) -> None:
-        # A stream's every chunk adds a gap; they are observed in batches,
-        # and all of them before a read.
+        # A stream's first chunk adds a time to it, every other a gap; they
+        # are observed in batches, and all of them before a read.
         from types import SimpleNamespace
 
         from twisted.internet.task import Clock
@@ -385,8 +385,11 @@ class MetricsTests(TestCase):
         self.assertAlmostEqual(read(f"{itl}_sum", labels) or 0, 2 * gaps * 0.03)
         self.assertEqual(read(f"{itl}_bucket", {"le": "0.02", **labels}), 0.0)
         self.assertEqual(read(f"{itl}_bucket", {"le": "0.04", **labels}), 2 * gaps)
+        ttft = "mockai_time_to_first_token_seconds_count"
+        self.assertEqual(read(ttft, labels), 2)
         # Read again: nothing counted twice.
         self.assertEqual(read(f"{itl}_count", labels), 2 * gaps)
+        self.assertEqual(read(ttft, labels), 2)
 
     def test_pending_counts_fold_into_prometheus_client(self) -> None:
         # Rows hold counts and durations until a read folds them in.

@@ -168,3 +168,10 @@ def validate(instance: Any, name: str) -> None:
         _not_validated(name)
         return
     _validator(name).validate(instance)
+
+
+# Loaded now, at import (test collection), not at a test's first ``validate``:
+# the load takes 1.5 s or more, and inside a test it blocks the reactor while
+# requests of the server under test are in flight (a Redis reply timed out
+# behind it: tests/test_files_shared.py, two servers on one redis-server).
+_registry()

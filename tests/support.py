@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import openai  # at import: inside a test it blocks the reactor ~1 s
 import yaml
 
 import treq
@@ -89,8 +90,6 @@ class Live:
 
     def sdk(self, **kw: Any) -> Any:
         """An official ``openai.OpenAI`` client for this server, closed at cleanup."""
-        import openai
-
         kw.setdefault("api_key", TOKEN)
         kw.setdefault("max_retries", 0)
         client = openai.OpenAI(base_url=self.base_url, **kw)

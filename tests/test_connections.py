@@ -333,12 +333,15 @@ class SendNowTests(TestCase):
     """A response's bytes go straight to the socket only while the
     transport queues nothing: they never overtake queued bytes."""
 
-    def test_bytes_never_overtake_the_queue(self) -> None:
+    def _pair(self, send_buffer: int | None = None) -> tuple[Any, Any, socket.socket]:
+        """A channel on a real TCP transport over one end of a socketpair
+        (not read from), and the other end."""
         from twisted.internet import tcp
 
         ours, theirs = socket.socketpair()
         self.addCleanup(theirs.close)
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        if send_buffer is not None:
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         ours.setblocking(False)
         theirs.setblocking(False)
         channel = GuardedChannel(default_limits, Clock())
@@ -346,6 +349,10 @@ class SendNowTests(TestCase):
         self.addCleanup(transport.connectionLost, Failure(ConnectionDone()))
         transport.stopReading()
         channel.transport = transport
+        return channel, transport, theirs
+
+    def test_bytes_never_overtake_the_queue(self) -> None:
+        channel, transport, theirs = self._pair(send_buffer=4096)
         big = bytes(range(256)) * 4096  # 1 MiB: more than the socket takes
         channel.send_now(big)
         self.assertGreater(transport._tempDataLen, 0)  # the rest is queued
@@ -365,16 +372,7 @@ class SendNowTests(TestCase):
         self.assertEqual(got, big + b"NEXTANDLAST")
 
     def test_an_empty_queue_sends_at_once(self) -> None:
-        from twisted.internet import tcp
-
-        ours, theirs = socket.socketpair()
-        self.addCleanup(theirs.close)
-        ours.setblocking(False)
-        channel = GuardedChannel(default_limits, Clock())
-        transport = tcp.Server(ours, channel, ("127.0.0.1", 1), _NO_PORT, 1, reactor)
-        self.addCleanup(transport.connectionLost, Failure(ConnectionDone()))
-        transport.stopReading()
-        channel.transport = transport
+        channel, transport, theirs = self._pair()
         channel.send_now(b"hello")
         self.assertEqual(transport._tempDataLen, 0)
         self.assertEqual(theirs.recv(100), b"hello")

@@ -214,6 +214,16 @@ async def connect(live: Live, body: dict[str, Any]) -> SlowReader:
     return await connectProtocol(endpoint, SlowReader(chat_request(body)))
 
 
+async def paused_reader(case: TestCase, live: Live) -> tuple[SlowReader, Any, Stream]:
+    """A stream whose client stopped reading, once the server has paused it."""
+    paused = when(live, "paused")
+    client = await connect(live, BODY)
+    transport: Any = client.transport
+    case.addCleanup(transport.abortConnection)
+    transport.pauseProducing()
+    return client, transport, await paused
+
+
 # The pipeline's event for what a test waits on (hooks name requests).
 HOOKS = {"opened": "first_byte", "paused": "paused", "closed": "disconnected"}
 
@@ -267,12 +277,7 @@ class LiveStreamTests(TestCase):
         live = await start(
             self, {"replies": [" ".join(words)], "stream": {"chunking": "word"}}
         )
-        paused = when(live, "paused")
-        client = await connect(live, BODY)
-        transport: Any = client.transport
-        self.addCleanup(transport.abortConnection)
-        transport.pauseProducing()
-        stream = await paused
+        client, transport, stream = await paused_reader(self, live)
         self.assertTrue(stream.paused)
         done: Deferred[None] = Deferred()
         seen = client.dataReceived
@@ -321,12 +326,7 @@ class LiveStreamTests(TestCase):
                 buffered.append(held)
 
         live.server.hooks.on("paused", on_pause)
-        paused = when(live, "paused")
-        client = await connect(live, BODY)
-        transport: Any = client.transport
-        self.addCleanup(transport.abortConnection)
-        transport.pauseProducing()
-        stream = await paused
+        client, transport, stream = await paused_reader(self, live)
         # Give the reactor a few turns: the kernel fills, the stream stays paused.
         for _ in range(5):
             await deferLater(reactor, 0.02)

@@ -55,11 +55,9 @@ class _Site(server.Site):
 _DATE = re.compile(rb"\r\nDate: [^\r]*")
 
 
-def _exchange(data: bytes, fast: bool, chunks: int = 1) -> tuple[bytes, bool]:
-    site = _Site(Echo())
-    clock = task.Clock()
-    channel = GuardedChannel(default_limits, clock)
-    channel.fast_heads = fast
+def _connected(site: server.Site) -> tuple[GuardedChannel, StringTransport]:
+    """A guarded channel of ``site``'s over an in-memory transport."""
+    channel = GuardedChannel(default_limits, task.Clock())
     channel.factory = site
     channel.site = site  # type: ignore[attr-defined]  # as Site.buildProtocol sets it
     channel.requestFactory = site.requestFactory
@@ -68,6 +66,12 @@ def _exchange(data: bytes, fast: bool, chunks: int = 1) -> tuple[bytes, bool]:
         peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
     )
     channel.makeConnection(transport)
+    return channel, transport
+
+
+def _exchange(data: bytes, fast: bool, chunks: int = 1) -> tuple[bytes, bool]:
+    channel, transport = _connected(_Site(Echo()))
+    channel.fast_heads = fast
     step = max(1, len(data) // chunks)
     for k in range(0, len(data), step):
         channel.dataReceived(data[k : k + step])
@@ -226,15 +230,7 @@ def _respond(data: bytes, fast: bool) -> tuple[bytes, bool]:
     site.worker_header = None  # type: ignore[attr-defined]
     site.clock = task.Clock()  # type: ignore[attr-defined]
     site.date_header = lambda now: b"now"  # type: ignore[attr-defined]
-    channel = GuardedChannel(default_limits, task.Clock())
-    channel.factory = site
-    channel.site = site  # type: ignore[attr-defined]  # as Site.buildProtocol sets it
-    channel.requestFactory = site.requestFactory
-    transport = StringTransport(
-        hostAddress=IPv4Address("TCP", "127.0.0.1", 8082),
-        peerAddress=IPv4Address("TCP", "127.0.0.1", 40000),
-    )
-    channel.makeConnection(transport)
+    channel, transport = _connected(site)
     ApiRequest.fast_first_write = fast
     try:
         channel.dataReceived(data)

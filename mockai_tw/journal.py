@@ -18,7 +18,7 @@ import fnmatch
 import itertools
 import struct
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -31,6 +31,8 @@ SECRET_HEADERS = frozenset(
 # Bodies larger than this (or than a quarter of ``max_bytes``) are kept as
 # their size only: one would push out hundreds of ordinary records.
 MAX_BODY_BYTES = 1024 * 1024
+# Records ``Journal.keep`` holds before it packs them.
+KEEP_BATCH = 64
 
 
 class HeaderMap(Mapping[str, str]):
@@ -363,24 +365,77 @@ class Journal:
         self.size = size
         self.max_bytes = max_bytes
         # Bytes held by the records in the ring.
-        self.bytes = 0
-        self.ring: deque[bytes] = deque()
+        self._bytes = 0
+        self._ring: deque[bytes] = deque()
         self._ids = itertools.count(1)
+        # Records kept but not yet packed (``keep``): packed KEEP_BATCH at a
+        # time, and all of them before anything reads the journal.
+        self._kept: list[tuple[Any, ...]] = []
+
+    @property
+    def ring(self) -> deque[bytes]:
+        """The packed records, oldest first (every kept one packed)."""
+        self.flush()
+        return self._ring
+
+    @property
+    def held(self) -> int:
+        """Bytes held by the packed records (every kept one packed)."""
+        self.flush()
+        return self._bytes
 
     def configure(self, size: int, enabled: bool, max_bytes: int) -> None:
         """Resize (keeping the newest) and switch on or off, as a reload asks."""
+        self.flush()
         self.enabled = enabled
         self.size = size
         self.max_bytes = max_bytes
         self._trim()
 
     def _trim(self) -> None:
-        ring = self.ring
-        while len(ring) > 1 and (len(ring) > self.size or self.bytes > self.max_bytes):
-            self.bytes -= len(ring.popleft())
+        ring = self._ring
+        while len(ring) > 1 and (len(ring) > self.size or self._bytes > self.max_bytes):
+            self._bytes -= len(ring.popleft())
 
     def __len__(self) -> int:
         return len(self.ring)
+
+    def adopt(self, records: Iterable[bytes]) -> None:
+        """Take packed records as they are (a fleet's, read from its store)."""
+        for packed in records:
+            self._ring.append(packed)
+            self._bytes += len(packed)
+
+    def keep(
+        self,
+        time: float,
+        method: bytes,
+        uri: bytes,
+        headers: Any,
+        body: bytes | None,
+        status: int,
+        reply: Any = None,
+        error: Any = None,
+        fault: str | None = None,
+    ) -> None:
+        """``record``, packed later: KEEP_BATCH records at a time (the packing
+        code hot, the requests' objects still in the caches), and every one
+        before anything reads the journal. For a process that shares nothing:
+        a shared store needs each packed record at once (``record``)."""
+        kept = self._kept
+        kept.append((time, method, uri, headers, body, status, reply, error, fault))
+        if len(kept) >= KEEP_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Pack what ``keep`` holds."""
+        kept = self._kept
+        if not kept:
+            return
+        self._kept = []
+        record = self.record
+        for args in kept:
+            record(*args)
 
     def record(
         self,
@@ -468,22 +523,23 @@ class Journal:
                 fault_,
             )
         )
-        ring = self.ring
+        ring = self._ring
         ring.append(packed)
-        held = self.bytes + len(packed)
+        held = self._bytes + len(packed)
         if len(ring) > self.size and len(ring) > 1:
             # The common case once the ring is full: the oldest goes.
             held -= len(ring.popleft())
-        self.bytes = held
+        self._bytes = held
         if held > self.max_bytes or len(ring) > self.size:
             self._trim()
         return packed
 
     def clear(self) -> int:
         """Forget everything; returns how many records there were."""
-        count = len(self.ring)
-        self.ring.clear()
-        self.bytes = 0
+        count = len(self._ring) + len(self._kept)
+        self._kept = []
+        self._ring.clear()
+        self._bytes = 0
         return count
 
     def query(
@@ -501,7 +557,7 @@ class Journal:
         """
         out: list[dict[str, Any]] = []
         wanted_rule = None if rule is None else rule.encode()
-        for packed in reversed(self.ring):
+        for packed in reversed(self.ring):  # (packs what ``keep`` holds)
             record = unpack(packed)
             if since is not None and record.time < since:
                 continue

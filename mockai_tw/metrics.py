@@ -428,7 +428,7 @@ class Metrics:
             "Bytes the journal's records take now.",
             registry=registry,
         )
-        held.set_function(lambda: journal.bytes)
+        held.set_function(lambda: journal.held)
         # vLLM's names (metrics.naming: vllm), registered only then.
         self.vllm_metrics: tuple[Any, ...] = self._vllm()
 

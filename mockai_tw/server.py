@@ -296,6 +296,21 @@ class MockServer:
             return
         if not request.path.startswith((b"/v1/", b"/openai/")):
             return
+        shared = self.shared
+        if shared is None:
+            # Packed later, in a batch (every read packs what is held first).
+            journal.keep(
+                request.started,
+                request.method,
+                request.uri,
+                request.requestHeaders,
+                request.body_bytes,
+                status,
+                request.reply,
+                request.error,
+                request.fault,
+            )
+            return
         packed = journal.record(
             request.started,
             request.method,
@@ -307,8 +322,7 @@ class MockServer:
             request.error,
             request.fault,
         )
-        shared = self.shared
-        if shared is not None and shared.connected:
+        if shared.connected:
             shared.journal(packed, journal.size, journal.max_bytes)
 
 

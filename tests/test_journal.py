@@ -152,8 +152,8 @@ class PureJournalTests(TestCase):
             journal.record(float(i), b"POST", CHAT.encode(), headers(), body, 200)
         # Six 10 kB records fit in 64 kB: the newest six are kept, newest last.
         self.assertEqual([r["id"] for r in journal.query()], list(range(15, 21)))
-        self.assertEqual(journal.bytes, sum(len(r) for r in journal.ring))
-        self.assertLessEqual(journal.bytes, journal.max_bytes)
+        self.assertEqual(journal.held, sum(len(r) for r in journal.ring))
+        self.assertLessEqual(journal.held, journal.max_bytes)
         # A body over a quarter of the budget is kept as its size only.
         journal.record(20.0, b"POST", CHAT.encode(), headers(), b"y" * 20_000, 200)
         self.assertEqual(journal.query(limit=1)[0]["body"]["bytes"], 20_000)
@@ -161,7 +161,7 @@ class PureJournalTests(TestCase):
         journal.configure(size=1000, enabled=True, max_bytes=15_000)
         self.assertEqual([r["id"] for r in journal.query()], [20, 21])
         journal.clear()
-        self.assertEqual((len(journal), journal.bytes), (0, 0))
+        self.assertEqual((len(journal), journal.held), (0, 0))
 
     def test_tool_calls_in_the_summary(self) -> None:
         call = ToolCallPlan("call_1", "lookup", '{"id": 1}', ('{"id": 1}',))
@@ -177,6 +177,44 @@ class PureJournalTests(TestCase):
         )
         self.assertIsNone(view["reply"]["text"])
         self.assertEqual(view["body"], "not json")
+
+
+class KeptTests(TestCase):
+    """``keep`` packs later, in batches; no read ever misses a kept record."""
+
+    def args(self, n: int) -> tuple[Any, ...]:
+        return (float(n), b"POST", CHAT.encode(), headers(X_N=str(n)), b"{}", 200)
+
+    def test_kept_records_read_as_recorded_ones(self) -> None:
+        from mockai_tw.journal import KEEP_BATCH
+
+        kept, recorded = Journal(size=100), Journal(size=100)
+        for n in range(KEEP_BATCH + 5):
+            kept.keep(*self.args(n))
+            recorded.record(*self.args(n))
+            # Every read packs what is held: the two never differ.
+            self.assertEqual(len(kept), len(recorded))
+        self.assertEqual(kept.query(), recorded.query())
+        self.assertEqual(kept.held, recorded.held)
+        self.assertEqual(list(kept.ring), list(recorded.ring))
+
+    def test_a_batch_is_packed_without_a_read(self) -> None:
+        from mockai_tw.journal import KEEP_BATCH
+
+        journal = Journal()
+        for n in range(KEEP_BATCH):
+            journal.keep(*self.args(n))
+        self.assertEqual((len(journal._kept), len(journal._ring)), (0, KEEP_BATCH))
+
+    def test_clear_and_a_resize_count_what_is_held(self) -> None:
+        journal = Journal(size=10)
+        for n in range(3):
+            journal.keep(*self.args(n))
+        journal.configure(2, True, 1 << 20)
+        self.assertEqual([r["time"] for r in journal.query()], [1.0, 2.0])
+        journal.keep(*self.args(9))
+        self.assertEqual(journal.clear(), 3)
+        self.assertEqual((len(journal), journal.held), (0, 0))
 
 
 class _Store:

@@ -110,7 +110,7 @@ class MetricsTests(TestCase):
             value(samples, "mockai_journal_records"), float(len(live.server.journal))
         )
         self.assertEqual(
-            value(samples, "mockai_journal_bytes"), float(live.server.journal.bytes)
+            value(samples, "mockai_journal_bytes"), float(live.server.journal.held)
         )
         self.assertNotIn("vllm:num_requests_running", samples)
 

@@ -195,7 +195,7 @@ def read_journal(
         "enabled": journal.enabled,
         "size": journal.size,
         "max_bytes": journal.max_bytes,
-        "bytes": journal.bytes,
+        "bytes": journal.held,
         "requests": records,
     }
 
@@ -427,8 +427,7 @@ class Requests(AdminResource):
         records = await shared.store.journal_all()
         journal = self.state.journal
         fleet = Journal(journal.size, journal.enabled, journal.max_bytes)
-        fleet.ring.extend(records)
-        fleet.bytes = sum(len(r) for r in records)
+        fleet.adopt(records)
         self.fleet = fleet
         try:
             return ApiResource.render(self, request)

@@ -630,7 +630,12 @@ class WorkerDaemonTests(TestCase):
         self.assertNotIn(b"Traceback", out + parent.err)
 
     async def test_no_worker_outlives_a_killed_parent(self) -> None:
-        parent, _port = await self.spawn()
+        # A killed parent cannot remove the directories it made (its runtime
+        # directory, the workers' files directory): they go in this test's.
+        scratch = os.path.abspath(self.mktemp())
+        os.makedirs(scratch)
+        env = {"TMPDIR": scratch, "XDG_RUNTIME_DIR": ""}
+        parent, _port = await self.spawn(env=env)
         pids = list(parent.pids().values())
         self.process.signalProcess("KILL")
         await parent.ended

@@ -33,6 +33,9 @@ SECRET_HEADERS = frozenset(
 MAX_BODY_BYTES = 1024 * 1024
 # Records ``Journal.keep`` holds before it packs them.
 KEEP_BATCH = 64
+# ``Journal.record``'s arguments: time, method, uri, headers, body, status,
+# reply, error, fault.
+Entry = tuple[float, bytes, bytes, Any, "bytes | None", int, Any, Any, "str | None"]
 
 
 class HeaderMap(Mapping[str, str]):
@@ -370,7 +373,7 @@ class Journal:
         self._ids = itertools.count(1)
         # Records kept but not yet packed (``keep``): packed KEEP_BATCH at a
         # time, and all of them before anything reads the journal.
-        self._kept: list[tuple[Any, ...]] = []
+        self._kept: list[Entry] = []
 
     @property
     def ring(self) -> deque[bytes]:
@@ -406,24 +409,13 @@ class Journal:
             self._ring.append(packed)
             self._bytes += len(packed)
 
-    def keep(
-        self,
-        time: float,
-        method: bytes,
-        uri: bytes,
-        headers: Any,
-        body: bytes | None,
-        status: int,
-        reply: Any = None,
-        error: Any = None,
-        fault: str | None = None,
-    ) -> None:
-        """``record``, packed later: KEEP_BATCH records at a time (the packing
-        code hot, the requests' objects still in the caches), and every one
-        before anything reads the journal. For a process that shares nothing:
-        a shared store needs each packed record at once (``record``)."""
+    def keep(self, entry: Entry) -> None:
+        """``record(*entry)``, packed later: KEEP_BATCH records at a time (the
+        packing code hot, the requests' objects still in the caches), and
+        every one before anything reads the journal. For a process that
+        shares nothing: a shared store needs each packed record at once."""
         kept = self._kept
-        kept.append((time, method, uri, headers, body, status, reply, error, fault))
+        kept.append(entry)
         if len(kept) >= KEEP_BATCH:
             self.flush()
 

@@ -34,7 +34,7 @@ from mockai_tw.engine.responses import ResponseStore
 from mockai_tw.engine.rules import Rule, RuleBook, parse_rule
 from mockai_tw.files_store import FileStore, Uploads
 from mockai_tw.hooks import Hooks
-from mockai_tw.journal import Journal
+from mockai_tw.journal import Entry, Journal
 from mockai_tw.logs import AccessLog
 from mockai_tw.metrics import Metrics
 from mockai_tw.state.types import StoreError
@@ -296,22 +296,7 @@ class MockServer:
             return
         if not request.path.startswith((b"/v1/", b"/openai/")):
             return
-        shared = self.shared
-        if shared is None:
-            # Packed later, in a batch (every read packs what is held first).
-            journal.keep(
-                request.started,
-                request.method,
-                request.uri,
-                request.requestHeaders,
-                request.body_bytes,
-                status,
-                request.reply,
-                request.error,
-                request.fault,
-            )
-            return
-        packed = journal.record(
+        entry: Entry = (
             request.started,
             request.method,
             request.uri,
@@ -322,6 +307,12 @@ class MockServer:
             request.error,
             request.fault,
         )
+        shared = self.shared
+        if shared is None:
+            # Packed later, in a batch (every read packs what is held first).
+            journal.keep(entry)
+            return
+        packed = journal.record(*entry)
         if shared.connected:
             shared.journal(packed, journal.size, journal.max_bytes)
 

@@ -25,6 +25,7 @@ from mockai_tw.errors import ApiError
 from mockai_tw.journal import (
     MAX_BODY_BYTES,
     REDACTED,
+    Entry,
     HeaderMap,
     Journal,
     compact_reply,
@@ -182,15 +183,25 @@ class PureJournalTests(TestCase):
 class KeptTests(TestCase):
     """``keep`` packs later, in batches; no read ever misses a kept record."""
 
-    def args(self, n: int) -> tuple[Any, ...]:
-        return (float(n), b"POST", CHAT.encode(), headers(X_N=str(n)), b"{}", 200)
+    def args(self, n: int) -> Entry:
+        return (
+            float(n),
+            b"POST",
+            CHAT.encode(),
+            headers(X_N=str(n)),
+            b"{}",
+            200,
+            None,
+            None,
+            None,
+        )
 
     def test_kept_records_read_as_recorded_ones(self) -> None:
         from mockai_tw.journal import KEEP_BATCH
 
         kept, recorded = Journal(size=100), Journal(size=100)
         for n in range(KEEP_BATCH + 5):
-            kept.keep(*self.args(n))
+            kept.keep(self.args(n))
             recorded.record(*self.args(n))
             # Every read packs what is held: the two never differ.
             self.assertEqual(len(kept), len(recorded))
@@ -203,16 +214,16 @@ class KeptTests(TestCase):
 
         journal = Journal()
         for n in range(KEEP_BATCH):
-            journal.keep(*self.args(n))
+            journal.keep(self.args(n))
         self.assertEqual((len(journal._kept), len(journal._ring)), (0, KEEP_BATCH))
 
     def test_clear_and_a_resize_count_what_is_held(self) -> None:
         journal = Journal(size=10)
         for n in range(3):
-            journal.keep(*self.args(n))
+            journal.keep(self.args(n))
         journal.configure(2, True, 1 << 20)
         self.assertEqual([r["time"] for r in journal.query()], [1.0, 2.0])
-        journal.keep(*self.args(9))
+        journal.keep(self.args(9))
         self.assertEqual(journal.clear(), 3)
         self.assertEqual((len(journal), journal.held), (0, 0))
 

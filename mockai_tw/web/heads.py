@@ -23,7 +23,8 @@ _REQUEST_LINE = re.compile(
     rb"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) ([\x21-\x7e]+) (HTTP/1\.[01])"
 )
 # twisted.web's spelling of a header name (what ``Headers`` keys by), for
-# the names seen; bounded, so a client sending new names costs no memory.
+# the names seen, in requests and in the responses this server sets; bounded,
+# so a client sending new names costs no memory.
 _NAMES: dict[bytes, bytes] = {}
 _MAX_NAMES = 1024
 

@@ -28,6 +28,7 @@ from mockai_tw.web.connections import (
     default_limits,
     response_head,
 )
+from mockai_tw.web.heads import canonical_name
 from mockai_tw.wire.errors import error_body
 
 log = Logger()
@@ -84,27 +85,18 @@ class BoundedBody:
         self.file.close()
 
 
-# Header names as twisted.web spells them on the wire (``Headers`` keys),
-# for the names this code sets; bounded, though only our code adds to it.
-_CANONICAL: dict[bytes, bytes] = {}
-_MAX_CANONICAL = 512
-
-
-def _canonical(name: bytes) -> bytes | None:
-    found = _CANONICAL.get(name)
-    if found is None and len(_CANONICAL) < _MAX_CANONICAL:
-        # Headers' own spelling, asked for through its public face once.
-        ((found, _),) = Headers({name: [b""]}).getAllRawHeaders()
-        _CANONICAL[name] = found
-    return found
+def _chunk(data: bytes) -> bytes:
+    """``data`` framed as one HTTP/1.1 chunk (twisted.web's ``toChunk``, joined)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 def put(headers: Headers, name: bytes, value: bytes) -> None:
     """``headers.setRawHeaders(name, [value])`` for one bytes value, without
     re-encoding a name seen before: a response sets a dozen headers, and
     each call through ``setRawHeaders`` cost more than a microsecond."""
-    canonical = _canonical(name)
+    canonical = canonical_name(name)
     if canonical is None or 13 in value or 10 in value:  # CR, LF
+        # (an invalid name is refused there, as twisted.web refuses it)
         headers.setRawHeaders(name, [value])
         return
     # A tuple, not Headers' list: a tuple of bytes leaves the garbage
@@ -335,7 +327,7 @@ class ApiRequest(server.Request):
                 # as http.Request.write would (three calls less per chunk).
                 self.sentLength += len(data)
                 if data:
-                    self.channel.write(b"%x\r\n%b\r\n" % (len(data), data))
+                    self.channel.write(_chunk(data))
                 return
             super().write(data)
             return
@@ -393,7 +385,7 @@ class ApiRequest(server.Request):
         if length is None and version == b"HTTP/1.1":
             raw[b"Transfer-Encoding"] = (b"chunked",)
             self.chunked = 1
-            data = b"%x\r\n%b\r\n" % (len(data), data)
+            data = _chunk(data)
         head = response_head(
             version, b"%d" % self.code, self.code_message, self.responseHeaders
         )

@@ -43,6 +43,14 @@ class Echo(resource.Resource):
                     for name, values in request.requestHeaders.getAllRawHeaders()
                 ],
                 "body": body.decode("latin-1"),
+                "args": sorted(
+                    [k.decode("latin-1"), [v.decode("latin-1") for v in vs]]
+                    for k, vs in (request.args or {}).items()
+                ),
+                "cookies": sorted(
+                    [k.decode("latin-1"), v.decode("latin-1")]
+                    for k, v in request.received_cookies.items()
+                ),
             }
         ).encode()
 
@@ -52,7 +60,7 @@ class _Site(server.Site):
         pass
 
 
-_DATE = re.compile(rb"\r\nDate: [^\r]*")
+_MASKED = re.compile(rb"\r\n(Date|X-Request-Id): [^\r]*")
 
 
 def _connected(site: server.Site) -> tuple[GuardedChannel, StringTransport]:
@@ -69,19 +77,43 @@ def _connected(site: server.Site) -> tuple[GuardedChannel, StringTransport]:
     return channel, transport
 
 
-def _exchange(data: bytes, fast: bool, chunks: int = 1) -> tuple[bytes, bool]:
-    channel, transport = _connected(_Site(Echo()))
-    channel.fast_heads = fast
-    step = max(1, len(data) // chunks)
-    for k in range(0, len(data), step):
-        channel.dataReceived(data[k : k + step])
-    return _DATE.sub(b"", transport.value()), transport.disconnecting
+def _api_site(root: resource.Resource) -> server.Site:
+    """A bare site whose requests are ApiRequests (what process() reads of a
+    MockSite set on it)."""
+    from mockai_tw.web.site import ApiRequest
+
+    site = _Site(root)
+    site.requestFactory = ApiRequest
+    site.worker_header = None  # type: ignore[attr-defined]
+    site.clock = task.Clock()  # type: ignore[attr-defined]
+    site.date_header = lambda now: b"now"  # type: ignore[attr-defined]
+    return site
+
+
+def _exchange(
+    data: bytes, fast: bool, chunks: int = 1, api: bool = False
+) -> tuple[bytes, bool]:
+    from mockai_tw.web.site import ApiRequest
+
+    site = _api_site(Echo()) if api else _Site(Echo())
+    channel, transport = _connected(site)
+    channel.fast_heads = channel.fast_bodies = fast
+    ApiRequest.fast_receive = fast
+    try:
+        step = max(1, len(data) // chunks)
+        for k in range(0, len(data), step):
+            channel.dataReceived(data[k : k + step])
+    finally:
+        ApiRequest.fast_receive = True
+    return _MASKED.sub(b"", transport.value()), transport.disconnecting
 
 
 def _same(test: SynchronousTestCase, data: bytes, chunks: int = 1) -> bytes:
+    """Fast and slow paths alike, with twisted.web's Request and with ours."""
     fast = _exchange(data, True, chunks)
-    slow = _exchange(data, False, chunks)
-    test.assertEqual(fast, slow, data)
+    test.assertEqual(fast, _exchange(data, False, chunks), data)
+    api = _exchange(data, True, chunks, api=True)
+    test.assertEqual(api, _exchange(data, False, chunks, api=True), data)
     return fast[0]
 
 
@@ -184,6 +216,37 @@ class HeadsTests(SynchronousTestCase):
         _same(self, _PLAIN.replace(b"Host: h", b"Connection: close") + _PLAIN)
         _same(self, _PLAIN.replace(b"Host: h", b"Expect: 100-continue"))
 
+    def test_a_body_that_came_with_its_head_skips_the_decoder(self) -> None:
+        channel, transport = _connected(_Site(Echo()))
+        raw: list[bytes] = []
+        channel.rawDataReceived = raw.append  # type: ignore[method-assign,assignment]
+        channel.dataReceived(_PLAIN)
+        self.assertEqual(raw, [])
+        self.assertIn(b'"body": "{}"', transport.value())
+        # A body still to come goes through twisted.web's decoder.
+        channel, transport = _connected(_Site(Echo()))
+        channel.dataReceived(_PLAIN[:-1])
+        self.assertIsNotNone(channel._transferDecoder)
+        channel.dataReceived(_PLAIN[-1:])
+        self.assertIn(b'"body": "{}"', transport.value())
+
+    def test_a_close_asked_for_is_said_by_both_requests(self) -> None:
+        data = _PLAIN.replace(b"Host: h", b"Connection: close")
+        for api in (False, True):
+            out, closed = _exchange(data, True, api=api)
+            self.assertIn(b"\r\nConnection: close\r\n", out)
+            self.assertTrue(closed)
+
+    def test_query_and_cookies_are_read_alike(self) -> None:
+        out = _same(
+            self,
+            _PLAIN.replace(b"completions", b"completions?a=1&b=2&a=3").replace(
+                b"Host: h", b"Cookie: k=v; j=w"
+            ),
+        )
+        self.assertIn(b'"args": [["a", ["1", "3"]], ["b", ["2"]]]', out)
+        self.assertIn(b'"cookies": [["j", "w"], ["k", "v"]]', out)
+
     def test_heads_split_across_reads_answer_alike(self) -> None:
         for chunks in (2, 3, 7, len(_PLAIN)):
             out = _same(self, _PLAIN + _PLAIN, chunks)
@@ -219,18 +282,10 @@ class Shaped(resource.Resource):
         return server.NOT_DONE_YET
 
 
-_MASKED = re.compile(rb"\r\n(Date|X-Request-Id): [^\r]*")
-
-
 def _respond(data: bytes, fast: bool) -> tuple[bytes, bool]:
     from mockai_tw.web.site import ApiRequest
 
-    site = _Site(Shaped())
-    site.requestFactory = ApiRequest
-    site.worker_header = None  # type: ignore[attr-defined]
-    site.clock = task.Clock()  # type: ignore[attr-defined]
-    site.date_header = lambda now: b"now"  # type: ignore[attr-defined]
-    channel, transport = _connected(site)
+    channel, transport = _connected(_api_site(Shaped()))
     ApiRequest.fast_first_write = fast
     try:
         channel.dataReceived(data)

@@ -70,6 +70,11 @@ def fail_late(
     send_error(request, error if error is not None else server_error(), render)
 
 
+# The usual methods' names and handler names, not formatted per request.
+_METHODS = {m.encode(): m for m in ("GET", "POST", "DELETE", "PUT", "PATCH", "HEAD")}
+_RENDERERS = {m: f"render_{m}" for m in _METHODS.values()}
+
+
 class ApiResource(Resource):
     """Routes by method to ``render_<METHOD>``; every failure becomes an error body."""
 
@@ -91,9 +96,11 @@ class ApiResource(Resource):
         ]
 
     def render(self, request: server.Request) -> bytes | int:
-        method = request.method.decode("ascii", "replace").upper()
+        method = _METHODS.get(request.method)
+        if method is None:
+            method = request.method.decode("ascii", "replace").upper()
         handler: Callable[[server.Request], bytes | int] | None = getattr(
-            self, f"render_{method}", None
+            self, _RENDERERS.get(method) or f"render_{method}", None
         )
         if handler is None and method == "HEAD":
             handler = getattr(self, "render_GET", None)

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.http_headers import Headers
-from twisted.web.resource import IResource, _IEncodingResource
+from twisted.web.resource import IResource, _IEncodingResource, getChildForRequest
 
 from mockai_tw.engine.ids import request_id
 from mockai_tw.errors import ApiError, server_error
@@ -103,6 +103,29 @@ def put(headers: Headers, name: bytes, value: bytes) -> None:
     # collector's lists at its first collection (an open stream holds a dozen
     # of these), and nothing appends to a response header's values.
     headers._rawHeaders[canonical] = (value,)  # type: ignore[assignment]
+
+
+_GET_RESOURCE_FOR = server.Site.getResourceFor
+
+
+def _common_headers(site: Any, now: float) -> dict[bytes, tuple[bytes, ...]]:
+    """The headers every response starts with after its ``x-request-id``,
+    by twisted.web's spelling: rebuilt when the ``Date`` (once a second) or
+    the worker changes, not set one by one per request."""
+    date: bytes = site.date_header(now)
+    worker: bytes | None = site.worker_header
+    kept = getattr(site, "_common_headers", None)
+    if kept is not None and kept[0] is date and kept[1] is worker:
+        return cast("dict[bytes, tuple[bytes, ...]]", kept[2])
+    headers = Headers()
+    put(headers, b"openai-version", b"2020-10-01")
+    if worker is not None:
+        put(headers, b"x-mockai-worker", worker)
+    put(headers, b"server", server.version)
+    put(headers, b"date", date)
+    common = dict(headers._rawHeaders)
+    site._common_headers = (date, worker, common)
+    return common  # type: ignore[return-value]
 
 
 # What every request sets, twisted.web's and ours, held in slots: as instance
@@ -272,19 +295,43 @@ class ApiRequest(server.Request):
     def mock_site(self) -> MockSite:
         return cast(MockSite, self.site)
 
+    # Off: every request goes through twisted.web's requestReceived (the
+    # tests compare).
+    fast_receive = True
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # twisted.web's own, less what a site that never parses form bodies
+        # (``parsePOSTFormSubmission=False``, MockSite's) skips anyway.
+        if self._parsePOSTFormSubmission or not self.fast_receive:
+            super().requestReceived(command, path, version)
+            return
+        content: Any = self.content
+        content.seek(0, 0)
+        self.method = command
+        self.uri = path
+        self.clientproto = version
+        if b"?" in path:
+            self.path, query = path.split(b"?", 1)
+            self.args = http.parse_qs(query, 1)
+        else:
+            self.path = path
+            self.args = {}
+        self.process()
+
     def process(self) -> None:
         # twisted.web's own process, less its per-request Date formatting
         # (the site formats it once per second of its clock).
         self.site = site = cast(Any, self.channel).site
         self.started = now = site.clock.seconds()
         self.request_id = rid = request_id()
-        headers = self.responseHeaders
-        put(headers, b"x-request-id", rid.encode())
-        put(headers, b"openai-version", b"2020-10-01")
-        if site.worker_header is not None:
-            put(headers, b"x-mockai-worker", site.worker_header)
-        put(headers, b"server", server.version)
-        put(headers, b"date", site.date_header(now))
+        headers: Any = self.responseHeaders
+        # (after any set already: a ``Connection: close`` checkPersistence
+        # decided)
+        headers._rawHeaders = {
+            **headers._rawHeaders,
+            b"X-Request-Id": (rid.encode(),),
+            **_common_headers(site, now),
+        }
         self.prepath = []
         path = self.path
         self.postpath = list(_segments(path))
@@ -292,7 +339,12 @@ class ApiRequest(server.Request):
             self._handleStar()
             return
         try:
-            resource = site.getResourceFor(self)
+            if type(site).getResourceFor is _GET_RESOURCE_FOR:
+                # server.Site's own, less its copy of an empty prepath.
+                self.sitepath: list[bytes] = []
+                resource = getChildForRequest(site.resource, self)
+            else:
+                resource = site.getResourceFor(self)
             if _IEncodingResource.providedBy(resource):
                 encoder = resource.getEncoder(self)
                 if encoder is not None:
@@ -454,7 +506,23 @@ class ApiRequest(server.Request):
         return getattr(self.site, "hooks", None)
 
     def finish(self) -> None:
-        super().finish()
+        if (
+            self.startedWriting
+            and not self.chunked
+            and not self.finished
+            and not self._disconnected
+            and self._encoder is None
+            and not self.queued
+        ):
+            # What server.Request's and http.Request's finish do once a
+            # plain body is written, in one step.
+            factory = getattr(self.channel, "factory", None)
+            if factory is not None:
+                factory.log(self)
+            self.finished = 1
+            self._cleanup()
+        else:
+            super().finish()
         hooks = self.hooks
         if hooks is not None:
             hooks.emit("last_byte", self)

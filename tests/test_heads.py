@@ -206,6 +206,29 @@ class HeadsTests(SynchronousTestCase):
         self.assertIsNone(read_head(many, 2, 16384))
         self.assertIsNone(read_head(b"GET /" + b"a" * 100 + b" HTTP/1.1", 500, 50))
 
+    def test_lines_seen_before_are_read_alike_and_bounded(self) -> None:
+        from mockai_tw.web import heads
+
+        head = _PLAIN.split(b"\r\n\r\n")[0]
+        first = read_head(head, 500, 16384)
+        again = read_head(head, 500, 16384)
+        assert first is not None and again is not None
+        self.assertIn(b"Content-Length: 2", heads._LINES)
+        self.assertEqual(
+            (again.command, again.path, again.headers, again.length),
+            (first.command, first.path, first.headers, first.length),
+        )
+        # A known line twice is still a duplicate Content-Length.
+        twice = head + b"\r\nContent-Length: 2"
+        self.assertIsNone(read_head(twice, 500, 16384))
+        for k in range(3000):
+            read_head(b"GET /%d HTTP/1.1\r\nX-N: %d" % (k, k), 500, 16384)
+        self.assertLessEqual(len(heads._LINES), heads._MAX_LINES)
+        self.assertLessEqual(len(heads._FIRST_LINES), heads._MAX_LINES)
+        long = b"X-Long: " + b"a" * 300
+        read_head(b"GET / HTTP/1.1\r\n" + long, 500, 16384)
+        self.assertNotIn(long, heads._LINES)
+
     def test_plain_and_pipelined_requests_answer_alike(self) -> None:
         out = _same(self, _PLAIN)
         self.assertIn(b'"body": "{}"', out)

@@ -15,6 +15,7 @@ error.
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 from twisted.web.http_headers import Headers, InvalidHeaderName
 
@@ -40,6 +41,44 @@ def canonical_name(name: bytes) -> bytes | None:
         if len(_NAMES) < _MAX_NAMES:
             _NAMES[name] = found
     return found
+
+
+# Request and header lines seen before, read: a client sends the same lines
+# request after request (its host, key, content type). Bounded by count and
+# line length, and emptied when full, so new lines cost no memory beyond it.
+_LINES: dict[bytes, tuple[bytes, bytes, int]] = {}
+_FIRST_LINES: dict[bytes, tuple[bytes, ...]] = {}
+_MAX_LINES = 1024
+_MAX_LINE = 256
+T = TypeVar("T")
+
+
+def _read_line(line: bytes) -> tuple[bytes, bytes, int] | None:
+    """A header line's name as twisted.web keys it, its value, and its
+    Content-Length (-1 for any other header); None for the long way."""
+    name, colon, value = line.partition(b":")
+    if not colon:
+        return None
+    canonical = canonical_name(name)
+    if canonical is None:
+        return None
+    value = value.strip(b" \t")
+    declared = -1
+    if canonical == b"Content-Length":
+        if not value.isdigit():
+            return None
+        declared = int(value)
+    elif canonical == b"Transfer-Encoding":
+        return None
+    return _remember(_LINES, line, (canonical, value, declared))
+
+
+def _remember(lines: dict[bytes, T], line: bytes, read: T) -> T:
+    if len(line) <= _MAX_LINE:
+        if len(lines) >= _MAX_LINES:
+            lines.clear()
+        lines[line] = read
+    return read
 
 
 class Head:
@@ -82,30 +121,32 @@ def read_head(head: bytes, max_headers: int, max_size: int) -> Head | None:
     # head (``int in bytes`` is the fast membership test; ``b"\0" in`` is not).
     if 0 in head or head.count(10) != count or head.count(13) != count:
         return None
-    matched = _REQUEST_LINE.fullmatch(lines[0])
-    if matched is None:
-        return None
+    first = lines[0]
+    request_line = _FIRST_LINES.get(first)
+    if request_line is None:
+        matched = _REQUEST_LINE.fullmatch(first)
+        if matched is None:
+            return None
+        request_line = _remember(_FIRST_LINES, first, matched.groups())
     headers: dict[bytes, tuple[bytes, ...]] = {}
     length = -1
+    known = _LINES
     for k in range(1, count + 1):
         line = lines[k]
-        name, colon, value = line.partition(b":")
-        if not colon:
-            return None
-        canonical = canonical_name(name)
-        if canonical is None:
-            return None
-        value = value.strip(b" \t")
-        if canonical == b"Content-Length":
-            if length >= 0 or not value.isdigit():
+        read = known.get(line)
+        if read is None:
+            read = _read_line(line)
+            if read is None:
                 return None
-            length = int(value)
-        elif canonical == b"Transfer-Encoding":
-            return None
+        canonical, value, declared = read
+        if declared >= 0:
+            if length >= 0:
+                return None
+            length = declared
         # Tuples, as Headers' lists would be (nothing appends to a request's
         # headers once read): a tuple of bytes leaves the garbage collector's
         # lists at its first collection, and an open stream holds its request.
         values = headers.get(canonical)
         headers[canonical] = (value,) if values is None else (*values, value)
-    command, path, version = matched.groups()
+    command, path, version = request_line
     return Head(command, path, version, headers, max(length, 0), count, size)

@@ -123,6 +123,22 @@ def _flat_headers(raw: Any) -> list[bytes]:
     return flat
 
 
+def _packed_headers(headers: Any) -> bytes:
+    # Inlined for the common case: Twisted's own header store with each
+    # header sent once.
+    raw = getattr(headers, "_rawHeaders", None)
+    if type(raw) is dict:
+        flat: list[bytes] = []
+        try:
+            for name, (value,) in raw.items():
+                flat += (name, value)
+        except ValueError:  # a header sent more than once
+            flat = _flat_headers(headers)
+    else:
+        flat = _flat_headers(headers)
+    return b"\n".join(flat)
+
+
 def compact_headers(raw: Any) -> bytes:
     """A header store as alternate name and value lines (neither holds a newline)."""
     return b"\n".join(_flat_headers(raw))
@@ -130,11 +146,26 @@ def compact_headers(raw: Any) -> bytes:
 
 def _headers(packed: bytes) -> dict[str, str]:
     out: dict[str, str] = {}
-    lines = packed.split(b"\n") if packed else []
-    for name, value in zip(lines[::2], lines[1::2], strict=True):
+    for name, value in _pairs(packed):
         key, text = _text(name).lower(), _text(value)
         out[key] = f"{out[key]}, {text}" if key in out else text
     return redacted(out)
+
+
+def _pairs(packed: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """A record's headers, as packed: alternate name and value lines, or
+    the request's head as it came (a request line, then ``Name: value``
+    lines; told apart by the spaces of its first line, which no header name
+    holds)."""
+    if not packed:
+        return
+    if b" " in packed.partition(b"\n")[0]:
+        for line in packed.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            yield name, value.strip(b" \t")
+        return
+    lines = packed.split(b"\n")
+    yield from zip(lines[::2], lines[1::2], strict=True)
 
 
 def _call(call: Any) -> tuple[str, str]:
@@ -449,19 +480,9 @@ class Journal:
         elif len(body) > MAX_BODY_BYTES or len(body) > self.max_bytes // 4:
             body_size, body = len(body), b""
         # On the hot path of every request, so the common case is inlined:
-        # Twisted's own header store with each header sent once, and a plan
-        # (no error) whose choices are packed already (``_packed_items``).
-        raw = getattr(headers, "_rawHeaders", None)
-        if type(raw) is dict:
-            flat: list[bytes] = []
-            try:
-                for name, (value,) in raw.items():
-                    flat += (name, value)
-            except ValueError:  # a header sent more than once
-                flat = _flat_headers(headers)
-        else:
-            flat = _flat_headers(headers)
-        headers_ = b"\n".join(flat)
+        # a plan (no error) whose choices are packed already (``_packed_items``).
+        # (bytes: the request's head as it came, a plain one: web/heads.py)
+        headers_ = headers if type(headers) is bytes else _packed_headers(headers)
         if error is None and reply is not None:
             rule: Any = getattr(reply, "rule", _NO_RULE)
             rule_ = b"" if rule is _NO_RULE else (rule or "default").encode()

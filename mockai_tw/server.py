@@ -300,7 +300,7 @@ class MockServer:
             request.started,
             request.method,
             request.uri,
-            request.requestHeaders,
+            request.raw_head or request.requestHeaders,
             request.body_bytes,
             status,
             request.reply,

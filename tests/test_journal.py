@@ -346,6 +346,30 @@ class FastPathTests(TestCase):
         self.assertEqual(fast.query(), general.query())
         self.assertEqual(unpack(fast.ring[-1]).headers.count(b"\n"), 7)
 
+    def test_a_head_as_it_came_reads_as_its_header_store(self) -> None:
+        from mockai_tw.web.heads import read_head
+
+        heads = [
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\n"
+            b"Authorization: Bearer sk-x\r\nContent-Length: 2",
+            b"GET /v1/models?a=b HTTP/1.1\r\nX-Twice: 1\r\nx-twice:\t2 \r\n"
+            b"X-Empty:\r\nCookie: k=v\r\nAPI-Key: secret",
+            b"DELETE /v1/files/f HTTP/1.0",
+        ]
+        as_came, as_store = Journal(), Journal()
+        for raw in heads:
+            head = read_head(raw, 500, 16384)
+            assert head is not None
+            store = Headers()
+            store._rawHeaders = head.headers  # type: ignore[assignment]
+            for journal, kept in ((as_came, raw), (as_store, store)):
+                journal.record(1.0, head.command, head.path, kept, b"", 200)
+        came, stored = as_came.query(), as_store.query()
+        self.assertEqual(came, stored)
+        self.assertEqual(came[1]["headers"]["x-twice"], "1, 2")
+        self.assertEqual(came[1]["headers"]["api-key"], "[redacted]")
+        self.assertEqual(came[2]["headers"], {})
+
 
 class LiveJournalTests(TestCase):
     async def read(self, live: Any, query: str = "") -> list[dict[str, Any]]:

@@ -254,7 +254,8 @@ class GuardedChannel(http.HTTPChannel):
         one pass (heads.py), then handed on as twisted.web's own line parser
         would have (``lineReceived`` of the blank line) and the rest of
         ``data`` through twisted.web's own loop. False: nothing was done."""
-        head = read_head(data[:end], self.maxHeaders, self.totalHeadersSize)
+        raw = data[:end]
+        head = read_head(raw, self.maxHeaders, self.totalHeadersSize)
         if head is None:
             return False
         self.resetTimeout()
@@ -270,6 +271,8 @@ class GuardedChannel(http.HTTPChannel):
         self._path = head.path
         self._version = head.version
         request.requestHeaders._rawHeaders = head.headers
+        if getattr(request, "keeps_raw_head", False):
+            request.raw_head = raw
         self._receivedHeaderCount = head.count
         self._receivedHeaderSize = head.size
         length = self.length = head.length

@@ -179,6 +179,7 @@ _OWN_SLOTS = (
     "endpoint",
     "model",
     "parsed",
+    "raw_head",
 )
 
 
@@ -232,6 +233,9 @@ class ApiRequest(server.Request):
     model: str | None
     # The pipeline's parsed request (its ``kept`` hook reads it).
     parsed: Any
+    # The head as it came, when it was read in one pass (web/heads.py): the
+    # journal keeps it as it is. Let go once the response is decided.
+    raw_head: bytes | None
 
     def __init__(self, channel: Any, *args: Any, **kw: Any) -> None:
         # What http.Request, server.Request and Componentized set, set here
@@ -282,6 +286,7 @@ class ApiRequest(server.Request):
         self.endpoint = None
         self.model = None
         self.parsed = None
+        self.raw_head = None
 
     def setHeader(self, name: bytes | str, value: bytes | str) -> None:
         if type(value) is bytes and type(name) is bytes:
@@ -294,6 +299,9 @@ class ApiRequest(server.Request):
     @property
     def mock_site(self) -> MockSite:
         return cast(MockSite, self.site)
+
+    # The channel hands over the head as it came (``raw_head``).
+    keeps_raw_head = True
 
     # Off: every request goes through twisted.web's requestReceived (the
     # tests compare).
@@ -499,6 +507,7 @@ class ApiRequest(server.Request):
         hooks = self.hooks
         if hooks is not None:
             hooks.emit("first_byte", self, status)
+        self.raw_head = None
 
     @property
     def hooks(self) -> Hooks | None:

@@ -530,3 +530,43 @@ class SteadyPacingTests(SynchronousTestCase):
             self.assertEqual(timing.rng.getstate(), before)
         else:
             timing.pacing("gpt-4o", steps, override)
+
+
+def _bearer_the_long_way(header: bytes | None) -> bytes:
+    if not header:
+        return b""
+    scheme, _, rest = header.strip().partition(b" ")
+    return rest.strip() if scheme.lower() == b"bearer" else b""
+
+
+class BearerTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.one_of(
+            st.sampled_from(
+                [
+                    b"Bearer sk-x",
+                    b"Bearer  sk-x ",
+                    b"bearer sk-x",
+                    b"BEARER\tsk-x",
+                    b"Bearer ",
+                    b"Bearer",
+                    b"Basic abc",
+                    b"",
+                    b" Bearer sk-x",
+                ]
+            ),
+            st.binary(max_size=12).map(lambda tail: b"Bearer " + tail),
+            st.binary(max_size=12),
+        )
+    )
+    def test_the_token_read_as_the_long_way_reads_it(self, header: bytes) -> None:
+        from twisted.web.test.requesthelper import DummyChannel
+
+        from mockai_tw.web.resources import bearer
+
+        request = ApiRequest(DummyChannel())
+        request.requestHeaders.setRawHeaders(b"authorization", [header])
+        stored = request.getHeader(b"authorization")
+        self.assertEqual(bearer(request), _bearer_the_long_way(stored), header)
+        self.assertEqual(bearer(ApiRequest(DummyChannel())), b"")

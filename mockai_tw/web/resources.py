@@ -203,9 +203,14 @@ def _mask(token: str) -> str:
 
 def bearer(request: server.Request) -> bytes:
     """The token of an ``Authorization: Bearer`` header, or ``b""``."""
-    header = request.getHeader(b"authorization")
+    # (twisted.web's own store, by its spelling of the name: what getHeader
+    # would find, without encoding the name per request)
+    values = request.requestHeaders._rawHeaders.get(b"Authorization")
+    header = values[-1] if values else None
     if not header:
         return b""
+    if header.startswith(b"Bearer "):
+        return header[7:].strip()
     scheme, _, rest = header.strip().partition(b" ")
     return rest.strip() if scheme.lower() == b"bearer" else b""
 

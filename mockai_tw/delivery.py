@@ -76,6 +76,7 @@ class Stream:
         "queued",
         "request",
         "start",
+        "taking",
         "ticker",
         "transport",
     )
@@ -109,6 +110,9 @@ class Stream:
         # Events that tell when the next one is due without rendering it
         # (wire/chat.py TextStream) are rendered only once due.
         self.lazy = hasattr(events, "due_next")
+        # And those that render every event due in one call (``take_due``)
+        # are pumped by ``_take``; False: the general ``pump`` (tests).
+        self.taking = self.lazy and hasattr(events, "take_due")
         self.start = start
         self.pending: Event | None = None
         self.paused = False
@@ -148,6 +152,8 @@ class Stream:
 
     def pump(self, now: float) -> float | None:
         """Write every event due by ``now``; return when the next one is due."""
+        if self.taking and self.pending is None:
+            return self._take(now)
         # Compare absolute times, exactly as the ticker's heap does: mixing
         # ``now - start`` with ``start + due`` rounds differently, and a stream
         # that is due by one measure but not the other would spin the tick.
@@ -169,10 +175,10 @@ class Stream:
                     event = self._peek(now)
                 except Exception:
                     # What was due still goes out before the stream fails.
-                    self._write(batch, size)
+                    self._write(batch)
                     raise
             if batch:
-                self._write(batch, size)
+                self._write(batch)
             if event is None:
                 self._complete()
                 return None
@@ -183,11 +189,38 @@ class Stream:
                 return None
         return None
 
-    def _write(self, batch: list[bytes], size: int) -> None:
+    def _take(self, now: float) -> float | None:
+        """``pump`` for events that render what is due in one call: the
+        same writes, cut into the same batches, a batch's events rendered
+        together instead of peeked at one by one.  Such events hold no
+        actions (the faults' wrappers are plain iterators)."""
+        events: Any = self.events
+        start = self.start
+        while not self.paused and not self.closed:
+            batch: list[bytes] = []
+            try:
+                due: float | None = events.take_due(start, now, batch, MAX_BATCH_BYTES)
+            except Exception:
+                # What was due still goes out before the stream fails.
+                if batch:
+                    self._write(batch)
+                raise
+            if batch:
+                self._write(batch)
+            if due is None:
+                self._complete()
+                return None
+            if start + due > now:
+                return start + due
+        return None
+
+    def _write(self, batch: list[bytes]) -> None:
         assert self.request is not None
+        data = b"".join(batch)
+        size = len(data)
         self.events_written += len(batch)
         self.bytes_written += size
-        self.request.write(b"".join(batch))
+        self.request.write(data)
         hooks = self.hooks
         if hooks is not None and hooks.listeners["chunk"]:
             hooks.emit("chunk", self.origin, size)
@@ -304,7 +337,16 @@ class Ticker:
         """Start a stream: what is due now is written before this returns."""
         stream.ticker = self
         self.streams.add(stream)
-        self.wake(stream)
+        # ``wake``, one call less: every stream starts here.
+        if stream.queued or stream.closed:
+            return
+        try:
+            due = stream.pump(self.clock.seconds())
+        except Exception:
+            self._failed(stream)
+            return
+        if due is not None and not stream.paused:
+            self._push(due, stream)
 
     def wake(self, stream: Stream) -> None:
         if stream.queued or stream.closed:
@@ -318,26 +360,32 @@ class Ticker:
         try:
             return stream.pump(now)
         except Exception:
-            request_id = getattr(stream.origin, "request_id", None)
+            self._failed(stream)
+            return None
+
+    def _failed(self, stream: Stream) -> None:
+        """A stream's events raised (in ``pump``): it ends with an error
+        event, alone; the loop and every other stream go on."""
+        request_id = getattr(stream.origin, "request_id", None)
+        log.failure(
+            "mockai: a stream's events failed; it ends with an error"
+            " (request {request_id})",
+            request_id=request_id,
+        )
+        try:
+            stream.fail()
+        except Exception:
             log.failure(
-                "mockai: a stream's events failed; it ends with an error"
-                " (request {request_id})",
+                "mockai: ending a failed stream failed (request {request_id})",
                 request_id=request_id,
             )
-            try:
-                stream.fail()
-            except Exception:
-                log.failure(
-                    "mockai: ending a failed stream failed (request {request_id})",
-                    request_id=request_id,
-                )
-                stream.stopProducing()
-            return None
+            stream.stopProducing()
 
     def _push(self, due: float, stream: Stream) -> None:
         stream.queued = True
         heapq.heappush(self._heap, (due, next(self._order), stream))
-        self._start()
+        if self._loop is None:
+            self._start()
 
     def _died(self, failure: Failure, loop: LoopingCall) -> None:
         # Not reached while _pump guards each stream; if it is, the next

@@ -17,7 +17,10 @@ counts (requests, tokens) add up as plain ints and its duration joins a
 short list; they go into prometheus_client's counters (``inc``) and
 histograms (``observe``, in a batch: ``OBSERVE_BATCH``) before anything
 reads the registry (``_Registry.collect``), so every scrape shows every
-request.  Gauges and the streams' histograms are observed as they happen.
+request.  A stream's first chunk finds its histograms' children in one
+lookup per (endpoint, model) too (``_StreamRow``); the count of open streams
+is a plain int, set into its gauge at the same fold.  The other gauges are
+set as they change.
 ``admitted`` is heard only when something needs it (vLLM's names,
 capacity's queue).
 """
@@ -120,11 +123,6 @@ def _endpoint_at(path: bytes) -> str:
     if path.startswith(b"/v1/models"):
         return "models"
     return "other"
-
-
-def _api(request: Any) -> bool:
-    path: bytes = request.path
-    return path.startswith(_API)
 
 
 def merge(expositions: Sequence[bytes]) -> bytes:
@@ -304,6 +302,22 @@ class _Open:
         self.chunk_model = ""
 
 
+class _StreamRow:
+    """What a stream's first chunk touches, for one (endpoint, model): the
+    time-to-first-token and inter-token children and the lists of amounts
+    waiting for them (the same lists ``Metrics.pending`` holds)."""
+
+    __slots__ = ("gaps", "itl", "ttft", "waiting")
+
+    def __init__(
+        self, ttft: Any, waiting: list[float], itl: Any, gaps: list[float]
+    ) -> None:
+        self.ttft = ttft
+        self.waiting = waiting
+        self.itl = itl
+        self.gaps = gaps
+
+
 class Metrics:
     """The counters, histograms and gauges of one server (or worker)."""
 
@@ -335,6 +349,11 @@ class Metrics:
         # its first chunk and every gap between its chunks, observed
         # OBSERVE_BATCH at a time (and all before anything reads the registry).
         self.pending: dict[int, tuple[Any, list[float]]] = {}
+        # A stream's first chunk's children, by (endpoint, model).
+        self.stream_rows: dict[tuple[str, str], _StreamRow] = {}
+        # SSE streams open now: ``streams_open``'s value, set at each fold
+        # (``flush``): its ``inc`` and ``dec`` take a lock twice per stream.
+        self.open_streams = 0
         self.requests = Counter(
             "mockai_requests",
             "API requests answered, by endpoint, model and status"
@@ -527,6 +546,7 @@ class Metrics:
                 for state in self.open.values():
                     self._unwait(state)
                 self.open.clear()
+                self.open_streams = 0
                 self.streams_open.set(0)
         # Some request may still wait (capacity turned off by this reload).
         waits = any(state.waiting for state in self.open.values())
@@ -544,6 +564,7 @@ class Metrics:
     def flush(self) -> None:
         """Fold what the rows hold pending into prometheus_client's metrics
         (the registry does before every read: see ``_Registry``)."""
+        self.streams_open.set(self.open_streams)
         for child, amounts in self.pending.values():
             if amounts:
                 observe_all(child, amounts)
@@ -636,14 +657,17 @@ class Metrics:
             self._child(self.v_running, state.model).inc()
 
     def first_byte(self, request: Any, status: int) -> None:
-        if request.stream is None or not _api(request):
+        if request.stream is None or not request.path.startswith(_API):
             return
         content_type = request.responseHeaders.getRawHeaders(b"content-type") or [b""]
         if not content_type[0].startswith(b"text/event-stream"):
             return
-        state = self._state(request)
+        key = id(request)
+        state = self.open.get(key)
+        if state is None:
+            state = self.open[key] = _Open()
         state.stream = True
-        self.streams_open.inc()
+        self.open_streams += 1
 
     def chunk(self, request: Any, size: int) -> None:
         state = self.open.get(id(request))
@@ -653,31 +677,49 @@ class Metrics:
         last = state.last_chunk
         state.last_chunk = now
         if last is None:
-            endpoint = endpoint_of(request)
-            model = state.chunk_model = self._model(request)
-            child = state.itl = self._child(self.itl, endpoint, model)
-            state.gaps = self._pending(child)
-            elapsed = max(0.0, now - request.started)
-            ttft = self._child(self.ttft, endpoint, model)
-            waiting = self._pending(ttft)
-            waiting.append(elapsed)
-            if len(waiting) >= OBSERVE_BATCH:
-                observe_all(ttft, waiting)
-                waiting.clear()
-            if self.vllm:
-                self._child(self.v_ttft, model).observe(elapsed)
-        else:
-            gap = now - last
-            if gap < 0.0:
-                gap = 0.0
-            gaps = state.gaps
-            assert gaps is not None  # set at the first chunk
-            gaps.append(gap)
-            if len(gaps) >= OBSERVE_BATCH:
-                observe_all(state.itl, gaps)
-                gaps.clear()
-            if self.vllm:
-                self._child(self.v_itl, state.chunk_model).observe(gap)
+            self._first_chunk(request, state, now)
+            return
+        gap = now - last
+        if gap < 0.0:
+            gap = 0.0
+        gaps = state.gaps
+        assert gaps is not None  # set at the first chunk
+        gaps.append(gap)
+        if len(gaps) >= OBSERVE_BATCH:
+            observe_all(state.itl, gaps)
+            gaps.clear()
+        if self.vllm:
+            self._child(self.v_itl, state.chunk_model).observe(gap)
+
+    def _first_chunk(self, request: Any, state: _Open, now: float) -> None:
+        """A stream's time to its first chunk; its later chunks' gaps go to
+        the children found here."""
+        endpoint = endpoint_of(request)
+        model = state.chunk_model = self._model(request)
+        key = (endpoint, model)
+        row = self.stream_rows.get(key)
+        if row is None:
+            row = self._stream_row(key)
+        state.itl = row.itl
+        state.gaps = row.gaps
+        elapsed = max(0.0, now - request.started)
+        waiting = row.waiting
+        waiting.append(elapsed)
+        if len(waiting) >= OBSERVE_BATCH:
+            observe_all(row.ttft, waiting)
+            waiting.clear()
+        if self.vllm:
+            self._child(self.v_ttft, model).observe(elapsed)
+
+    def _stream_row(self, key: tuple[str, str]) -> _StreamRow:
+        if len(self.stream_rows) >= MAX_CHILDREN:
+            self.stream_rows.clear()
+        endpoint, model = key
+        itl = self._child(self.itl, endpoint, model)
+        gaps = self._pending(itl)
+        ttft = self._child(self.ttft, endpoint, model)
+        row = self.stream_rows[key] = _StreamRow(ttft, self._pending(ttft), itl, gaps)
+        return row
 
     def error(self, request: Any, error: Any) -> None:
         if error.status == 429 and error.code == "rate_limit_exceeded":
@@ -758,7 +800,7 @@ class Metrics:
     def _close(self, state: _Open) -> None:
         self._unwait(state)
         if state.stream:
-            self.streams_open.dec()
+            self.open_streams -= 1
         if state.running:
             self._child(self.v_running, state.model).dec()
 

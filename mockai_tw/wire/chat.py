@@ -337,6 +337,63 @@ def _template(
     return role, opening, render.content_tail, finish
 
 
+def general_prefix(plan: ChatPlan) -> bytes:
+    """A chunk's bytes up to its first choice, the long way: one dict, encoded."""
+    return b"data: " + head(_fields(plan))
+
+
+# A text stream's chunk prefix around its id and created, per (model,
+# service_tier, system_fingerprint), for ``%`` (b"": the general prefix, always).
+_PREFIXES: dict[tuple[str, str, str], bytes] = {}
+_MAX_PREFIXES = 256
+# What ``%d`` writes as orjson writes it: an int in orjson's range.
+_INT_RANGE = range(-(2**63), 2**64)
+
+
+def stream_prefix(plan: ChatPlan) -> bytes:
+    """``general_prefix``, spliced: only the id and the time are encoded
+    per stream, around bytes kept for every stream of the model alike."""
+    model, tier, fingerprint = plan.model, plan.service_tier, plan.system_fingerprint
+    created = plan.created
+    if (
+        type(plan.id) is str
+        and type(created) is int
+        and created in _INT_RANGE
+        and type(model) is str
+        and type(tier) is str
+        and type(fingerprint) is str
+    ):
+        key = (model, tier, fingerprint)
+        around = _PREFIXES.get(key)
+        if around is None:
+            around = _prefix_around(plan, key)
+        if around:
+            return around % (orjson.dumps(plan.id), created)
+    return general_prefix(plan)
+
+
+def _prefix_around(plan: ChatPlan, key: tuple[str, str, str]) -> bytes:
+    """``stream_prefix``'s template for ``plan``'s constant fields, made from
+    the general prefix with markers where the id and the time go, and kept
+    only once it gives ``plan``'s general prefix."""
+    fields = _fields(plan)
+    fields["id"] = "\x00"
+    fields["created"] = 0
+    # A JSON string holds no unescaped quote: each marker is found once, as
+    # its key's value.
+    around = (b"data: " + head(fields)).replace(b"%", b"%%")
+    around = around.replace(b'"id":"\\u0000"', b'"id":%b', 1)
+    around = around.replace(b'"created":0,', b'"created":%d,', 1)
+    try:
+        same = around % (orjson.dumps(plan.id), plan.created) == general_prefix(plan)
+    except (TypeError, ValueError):
+        same = False
+    if len(_PREFIXES) >= _MAX_PREFIXES:
+        _PREFIXES.clear()
+    _PREFIXES[key] = around if same else b""
+    return _PREFIXES[key]
+
+
 class TextStream:
     """A one-choice text stream: an index over the plan's pieces.
 
@@ -349,7 +406,7 @@ class TextStream:
     __slots__ = ("_at", "_pacing", "_pieces", "_prefix", "_template", "_usage")
 
     def __init__(self, plan: ChatPlan, choice: ChoicePlan) -> None:
-        self._prefix = b"data: " + head(_fields(plan))
+        self._prefix = stream_prefix(plan)
         self._template = _template(
             choice.index, plan.include_usage, plan.content_filter, choice.finish_reason
         )
@@ -361,11 +418,8 @@ class TextStream:
     def __iter__(self) -> TextStream:
         return self
 
-    def due_next(self) -> float | None:
-        """When the next event is due (None: there is none), unrendered:
-        delivery renders an event only once it is due, so an idle stream
-        holds no chunk."""
-        at = self._at
+    def _due(self, at: int) -> float | None:
+        """When event ``at`` is due (None: there is none)."""
         count = len(self._pieces)
         if at == 0:
             return self._pacing.due(0)
@@ -376,32 +430,58 @@ class TextStream:
             return self._pacing.due(max(count - 1, 0))
         return None
 
-    def __next__(self) -> tuple[float, bytes]:
-        at = self._at
-        self._at = at + 1
-        pieces = self._pieces
-        count = len(pieces)
+    def _render(self, at: int) -> bytes:
+        """Event ``at``'s bytes (one ``_due`` says there is)."""
+        count = len(self._pieces)
         if at == 0:
-            return self._pacing.due(0), self._prefix + self._template[0]
+            return self._prefix + self._template[0]
         if at <= count:
             template = self._template
-            return (
-                self._pacing.due(at - 1),
-                self._prefix + template[1] + orjson.dumps(pieces[at - 1]) + template[2],
-            )
-        end = self._pacing.due(max(count - 1, 0))
+            piece = orjson.dumps(self._pieces[at - 1])
+            return self._prefix + template[1] + piece + template[2]
         after = at - count
         if after == 1:
-            return end, self._prefix + self._template[3]
-        if self._usage is not None:
-            if after == 2:
-                usage = orjson.dumps(usage_json(self._usage))
-                return end, self._prefix + b'],"usage":' + usage + b"}\n\n"
-            after -= 1
-        if after == 2:
-            return end, DONE
-        self._at = at
-        raise StopIteration
+            return self._prefix + self._template[3]
+        if after == 2 and self._usage is not None:
+            usage = orjson.dumps(usage_json(self._usage))
+            return self._prefix + b'],"usage":' + usage + b"}\n\n"
+        return DONE
+
+    def due_next(self) -> float | None:
+        """When the next event is due (None: there is none), unrendered:
+        delivery renders an event only once it is due, so an idle stream
+        holds no chunk."""
+        return self._due(self._at)
+
+    def take_due(
+        self, start: float, now: float, out: list[bytes], limit: int
+    ) -> float | None:
+        """Render onto ``out`` each next event due by ``now`` (``start +
+        due <= now``, the comparison delivery makes) while fewer than
+        ``limit`` bytes are taken; return when the next event is due (None:
+        there is none).  Delivery's one call per write, for two per event
+        (``due_next``, ``next``)."""
+        size = 0
+        at = self._at
+        due = self._due(at)
+        while due is not None and start + due <= now and size < limit:
+            # Past it before it renders, as ``__next__``: an event that
+            # fails to render is not tried again.
+            self._at = at + 1
+            data = self._render(at)
+            out.append(data)
+            size += len(data)
+            at += 1
+            due = self._due(at)
+        return due
+
+    def __next__(self) -> tuple[float, bytes]:
+        at = self._at
+        due = self._due(at)
+        if due is None:
+            raise StopIteration
+        self._at = at + 1
+        return due, self._render(at)
 
 
 def _plain(choice: ChoicePlan) -> bool:

@@ -461,3 +461,43 @@ class WireTests(SynchronousTestCase):
         for served in fast:
             self.assertIn(b"data: [DONE]", served)
             self.assertIn(b"Content-Type: text/event-stream", served)
+
+
+class LostConnectionTests(SynchronousTestCase):
+    """A client gone mid-stream closes its stream through the request (no
+    Deferred per stream), even where the transport never stops the producer
+    (an in-memory one: only a real TCP port calls ``stopProducing``)."""
+
+    def test_the_stream_closes_and_nothing_more_is_written(self) -> None:
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        config = parse_config(
+            {
+                "access_token": "sk-t",
+                "replies": [" ".join(f"word{i}" for i in range(30))],
+                "stream": {"interval_ms": 20, "chunking": "word"},
+            },
+            {},
+        )
+        clock = Clock()
+        server = MockServer(config, clock)
+        protocol = server.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer sk-t\r\nContent-Length: %d\r\n\r\n%b"
+            % (len(REQUEST % b""), REQUEST % b"")
+        )
+        clock.advance(0.05)
+        (request,) = protocol.requests
+        stream = request.stream
+        self.assertIsNotNone(stream)
+        self.assertFalse(stream.closed)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(stream.closed)
+        self.assertNotIn(stream, server.ticker.streams)
+        written = transport.value()
+        clock.advance(5)
+        self.assertEqual(transport.value(), written)

@@ -572,5 +572,5 @@ def open_stream(
     request.stream = stream
     request.answered(status)
     request.registerProducer(stream, True)
-    request.notifyFinish().addErrback(stream.connectionLost)
+    # (a lost connection closes it: ApiRequest.connectionLost)
     face.ticker.add(stream)

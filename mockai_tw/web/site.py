@@ -539,6 +539,12 @@ class ApiRequest(server.Request):
     def connectionLost(self, reason: Failure) -> None:
         finished = self.finished
         super().connectionLost(reason)
+        stream = self.stream
+        if stream is not None and not finished:
+            # As a ``notifyFinish`` errback would, after those (a held
+            # request's capacity release first), without a Deferred held by
+            # every open stream.
+            stream.connectionLost(reason)
         hooks = self.hooks
         if not finished and hooks is not None:
             hooks.emit("disconnected", self)

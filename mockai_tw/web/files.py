@@ -48,7 +48,8 @@ def spool_limit(
     to disk), None for every other path (``http.max_body_bytes``)."""
 
     def limit(method: bytes, path: bytes) -> int | None:
-        if method != b"POST":
+        # (every other request asks too: answered at the first test)
+        if method != b"POST" or not path.startswith((b"/v1/files", b"/v1/uploads/")):
             return None
         path = path.split(b"?", 1)[0].rstrip(b"/")
         if path == b"/v1/files":

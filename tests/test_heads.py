@@ -228,6 +228,22 @@ class HeadsTests(SynchronousTestCase):
         long = b"X-Long: " + b"a" * 300
         read_head(b"GET / HTTP/1.1\r\n" + long, 500, 16384)
         self.assertNotIn(long, heads._LINES)
+        self.assertLessEqual(len(heads._HEADS), heads._MAX_HEADS)
+        big = b"GET / HTTP/1.1" + b"\r\nX-A: b" * 200
+        self.assertIsNotNone(read_head(big, 500, 16384))
+        self.assertNotIn(big, heads._HEADS)
+        # A head seen before still meets the limits of the channel reading it.
+        self.assertIsNone(read_head(head, 2, 16384))
+        self.assertIsNone(read_head(head, 500, 20))
+
+    def test_a_request_holds_its_own_copy_of_a_head_seen_before(self) -> None:
+        first, _ = _connected(_Site(Echo()))
+        first.dataReceived(_PLAIN[:-2])  # the head read, the body to come
+        second, transport = _connected(_Site(Echo()))
+        first.requests[0].requestHeaders.setRawHeaders(b"X-Added", [b"1"])
+        second.dataReceived(_PLAIN)
+        self.assertNotIn(b"X-Added", transport.value())
+        self.assertIn(b'"body": "{}"', transport.value())
 
     def test_plain_and_pipelined_requests_answer_alike(self) -> None:
         out = _same(self, _PLAIN)
@@ -259,6 +275,30 @@ class HeadsTests(SynchronousTestCase):
             out, closed = _exchange(data, True, api=api)
             self.assertIn(b"\r\nConnection: close\r\n", out)
             self.assertTrue(closed)
+
+    def test_persistence_is_decided_as_twisted_decides_it(self) -> None:
+        from twisted.web import http
+        from twisted.web.test.requesthelper import DummyChannel
+
+        channel, _ = _connected(_Site(Echo()))
+        for version in (b"HTTP/1.1", b"HTTP/1.0", b"HTTP/0.9"):
+            for value in (None, b"close", b"keep-alive", b"Keep-Alive, close", b""):
+                ours, theirs = (
+                    server.Request(DummyChannel()),
+                    server.Request(DummyChannel()),
+                )
+                if value is not None:
+                    for request in (ours, theirs):
+                        request.requestHeaders.setRawHeaders(b"connection", [value])
+                self.assertEqual(
+                    channel.checkPersistence(ours, version),
+                    http.HTTPChannel.checkPersistence(channel, theirs, version),
+                    (version, value),
+                )
+                self.assertEqual(
+                    list(ours.responseHeaders.getAllRawHeaders()),
+                    list(theirs.responseHeaders.getAllRawHeaders()),
+                )
 
     def test_query_and_cookies_are_read_alike(self) -> None:
         out = _same(

@@ -270,7 +270,8 @@ class GuardedChannel(http.HTTPChannel):
         self._command = head.command
         self._path = head.path
         self._version = head.version
-        request.requestHeaders._rawHeaders = head.headers
+        # (a copy: the head read may be shared, web/heads.py)
+        request.requestHeaders._rawHeaders = head.headers.copy()
         if getattr(request, "keeps_raw_head", False):
             request.raw_head = raw
         self._receivedHeaderCount = head.count
@@ -331,7 +332,18 @@ class GuardedChannel(http.HTTPChannel):
         request.gotLength(length)
         request.handleContentChunk(rest[:length])
         self._dataBuffer.append(rest[length:])
-        self.allContentReceived()
+        # Then what allContentReceived does, ours and twisted.web's (no idle
+        # timer to save: ``_plain_body``), in one step.
+        self._state = _HANDLING
+        self.length = 0
+        self._receivedHeaderCount = 0
+        self._receivedHeaderSize = 0
+        self._HTTPChannel__first_line = 1
+        self._transferDecoder = None
+        del self._command, self._path, self._version
+        self._handlingRequest = True
+        self.setRawMode()
+        request.requestReceived(head.command, head.path, head.version)
 
     def allContentReceived(self) -> None:
         # Received in full: from here the response takes the time it takes.
@@ -351,6 +363,10 @@ class GuardedChannel(http.HTTPChannel):
         if getattr(getattr(self, "site", None), "draining", False):
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
             return False
+        if version == b"HTTP/1.1" and b"Connection" not in getattr(
+            request.requestHeaders, "_rawHeaders", (b"Connection",)
+        ):
+            return True  # twisted.web's answer with no Connection header
         return bool(super().checkPersistence(request, version))
 
     def close_when_idle(self) -> None:

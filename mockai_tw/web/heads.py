@@ -109,9 +109,32 @@ class Head:
         self.size = size
 
 
+# Whole heads seen before, read: a load generator sends the same head again
+# and again. Shared (the reader copies ``headers`` before a request holds
+# them); bounded as the lines are, and emptied when full.
+_HEADS: dict[bytes, Head] = {}
+_MAX_HEADS = 256
+_MAX_HEAD = 1024
+
+
 def read_head(head: bytes, max_headers: int, max_size: int) -> Head | None:
     """The head (the bytes before its blank line) taken apart, or None for
-    twisted.web's parser to read it."""
+    twisted.web's parser to read it. What is returned may be shared: read
+    only (copy ``headers`` to keep them)."""
+    known = _HEADS.get(head)
+    if known is not None:
+        if known.count > max_headers or known.size > max_size:
+            return None
+        return known
+    read = _read_head(head, max_headers, max_size)
+    if read is not None and len(head) <= _MAX_HEAD:
+        if len(_HEADS) >= _MAX_HEADS:
+            _HEADS.clear()
+        _HEADS[head] = read
+    return read
+
+
+def _read_head(head: bytes, max_headers: int, max_size: int) -> Head | None:
     lines = head.split(b"\r\n")
     count = len(lines) - 1
     size = len(head) - 2 * count

@@ -222,8 +222,12 @@ def serve(
         hits,
         plan,
         commit=lambda: face.engine.rules.commit(claim, now),
-        release=lambda: None,
+        release=_nothing,
     )
+
+
+def _nothing() -> None:
+    """A claim with nothing to undo (no shared store)."""
 
 
 def _times(times: int | None) -> int:

@@ -87,6 +87,33 @@ class PlainChatBodyTests(SynchronousTestCase):
             _outcome(parse_chat_request, data), _outcome(_slow, data), body
         )
 
+    @settings(max_examples=200, deadline=None)
+    @given(BODY)
+    def test_a_body_read_before_reads_the_same(self, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        first = _outcome(parse_chat_request, data)
+        # A fresh copy of the bytes: the table is keyed by value.
+        again = _outcome(parse_chat_request, bytes(bytearray(data)))
+        self.assertEqual(first, again, body)
+        self.assertEqual(again, _outcome(_slow, data), body)
+
+    def test_the_bodies_read_are_bounded_and_keyed_by_default_model(self) -> None:
+        from mockai_tw.request import chat
+
+        data = b'{"messages":[{"role":"user","content":"hi"}]}'
+        self.assertEqual(parse_chat_request(data, "a").model, "a")
+        self.assertEqual(parse_chat_request(data, "b").model, "b")
+        for k in range(600):
+            parse_chat_request(
+                b'{"model":"m","messages":[{"role":"user","content":"%d"}]}' % k
+            )
+        self.assertLessEqual(len(chat._READ), chat._MAX_READ)
+        long = json.dumps(
+            {"model": "m", "messages": [{"role": "user", "content": "x" * 3000}]}
+        ).encode()
+        parse_chat_request(long)
+        self.assertNotIn((long, None), chat._READ)
+
     def test_the_common_body_takes_the_one_pass_read(self) -> None:
         body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
         self.assertIsNotNone(_plain(body))

@@ -533,6 +533,26 @@ class PromptTokenTests(SynchronousTestCase):
         for _ in range(2):
             self.assertEqual(tok.count(text), sum(tok.weighted(text)[1]))
 
+    def test_a_request_seen_before_keeps_its_count(self) -> None:
+        from mockai_tw.engine import chat
+
+        data = b'{"model":"gpt-4o","messages":[{"role":"user","content":"hi there"}]}'
+        request = parse_chat_request(data)
+        self.assertIs(parse_chat_request(data), request)
+        self.assertEqual(chat._counted(request), chat.prompt_tokens(request))
+        self.assertEqual(chat._counted(request), chat.prompt_tokens(request))
+        other = _request(
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}
+        )
+        self.assertEqual(chat._counted(other), chat.prompt_tokens(other))
+        for k in range(chat._MAX_COUNTED + 10):
+            chat._counted(
+                _request(
+                    {"model": "m", "messages": [{"role": "user", "content": f"{k}"}]}
+                )
+            )
+        self.assertLessEqual(len(chat._COUNTED), chat._MAX_COUNTED)
+
     def test_the_kept_counts_are_bounded(self) -> None:
         tok = tokenizer.Tokenizer("o200k_base")
         for i in range(tokenizer.CACHED_COUNTS + 10):

@@ -93,6 +93,24 @@ def prompt_tokens(request: ChatRequest) -> int:
     )
 
 
+# Prompt counts of requests seen before, by identity: a plain body read
+# before is the same request (request/chat.py), so its count is too. Each
+# entry holds its request, so an id is not reused while it is kept.
+_COUNTED: dict[int, tuple[ChatRequest, int]] = {}
+_MAX_COUNTED = 256
+
+
+def _counted(request: ChatRequest) -> int:
+    known = _COUNTED.get(id(request))
+    if known is not None and known[0] is request:
+        return known[1]
+    count = prompt_tokens(request)
+    if len(_COUNTED) >= _MAX_COUNTED:
+        _COUNTED.clear()
+    _COUNTED[id(request)] = (request, count)
+    return count
+
+
 _CHAT_PLAN = defaults(ChatPlan)
 _USAGE = defaults(Usage)
 # A plain plan's fields and its usage's, its steps, and whether its pacing
@@ -589,7 +607,7 @@ class Engine:
             self._plain[key] = known
         fields, usage_fields, steps, steady = known
         counts = usage_fields.copy()
-        counts["prompt_tokens"] = prompt_tokens(request)
+        counts["prompt_tokens"] = _counted(request)
         values = fields.copy()
         values["id"] = new_id("chatcmpl-")
         values["created"] = int(now)

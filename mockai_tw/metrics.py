@@ -28,7 +28,7 @@ capacity's queue).
 from __future__ import annotations
 
 import collections
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -173,6 +173,44 @@ def merge(expositions: Sequence[bytes]) -> bytes:
     merged.append(workers)
     registry.register(_Fixed(merged))
     return generate_latest(registry)
+
+
+def observe_gaps(child: Any, amounts: Sequence[float]) -> None:
+    """``observe_all`` for a stream chunk's batch of gaps (``Metrics.chunk``),
+    counted another way: the batch sorted once and cut at each bound
+    (``bisect_right``: the amounts at or below it), a few cuts for the
+    handful of buckets gaps fall in, where ``observe_all`` finds a bucket
+    per amount (a quarter of a chunk's metrics cost).  The same counts and
+    the same sum, added up in the same order; a batch whose sum is NaN (an
+    amount sorting cannot place) and any other kind of child get
+    ``observe_all``."""
+    values = getattr(child, "_buckets", None)
+    if type(child._sum) is not MutexValue or not values:
+        observe_all(child, amounts)
+        return
+    child._raise_if_not_observable()
+    total = child._sum.get()
+    for amount in amounts:
+        total += amount
+    if total != total:
+        observe_all(child, amounts)
+        return
+    ordered = sorted(amounts)
+    size = len(ordered)
+    child._sum.set(total)
+    if not size:
+        return
+    bounds = child._upper_bounds
+    # From the smallest amount's bucket up to the largest's: the last bound
+    # is +Inf, at or above every amount that is not NaN.
+    index = bisect_left(bounds, ordered[0])
+    below = 0
+    while below < size:
+        upto = bisect_right(ordered, bounds[index], below)
+        if upto > below:
+            values[index].inc(upto - below)
+            below = upto
+        index += 1
 
 
 def _group(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -686,7 +724,7 @@ class Metrics:
         assert gaps is not None  # set at the first chunk
         gaps.append(gap)
         if len(gaps) >= OBSERVE_BATCH:
-            observe_all(state.itl, gaps)
+            observe_gaps(state.itl, gaps)
             gaps.clear()
         if self.vllm:
             self._child(self.v_itl, state.chunk_model).observe(gap)

@@ -403,15 +403,36 @@ class TextStream:
     chunks, no generator frame and no per-choice closures.
     """
 
-    __slots__ = ("_at", "_pacing", "_pieces", "_prefix", "_template", "_usage")
+    __slots__ = (
+        "_at",
+        "_count",
+        "_cut",
+        "_first_s",
+        "_head",
+        "_interval_s",
+        "_pacing",
+        "_pieces",
+        "_template",
+        "_usage",
+    )
 
     def __init__(self, plan: ChatPlan, choice: ChoicePlan) -> None:
-        self._prefix = stream_prefix(plan)
+        prefix = stream_prefix(plan)
         self._template = _template(
             choice.index, plan.include_usage, plan.content_filter, choice.finish_reason
         )
+        # The head kept as a content chunk's bytes before its piece (most
+        # chunks are content): the few other events cut the prefix from it.
+        self._head = prefix + self._template[1]
+        self._cut = len(prefix)
         self._pieces = choice.pieces
-        self._pacing: Pacing = plan.pacing
+        self._count = len(choice.pieces)
+        pacing = self._pacing = plan.pacing
+        # Fixed gaps: ``take_due``'s steady step computes a due time as
+        # ``Pacing.due`` does, inline (None: drawn gaps, the general way).
+        steady = type(pacing) is Pacing and not pacing.offsets
+        self._first_s = pacing.first_s
+        self._interval_s: float | None = pacing.interval_s if steady else None
         self._usage: Usage | None = plan.usage if plan.include_usage else None
         self._at = 0
 
@@ -420,7 +441,7 @@ class TextStream:
 
     def _due(self, at: int) -> float | None:
         """When event ``at`` is due (None: there is none)."""
-        count = len(self._pieces)
+        count = self._count
         if at == 0:
             return self._pacing.due(0)
         if at <= count:
@@ -432,19 +453,19 @@ class TextStream:
 
     def _render(self, at: int) -> bytes:
         """Event ``at``'s bytes (one ``_due`` says there is)."""
-        count = len(self._pieces)
-        if at == 0:
-            return self._prefix + self._template[0]
-        if at <= count:
-            template = self._template
+        count = self._count
+        if 0 < at <= count:
             piece = orjson.dumps(self._pieces[at - 1])
-            return self._prefix + template[1] + piece + template[2]
+            return self._head + piece + self._template[2]
+        prefix = self._head[: self._cut]
+        if at == 0:
+            return prefix + self._template[0]
         after = at - count
         if after == 1:
-            return self._prefix + self._template[3]
+            return prefix + self._template[3]
         if after == 2 and self._usage is not None:
             usage = orjson.dumps(usage_json(self._usage))
-            return self._prefix + b'],"usage":' + usage + b"}\n\n"
+            return prefix + b'],"usage":' + usage + b"}\n\n"
         return DONE
 
     def due_next(self) -> float | None:
@@ -460,7 +481,31 @@ class TextStream:
         due <= now``, the comparison delivery makes) while fewer than
         ``limit`` bytes are taken; return when the next event is due (None:
         there is none).  Delivery's one call per write, for two per event
-        (``due_next``, ``next``)."""
+        (``due_next``, ``next``).
+
+        The steady step first: a content piece due, the next piece not yet
+        (fixed gaps), which is nearly every call of a running stream;
+        anything else takes the general loop (``_take_due``)."""
+        at = self._at
+        interval = self._interval_s
+        if interval is not None and 0 < at < self._count and limit > 0:
+            # Event ``at`` is piece ``at - 1``, event ``at + 1`` piece ``at``:
+            # ``Pacing.due(at - 1)`` and ``Pacing.due(at)``, inline.
+            first = self._first_s
+            if start + (first + (at - 1) * interval) <= now:
+                due = first + at * interval
+                if start + due > now:
+                    # Past it before it renders, as the general loop.
+                    self._at = at + 1
+                    piece = orjson.dumps(self._pieces[at - 1])
+                    out.append(self._head + piece + self._template[2])
+                    return due
+        return self._take_due(start, now, out, limit)
+
+    def _take_due(
+        self, start: float, now: float, out: list[bytes], limit: int
+    ) -> float | None:
+        """``take_due`` the general way: event by event."""
         size = 0
         at = self._at
         due = self._due(at)

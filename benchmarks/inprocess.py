@@ -25,9 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,29 +170,68 @@ def _stream_rep(site: Any, requests: int) -> float:
     return elapsed / requests * 1e6
 
 
+def _counted(site: Any, requests: int, stream: bool) -> None:
+    """``requests`` requests (or stream starts) inside ``deque``'s consuming
+    loop, the one place ``--instructions`` counts; the collector as the
+    daemon tunes it (mockai_tw/collector.py)."""
+    import collections
+    import gc
+
+    from mockai_tw.collector import THRESHOLDS
+
+    if stream:
+        opened = []
+
+        def one(_: int) -> None:
+            protocol, transport = _channel(site)
+            protocol.dataReceived(STREAM_REQUEST)
+            opened.append((protocol, transport))
+
+    else:
+        protocol, transport = _channel(site)
+        feed, clear = protocol.dataReceived, transport.clear
+
+        def one(_: int) -> None:
+            feed(REQUEST)
+            clear()
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*THRESHOLDS)
+    collections.deque(map(one, range(requests)), maxlen=0)
+
+
 def _child(args: argparse.Namespace) -> None:
     """``--serve KIND``: one server's reps, each when told on stdin."""
     site = _mockai_site(not args.no_journal, not args.no_metrics)
     if args.serve == "bare":
         site = _bare_site(_check(site))
     rep = _stream_rep if args.stream else _rep
+    if args.once:
+        # Under callgrind: a warm-up, then the counted requests.
+        rep(site, args.once // 4 or 1)
+        _counted(site, args.once, args.stream)
+        return
     for line in sys.stdin:
         if not line.strip():
             break
         print(json.dumps(rep(site, int(line))), flush=True)
 
 
-class _Server:
-    """One server in a child process of its own: each measures alike (the
-    first version of this script timed one server in the parent, which ran
-    ~15% slower than a child for reasons of its own)."""
+class Server:
+    """One server in a child process of its own, ``script --serve KIND``:
+    each measures alike (the first version of this script timed one server
+    in the parent, which ran ~15% slower than a child for reasons of its
+    own). ticks.py's servers too."""
 
-    def __init__(self, kind: str, flags: list[str], path: str | None) -> None:
+    def __init__(
+        self, script: str, kind: str, flags: list[str], path: str | None
+    ) -> None:
         env = dict(os.environ)
         if path is not None:
             env["PYTHONPATH"] = path
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind, *flags],
+            [sys.executable, script, "--serve", kind, *flags],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -211,6 +253,85 @@ class _Server:
         self.process.wait(timeout=60)
 
 
+def callgrind(
+    script: str, kind: str, flags: list[str], path: str | None, once: int, toggle: str
+) -> tuple[int, str]:
+    """Instructions ``script --serve KIND --once N`` runs inside the C
+    function ``toggle`` (callgrind; hash seed fixed), and what it printed:
+    the same to within one instruction run to run, however busy the machine."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind")
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    if path is not None:
+        env["PYTHONPATH"] = path
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        printed = subprocess.run(
+            [
+                valgrind,
+                "--tool=callgrind",
+                "--collect-atstart=no",
+                f"--toggle-collect={toggle}",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                script,
+                "--serve",
+                kind,
+                "--once",
+                str(once),
+                *flags,
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ).stdout
+        with open(out) as f:
+            total = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
+    if total is None:
+        raise SystemExit("no totals in callgrind's output")
+    return int(total.group(1)), printed
+
+
+def _flags(args: argparse.Namespace) -> list[str]:
+    """The options a child process takes from this one."""
+    return [
+        flag
+        for flag, on in (
+            ("--no-journal", args.no_journal),
+            ("--no-metrics", args.no_metrics),
+            ("--stream", args.stream),
+        )
+        if on
+    ]
+
+
+def _report_instructions(args: argparse.Namespace) -> None:
+    flags = _flags(args)
+    requests = args.requests or (500 if args.stream else 2000)
+    kinds: dict[str, tuple[str, str | None]] = {
+        "mockai": ("mockai", None),
+        "bare": ("bare", None),
+    }
+    if args.baseline:
+        kinds["baseline"] = ("mockai", args.baseline)
+    counts = {
+        name: callgrind(__file__, kind, flags, path, requests, "consume_iterator")[0]
+        / requests
+        for name, (kind, path) in kinds.items()
+    }
+    what = "stream start" if args.stream else "request"
+    print(
+        f"instructions per {what} ({requests}):"
+        + "".join(f"  {k} {v:,.0f}" for k, v in counts.items())
+    )
+    print(f"bare / mockai: {counts['bare'] / counts['mockai']:.3f}")
+    if "baseline" in counts:
+        print(f"mockai / baseline: {counts['mockai'] / counts['baseline']:.3f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=0, help="per rep")
@@ -222,10 +343,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--profile", help="profile mockai's reps in this process instead (cProfile)"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request instead (valgrind; ~2000 requests)",
+    )
     parser.add_argument("--serve", choices=("mockai", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--once", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         _child(args)
+        return
+    if args.instructions:
+        _report_instructions(args)
         return
     requests = args.requests or (1000 if args.stream else 20000)
     if args.profile:
@@ -241,19 +371,11 @@ def main(argv: list[str] | None = None) -> None:
         profiler.disable()
         profiler.dump_stats(args.profile)
         return
-    flags = [
-        flag
-        for flag, on in (
-            ("--no-journal", args.no_journal),
-            ("--no-metrics", args.no_metrics),
-            ("--stream", args.stream),
-        )
-        if on
-    ]
-    servers = {"mockai": _Server("mockai", flags, None)}
-    servers["bare"] = _Server("bare", flags, None)
+    flags = _flags(args)
+    servers = {"mockai": Server(__file__, "mockai", flags, None)}
+    servers["bare"] = Server(__file__, "bare", flags, None)
     if args.baseline:
-        servers["baseline"] = _Server("mockai", flags, args.baseline)
+        servers["baseline"] = Server(__file__, "mockai", flags, args.baseline)
     times: dict[str, list[float]] = {name: [] for name in servers}
     try:
         for server in servers.values():

@@ -35,13 +35,8 @@ import gc
 import heapq
 import itertools
 import json
-import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -237,73 +232,13 @@ def _child(args: argparse.Namespace) -> None:
         print(json.dumps(cpu / chunks * 1e6), flush=True)
 
 
-class _Server:
-    """One server in a child process of its own (inprocess.py's reasons)."""
-
-    def __init__(self, kind: str, flags: list[str], path: str | None) -> None:
-        env = dict(os.environ)
-        if path is not None:
-            env["PYTHONPATH"] = path
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind, *flags],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
-    def rep(self, streams: int) -> float:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(f"{streams}\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise SystemExit("a measuring child process failed")
-        return float(json.loads(line))
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
-
-
 def _instructions(kind: str, flags: list[str], path: str | None, streams: int) -> float:
-    """Instructions per chunk of the steady ticks of one rep (callgrind,
-    counting only inside the timed ``starmap``; hash seed fixed)."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        raise SystemExit("--instructions needs valgrind")
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    if path is not None:
-        env["PYTHONPATH"] = path
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "callgrind.out")
-        chunks = subprocess.run(
-            [
-                valgrind,
-                "--tool=callgrind",
-                "--collect-atstart=no",
-                "--toggle-collect=starmap_next",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--serve",
-                kind,
-                "--once",
-                str(streams),
-                *flags,
-            ],
-            env=env,
-            check=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        ).stdout
-        with open(out) as f:
-            total = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
-    if total is None:
-        raise SystemExit("no totals in callgrind's output")
-    return int(total.group(1)) / int(chunks)
+    """Instructions per chunk of the steady ticks of one rep (counting only
+    inside the timed ``starmap``)."""
+    total, chunks = inprocess.callgrind(
+        __file__, kind, flags, path, streams, "starmap_next"
+    )
+    return total / int(chunks)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -369,11 +304,11 @@ def main(argv: list[str] | None = None) -> None:
         if "baseline" in counts:
             print(f"mockai / baseline: {counts['mockai'] / counts['baseline']:.3f}")
         return
-    servers = {"mockai": _Server("mockai", flags, None)}
+    servers = {"mockai": inprocess.Server(__file__, "mockai", flags, None)}
     if not args.no_bare:
-        servers["bare"] = _Server("bare", flags, None)
+        servers["bare"] = inprocess.Server(__file__, "bare", flags, None)
     if args.baseline:
-        servers["baseline"] = _Server("mockai", flags, args.baseline)
+        servers["baseline"] = inprocess.Server(__file__, "mockai", flags, args.baseline)
     times: dict[str, list[float]] = {name: [] for name in servers}
     try:
         for server in servers.values():

@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from mockai_tw.tables import remember
+
 REDACTED = "[redacted]"
 #: Header names whose values never leave the journal.
 SECRET_HEADERS = frozenset(
@@ -213,9 +215,7 @@ def _frozen(part: Any) -> bool:
 
 
 def _keep(part: Any, packed: bytes) -> None:
-    if len(_PACKED) >= MAX_PACKED:
-        _PACKED.clear()
-    _PACKED[id(part)] = (part, packed)
+    remember(_PACKED, id(part), (part, packed), MAX_PACKED)
 
 
 def _packed_item(item: Any, compact: Any) -> bytes:

@@ -53,6 +53,7 @@ class LayerTests(TestCase):
             "mockai_tw.engine.plan",
             "mockai_tw.errors",
             "mockai_tw.fault_kinds",
+            "mockai_tw.tables",
         }
         for name in (
             "chat",
@@ -79,6 +80,7 @@ class LayerTests(TestCase):
             "mockai_tw.hooks",
             "mockai_tw.globs",
             "mockai_tw.errors",
+            "mockai_tw.tables",
             "mockai_tw.state.url",
             "mockai_tw.state.types",
         ):

@@ -47,6 +47,7 @@ from mockai_tw.engine.timing import Override, TimingModel
 from mockai_tw.errors import invalid
 from mockai_tw.request.chat import ChatRequest, FunctionDef
 from mockai_tw.request.features import Thinking
+from mockai_tw.tables import remember
 from mockai_tw.values import adopted, built, defaults, template
 
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
@@ -105,9 +106,7 @@ def _counted(request: ChatRequest) -> int:
     if known is not None and known[0] is request:
         return known[1]
     count = prompt_tokens(request)
-    if len(_COUNTED) >= _MAX_COUNTED:
-        _COUNTED.clear()
-    _COUNTED[id(request)] = (request, count)
+    remember(_COUNTED, id(request), (request, count), _MAX_COUNTED)
     return count
 
 
@@ -450,11 +449,9 @@ class Engine:
         text, finish, sequence = limited(reply, request.stop, request.max_tokens, model)
         pieces = chunk(text, self.config.stream.chunking, model)
         plan = ChoicePlan(index, pieces, finish, stop_sequence=sequence)
-        known = (plan, tokenizer.count(text, model))
-        if len(self._canned) >= CANNED_CHOICES:
-            self._canned.clear()
-        self._canned[key] = known
-        return known
+        return remember(
+            self._canned, key, (plan, tokenizer.count(text, model)), CANNED_CHOICES
+        )
 
     def reasoning(
         self, request: ChatRequest, thinking: Thinking, hit: Hit | None
@@ -601,10 +598,8 @@ class Engine:
         key = (reply, request.stop, request.max_tokens, model, timing)
         known = self._plain.get(key)
         if known is None:
-            known = self._plain_plan(request, reply, timing)
-            if len(self._plain) >= CANNED_CHOICES:
-                self._plain.clear()
-            self._plain[key] = known
+            made = self._plain_plan(request, reply, timing)
+            known = remember(self._plain, key, made, CANNED_CHOICES)
         fields, usage_fields, steps, steady = known
         counts = usage_fields.copy()
         counts["prompt_tokens"] = _counted(request)

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from functools import cache, lru_cache
 from typing import Any, Protocol
 
+from mockai_tw.tables import remember
+
 _CJK = (
     "\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf"
     "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
@@ -125,9 +127,7 @@ class Tokenizer:
             return 0
         found = sum(self.weighted(text)[1])
         if len(text) <= CACHED_TEXT:
-            if len(self._counts) >= CACHED_COUNTS:
-                self._counts.clear()
-            self._counts[text] = found
+            remember(self._counts, text, found, CACHED_COUNTS)
         return found
 
     def pieces(self, text: str) -> list[str]:

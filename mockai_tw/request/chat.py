@@ -19,6 +19,7 @@ from mockai_tw.request.common import (
     worded,
     wrong_type,
 )
+from mockai_tw.tables import remember
 from mockai_tw.values import adopted, template
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
@@ -361,9 +362,7 @@ def parse_chat_request(data: bytes, default_model: str | None = None) -> ChatReq
     plain = _plain(body)
     if plain is not None:
         if len(data) <= _MAX_READ_BYTES:
-            if len(_READ) >= _MAX_READ:
-                _READ.clear()
-            _READ[key] = plain
+            remember(_READ, key, plain, _MAX_READ)
         return plain
     return _worded_parse(body, data)
 

@@ -19,6 +19,8 @@ from typing import TypeVar
 
 from twisted.web.http_headers import Headers, InvalidHeaderName
 
+from mockai_tw.tables import remember
+
 # Methods this server answers; others go the long way (and are refused there).
 _REQUEST_LINE = re.compile(
     rb"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) ([\x21-\x7e]+) (HTTP/1\.[01])"
@@ -75,9 +77,7 @@ def _read_line(line: bytes) -> tuple[bytes, bytes, int] | None:
 
 def _remember(lines: dict[bytes, T], line: bytes, read: T) -> T:
     if len(line) <= _MAX_LINE:
-        if len(lines) >= _MAX_LINES:
-            lines.clear()
-        lines[line] = read
+        remember(lines, line, read, _MAX_LINES)
     return read
 
 
@@ -128,9 +128,7 @@ def read_head(head: bytes, max_headers: int, max_size: int) -> Head | None:
         return known
     read = _read_head(head, max_headers, max_size)
     if read is not None and len(head) <= _MAX_HEAD:
-        if len(_HEADS) >= _MAX_HEADS:
-            _HEADS.clear()
-        _HEADS[head] = read
+        remember(_HEADS, head, read, _MAX_HEADS)
     return read
 
 

@@ -17,6 +17,7 @@ from mockai_tw.engine.plan import (
     ToolCallPlan,
     Usage,
 )
+from mockai_tw.tables import remember
 from mockai_tw.wire.envelope import CONTENT_FILTER_RESULTS, Envelope, head
 from mockai_tw.wire.sse import DONE
 
@@ -165,10 +166,7 @@ def _around(
         same = _spliced(body, plan, parts) == general_completion(plan)
     except (TypeError, ValueError):
         same = False
-    if len(_AROUND) >= _AROUNDS:
-        _AROUND.clear()
-    _AROUND[key] = body if same else b""
-    return _AROUND[key]
+    return remember(_AROUND, key, body if same else b"", _AROUNDS)
 
 
 def general_completion(plan: ChatPlan) -> bytes:
@@ -388,10 +386,7 @@ def _prefix_around(plan: ChatPlan, key: tuple[str, str, str]) -> bytes:
         same = around % (orjson.dumps(plan.id), plan.created) == general_prefix(plan)
     except (TypeError, ValueError):
         same = False
-    if len(_PREFIXES) >= _MAX_PREFIXES:
-        _PREFIXES.clear()
-    _PREFIXES[key] = around if same else b""
-    return _PREFIXES[key]
+    return remember(_PREFIXES, key, around if same else b"", _MAX_PREFIXES)
 
 
 class TextStream:

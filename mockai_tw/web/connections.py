@@ -363,9 +363,8 @@ class GuardedChannel(http.HTTPChannel):
         if getattr(getattr(self, "site", None), "draining", False):
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
             return False
-        if version == b"HTTP/1.1" and b"Connection" not in getattr(
-            request.requestHeaders, "_rawHeaders", (b"Connection",)
-        ):
+        raw: dict[bytes, Any] = request.requestHeaders._rawHeaders
+        if version == b"HTTP/1.1" and b"Connection" not in raw:
             return True  # twisted.web's answer with no Connection header
         return bool(super().checkPersistence(request, version))
 

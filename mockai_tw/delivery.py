@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from mockai_tw.errors import ApiError
 from mockai_tw.fault_kinds import RESET, Action
-from mockai_tw.hooks import Hooks
+from mockai_tw.hooks import Gaps, Hooks
 
 log = Logger()
 
@@ -69,7 +69,9 @@ class Stream:
         "events",
         "events_written",
         "failed",
+        "gaps",
         "hooks",
+        "last_write",
         "lazy",
         "origin",
         "paused",
@@ -122,6 +124,10 @@ class Stream:
         self.queued = False
         self.bytes_written = 0
         self.events_written = 0
+        # Given by a ``first_chunk`` listener: where each later write's gap
+        # since the one before (``last_write``, its clock) goes.
+        self.gaps: Gaps | None = None
+        self.last_write = 0.0
         self.ticker: Ticker | None = None
         # Why the stream ended: finished, disconnected or stopped.
         self.close_reason = ""
@@ -212,12 +218,25 @@ class Stream:
                 request: Any = self.request
                 data = batch[0]
                 size = len(data)
+                first = not self.events_written
                 self.events_written += 1
                 self.bytes_written += size
                 request.write(data)
-                hooks = self.hooks
-                if hooks is not None and hooks.listeners["chunk"]:
-                    hooks.emit("chunk", self.origin, size)
+                gaps = self.gaps
+                if gaps is None:
+                    self.wrote(first, size)
+                else:
+                    # ``wrote`` inline for a running stream's chunk.
+                    at = gaps.seconds()
+                    gap = at - self.last_write
+                    self.last_write = at
+                    amounts = gaps.amounts
+                    amounts.append(gap if gap > 0.0 else 0.0)
+                    if len(amounts) >= gaps.batch:
+                        self._fold(gaps)
+                    hooks = self.hooks
+                    if hooks is not None and hooks.listeners["chunk"]:
+                        hooks.emit("chunk", self.origin, size)
             elif batch:
                 self._write(batch)
             if due is None:
@@ -232,12 +251,40 @@ class Stream:
         assert self.request is not None
         data = b"".join(batch)
         size = len(data)
+        first = not self.events_written
         self.events_written += len(batch)
         self.bytes_written += size
         self.request.write(data)
+        self.wrote(first, size)
+
+    def wrote(self, first: bool, size: int) -> None:
+        """After a write of ``size`` bytes (the stream's ``first``, or not):
+        its gap since the last, then the hooks."""
+        gaps = self.gaps
+        if gaps is not None:
+            at = gaps.seconds()
+            gap = at - self.last_write
+            self.last_write = at
+            amounts = gaps.amounts
+            amounts.append(gap if gap > 0.0 else 0.0)
+            if len(amounts) >= gaps.batch:
+                self._fold(gaps)
         hooks = self.hooks
-        if hooks is not None and hooks.listeners["chunk"]:
-            hooks.emit("chunk", self.origin, size)
+        if hooks is not None:
+            listeners = hooks.listeners
+            if first and listeners["first_chunk"]:
+                hooks.emit("first_chunk", self.origin, size, self)
+            if listeners["chunk"]:
+                hooks.emit("chunk", self.origin, size)
+
+    def _fold(self, gaps: Gaps) -> None:
+        """A full batch of gaps to their measurer; its failure is not the
+        stream's (as a hook's is not)."""
+        try:
+            gaps.fold(gaps.amounts)
+        except Exception:
+            log.failure("mockai: folding a stream's gaps failed")
+            gaps.amounts.clear()
 
     def _act(self, action: Action) -> None:
         """End the connection as a fault says: reset, or close after what was sent."""

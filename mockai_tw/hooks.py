@@ -10,11 +10,15 @@ exception and the request) and the request goes on as if it had not been there.
 | ``queued`` | request | it passed every check but waits for a capacity slot |
 | ``admitted`` | request | it passed every check and runs now (maybe after ``queued``) |
 | ``first_byte`` | request, status | its status is decided and headers go out |
+| ``first_chunk`` | request, bytes written, stream | a paced reply's first write |
 | ``chunk`` | request, bytes written | a streamed write (paced replies only) |
 | ``paused`` / ``resumed`` | request | the client stopped / started reading |
 | ``last_byte`` | request | the response is finished |
 | ``disconnected`` | request | the client went away before the end |
 | ``error`` | request, ApiError | an error body is sent |
+
+A ``first_chunk`` listener may give the stream a ``Gaps`` (below): the
+stream then times each later write into it, with no event per chunk.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ EVENTS = (
     "queued",
     "admitted",
     "first_byte",
+    "first_chunk",
     "chunk",
     "paused",
     "resumed",
@@ -35,6 +40,30 @@ EVENTS = (
 )
 
 Listener = Callable[..., None]
+
+
+class Gaps:
+    """Where the gaps between a stream's writes go, for whoever measures
+    them (metrics' inter-token histogram): one list shared by the streams of
+    a kind, handed to ``fold`` once it holds ``batch`` amounts.
+
+    A listener gives a stream one at its first write (the ``first_chunk``
+    hook); from then on each write costs a clock read and an append, not
+    a hook and a lookup per chunk (a fifth of a paced chunk's cost).
+    """
+
+    __slots__ = ("amounts", "batch", "fold", "seconds")
+
+    def __init__(
+        self,
+        seconds: Callable[[], float],
+        fold: Callable[[list[float]], None],
+        batch: int,
+    ) -> None:
+        self.seconds = seconds
+        self.fold = fold
+        self.batch = batch
+        self.amounts: list[float] = []
 
 
 class Hooks:

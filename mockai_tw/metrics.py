@@ -41,7 +41,7 @@ from prometheus_client.samples import Sample
 from prometheus_client.values import MutexValue
 
 from mockai_tw.engine.capacity import REFUSAL_CODES
-from mockai_tw.hooks import Hooks
+from mockai_tw.hooks import Gaps, Hooks
 
 if TYPE_CHECKING:
     from mockai_tw.journal import Journal
@@ -176,7 +176,7 @@ def merge(expositions: Sequence[bytes]) -> bytes:
 
 
 def observe_gaps(child: Any, amounts: Sequence[float]) -> None:
-    """``observe_all`` for a stream chunk's batch of gaps (``Metrics.chunk``),
+    """``observe_all`` for a stream chunk's batch of gaps (``Metrics._gaps``),
     counted another way: the batch sorted once and cut at each bound
     (``bisect_right``: the amounts at or below it), a few cuts for the
     handful of buckets gaps fall in, where ``observe_all`` finds a bucket
@@ -311,17 +311,7 @@ class _Row:
 class _Open:
     """What one request's metrics need between its events."""
 
-    __slots__ = (
-        "chunk_model",
-        "gaps",
-        "itl",
-        "last_chunk",
-        "model",
-        "running",
-        "stream",
-        "v_waiting",
-        "waiting",
-    )
+    __slots__ = ("model", "running", "stream", "v_waiting", "waiting")
 
     def __init__(self) -> None:
         self.running = False
@@ -329,31 +319,21 @@ class _Open:
         self.waiting = False
         self.v_waiting = False
         self.stream = False
-        self.last_chunk: float | None = None
         self.model = ""
-        # A stream's: the inter-token histogram's child and the model of its
-        # chunks, found at the first chunk.
-        self.itl: Any = None
-        # The gaps waiting to be observed into ``itl`` (shared by the
-        # streams with the same child: ``Metrics.pending``).
-        self.gaps: list[float] | None = None
-        self.chunk_model = ""
 
 
 class _StreamRow:
     """What a stream's first chunk touches, for one (endpoint, model): the
-    time-to-first-token and inter-token children and the lists of amounts
-    waiting for them (the same lists ``Metrics.pending`` holds)."""
+    time-to-first-token child and its list of amounts waiting (one of
+    ``Metrics.pending``'s), and the ``Gaps`` its streams time their later
+    writes into (``Metrics._sink``)."""
 
-    __slots__ = ("gaps", "itl", "ttft", "waiting")
+    __slots__ = ("sink", "ttft", "waiting")
 
-    def __init__(
-        self, ttft: Any, waiting: list[float], itl: Any, gaps: list[float]
-    ) -> None:
+    def __init__(self, ttft: Any, waiting: list[float], sink: Gaps) -> None:
         self.ttft = ttft
         self.waiting = waiting
-        self.itl = itl
-        self.gaps = gaps
+        self.sink = sink
 
 
 class Metrics:
@@ -387,6 +367,8 @@ class Metrics:
         # its first chunk and every gap between its chunks, observed
         # OBSERVE_BATCH at a time (and all before anything reads the registry).
         self.pending: dict[int, tuple[Any, list[float]]] = {}
+        # The ``Gaps`` streams time their writes into, by inter-token child.
+        self.sinks: dict[int, Gaps] = {}
         # A stream's first chunk's children, by (endpoint, model).
         self.stream_rows: dict[tuple[str, str], _StreamRow] = {}
         # SSE streams open now: ``streams_open``'s value, set at each fold
@@ -572,11 +554,17 @@ class Metrics:
                 self.v_waiting.labels(model).inc(0)
         on = bool(metrics.enabled)
         if on != self.on:
+            # Streams open across the change keep their Gaps: what they timed
+            # while on is folded in now, what they timed while off is dropped.
+            for sink in self.sinks.values():
+                if sink.amounts:
+                    sink.fold(sink.amounts)
+                sink.amounts.clear()
             self.on = on
             change = self.hooks.on if on else self.hooks.off
             change("queued", self.queued)
             change("first_byte", self.first_byte)
-            change("chunk", self.chunk)
+            change("first_chunk", self.first_chunk)
             change("last_byte", self.finished)
             change("disconnected", self.disconnected)
             change("error", self.error)
@@ -603,6 +591,9 @@ class Metrics:
         """Fold what the rows hold pending into prometheus_client's metrics
         (the registry does before every read: see ``_Registry``)."""
         self.streams_open.set(self.open_streams)
+        for sink in self.sinks.values():
+            if sink.amounts:
+                sink.fold(sink.amounts)
         for child, amounts in self.pending.values():
             if amounts:
                 observe_all(child, amounts)
@@ -707,39 +698,21 @@ class Metrics:
         state.stream = True
         self.open_streams += 1
 
-    def chunk(self, request: Any, size: int) -> None:
+    def first_chunk(self, request: Any, size: int, stream: Any) -> None:
+        """A stream's time to its first chunk; its later writes time their
+        gaps into its row's ``Gaps`` (delivery does, with no call per chunk)."""
         state = self.open.get(id(request))
         if state is None or not state.stream:
             return
         now = self.clock.seconds()
-        last = state.last_chunk
-        state.last_chunk = now
-        if last is None:
-            self._first_chunk(request, state, now)
-            return
-        gap = now - last
-        if gap < 0.0:
-            gap = 0.0
-        gaps = state.gaps
-        assert gaps is not None  # set at the first chunk
-        gaps.append(gap)
-        if len(gaps) >= OBSERVE_BATCH:
-            observe_gaps(state.itl, gaps)
-            gaps.clear()
-        if self.vllm:
-            self._child(self.v_itl, state.chunk_model).observe(gap)
-
-    def _first_chunk(self, request: Any, state: _Open, now: float) -> None:
-        """A stream's time to its first chunk; its later chunks' gaps go to
-        the children found here."""
         endpoint = endpoint_of(request)
-        model = state.chunk_model = self._model(request)
+        model = self._model(request)
         key = (endpoint, model)
         row = self.stream_rows.get(key)
         if row is None:
             row = self._stream_row(key)
-        state.itl = row.itl
-        state.gaps = row.gaps
+        stream.gaps = row.sink
+        stream.last_write = now
         elapsed = max(0.0, now - request.started)
         waiting = row.waiting
         waiting.append(elapsed)
@@ -754,10 +727,33 @@ class Metrics:
             self.stream_rows.clear()
         endpoint, model = key
         itl = self._child(self.itl, endpoint, model)
-        gaps = self._pending(itl)
         ttft = self._child(self.ttft, endpoint, model)
-        row = self.stream_rows[key] = _StreamRow(ttft, self._pending(ttft), itl, gaps)
+        row = self.stream_rows[key] = _StreamRow(
+            ttft, self._pending(ttft), self._sink(itl, model)
+        )
         return row
+
+    def _sink(self, itl: Any, model: str) -> Gaps:
+        """The ``Gaps`` of the streams whose gaps go to ``itl``: one per
+        child, as ``_pending``'s lists, kept while rows come and go (a
+        stream holds its own to the end), so ``flush`` finds every amount."""
+        found = self.sinks.get(id(itl))
+        if found is None:
+
+            def fold(amounts: list[float]) -> None:
+                self._gaps(itl, model, amounts)
+
+            found = self.sinks[id(itl)] = Gaps(self.clock.seconds, fold, OBSERVE_BATCH)
+        return found
+
+    def _gaps(self, itl: Any, model: str, amounts: list[float]) -> None:
+        """Gaps into their inter-token children (none while off: the streams
+        opened before a reload turned metrics off still time theirs)."""
+        if self.on:
+            observe_gaps(itl, amounts)
+            if self.vllm:
+                observe_all(self._child(self.v_itl, model), amounts)
+        amounts.clear()
 
     def error(self, request: Any, error: Any) -> None:
         if error.status == 429 and error.code == "rate_limit_exceeded":

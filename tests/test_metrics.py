@@ -9,7 +9,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import treq
 from twisted.trial.unittest import TestCase
-from twisted.web.http_headers import Headers
 
 from mockai_tw.config import ConfigError
 from tests.support import TOKEN, Live, start
@@ -212,6 +211,18 @@ class MetricsTests(TestCase):
         self.assertEqual(
             value(samples, "vllm:num_requests_running", model_name=MODEL), 0.0
         )
+        # Every gap between the stream's writes, under both names.
+        gaps = value(
+            samples,
+            "mockai_inter_token_latency_seconds_count",
+            endpoint="chat",
+            model=MODEL,
+        )
+        self.assertGreater(gaps, 0.0)
+        self.assertEqual(
+            value(samples, "vllm:inter_token_latency_seconds_count", model_name=MODEL),
+            gaps,
+        )
         self.assertIn("mockai_requests_total", samples)
 
     def test_workers_figures_are_summed(self) -> None:
@@ -271,13 +282,13 @@ class MetricsTests(TestCase):
             config, metrics=dataclasses.replace(config.metrics, enabled=False)
         )
         server.apply(off)
-        self.assertEqual(server.hooks.listeners["chunk"], [])
+        self.assertEqual(server.hooks.listeners["first_chunk"], [])
         response = await live.request("GET", "/metrics")
         await treq.content(response)
         self.assertEqual(response.code, 404)
         server.apply(config)
         server.apply(config)
-        self.assertEqual(len(server.hooks.listeners["chunk"]), 1)
+        self.assertEqual(len(server.hooks.listeners["first_chunk"]), 1)
         await scrape(live)
 
     async def test_counts_are_exact_at_any_scrape(self) -> None:
@@ -345,39 +356,27 @@ class MetricsTests(TestCase):
     def test_pending_chunk_gaps_fold_into_prometheus_client(self) -> None:
         # A stream's first chunk adds a time to it, every other a gap; they
         # are observed in batches, and all of them before a read.
-        from types import SimpleNamespace
-
         from twisted.internet.task import Clock
 
         from mockai_tw.config_load import parse_config
         from mockai_tw.hooks import Hooks
         from mockai_tw.journal import Journal
         from mockai_tw.metrics import OBSERVE_BATCH, Metrics
+        from tests.test_stream_start import _chunk, _streaming
 
         hooks = Hooks()
         clock = Clock()
         metrics = Metrics(hooks, clock, Journal())
         metrics.follow(parse_config({"access_token": "t"}, {}))
-        streams = [
-            SimpleNamespace(
-                path=b"/v1/chat/completions",
-                endpoint="chat",
-                model=MODEL,
-                reply=SimpleNamespace(model=MODEL),
-                stream=object(),
-                responseHeaders=Headers({b"content-type": [b"text/event-stream"]}),
-                started=0.0,
-            )
-            for _ in range(2)
-        ]
+        streams = [_streaming(MODEL) for _ in range(2)]
         for request in streams:
             hooks.emit("first_byte", request, 200)
-            hooks.emit("chunk", request, 10)
+            _chunk(hooks, request)
         gaps = OBSERVE_BATCH + 5
         for _ in range(gaps):
             clock.advance(0.03)
             for request in streams:
-                hooks.emit("chunk", request, 10)
+                _chunk(hooks, request)
         itl = "mockai_inter_token_latency_seconds"
         labels = {"endpoint": "chat", "model": MODEL}
         read = metrics.registry.get_sample_value

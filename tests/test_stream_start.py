@@ -316,18 +316,29 @@ def _metrics() -> tuple[Hooks, Clock, metrics.Metrics]:
 
 
 def _streaming(model: str, endpoint: str = "chat") -> Any:
-    return SimpleNamespace(
+    request = SimpleNamespace(
         path=b"/v1/chat/completions",
         endpoint=endpoint,
         model=model,
         reply=SimpleNamespace(model=model, usage=None, rule=None),
-        stream=object(),
         responseHeaders=Headers({b"content-type": [b"text/event-stream"]}),
         started=0.0,
         code=200,
         fault=None,
         error=None,
     )
+    request.stream = Stream(cast(Any, request), iter(()), 0.0)
+    return request
+
+
+def _chunk(hooks: Hooks, request: Any, size: int = 10) -> None:
+    """One paced write of ``request``'s stream, counted as delivery counts
+    it: the first tells ``first_chunk``'s listeners, the rest time a gap."""
+    stream = request.stream
+    stream.hooks = hooks
+    first = not stream.events_written
+    stream.events_written += 1
+    stream.wrote(first, size)
 
 
 class StreamMetricsTests(SynchronousTestCase):
@@ -376,13 +387,13 @@ class StreamMetricsTests(SynchronousTestCase):
         clock.advance(0.02)
         for request in streams:
             hooks.emit("first_byte", request, 200)
-            hooks.emit("chunk", request, 10)
+            _chunk(hooks, request)
         # Past a batch of gaps: observed into their children on the way.
         gaps = metrics.OBSERVE_BATCH + 2
         for _ in range(gaps):
             clock.advance(0.03)
             for request in streams:
-                hooks.emit("chunk", request, 10)
+                _chunk(hooks, request)
         read = collected.registry.get_sample_value
         ttft = "mockai_time_to_first_token_seconds"
         itl = "mockai_inter_token_latency_seconds"
@@ -398,6 +409,54 @@ class StreamMetricsTests(SynchronousTestCase):
             self.assertEqual(read(f"{itl}_count", labels), gaps * count)
             self.assertAlmostEqual(read(f"{itl}_sum", labels) or 0, 0.03 * gaps * count)
             self.assertEqual(read(f"{itl}_bucket", {"le": "0.02", **labels}), 0.0)
+
+    def test_gaps_while_off_are_not_counted(self) -> None:
+        # A stream opened while on keeps its Gaps after a reload turns
+        # metrics off; what it times then is dropped, not folded in later.
+        hooks, clock, collected = _metrics()
+        request = _streaming("gpt-4o")
+        hooks.emit("first_byte", request, 200)
+        _chunk(hooks, request)
+        for _ in range(3):
+            clock.advance(0.03)
+            _chunk(hooks, request)
+        read = collected.registry.get_sample_value
+        labels = {"endpoint": "chat", "model": "gpt-4o"}
+        itl = "mockai_inter_token_latency_seconds_count"
+        self.assertEqual(read(itl, labels), 3.0)
+        on = parse_config({"access_token": "t"}, {})
+        collected.follow(
+            parse_config({"access_token": "t", "metrics": {"enabled": False}}, {})
+        )
+        for _ in range(metrics.OBSERVE_BATCH + 3):
+            clock.advance(0.03)
+            _chunk(hooks, request)
+        collected.follow(on)
+        self.assertEqual(read(itl, labels), 3.0)
+        # On again: its next gaps count.
+        clock.advance(0.03)
+        _chunk(hooks, request)
+        self.assertEqual(read(itl, labels), 4.0)
+
+    def test_a_failing_fold_is_logged_and_the_stream_goes_on(self) -> None:
+        hooks, clock, _collected = _metrics()
+        request = _streaming("gpt-4o")
+        hooks.emit("first_byte", request, 200)
+        _chunk(hooks, request)
+        stream = request.stream
+        assert stream.gaps is not None
+
+        def broken(amounts: list[float]) -> None:
+            raise ValueError("broken")
+
+        stream.gaps.fold = broken
+        for _ in range(metrics.OBSERVE_BATCH):
+            clock.advance(0.03)
+            _chunk(hooks, request)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        # Dropped, not kept to fail again.
+        self.assertEqual(stream.gaps.amounts, [])
+        self.assertEqual(stream.events_written, metrics.OBSERVE_BATCH + 1)
 
 
 REQUEST = (

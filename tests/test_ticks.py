@@ -33,7 +33,15 @@ from mockai_tw.engine.plan import Pacing
 from mockai_tw.wire import chat
 from mockai_tw.wire.errors import error_event
 from tests.test_delivery import FakeRequest
-from tests.test_stream_start import PACING, PIECE, START, _metrics, _plan, _streaming
+from tests.test_stream_start import (
+    PACING,
+    PIECE,
+    START,
+    _chunk,
+    _metrics,
+    _plan,
+    _streaming,
+)
 
 STEADY_PACING = st.builds(
     Pacing,
@@ -324,7 +332,7 @@ class ObserveGapsTests(SynchronousTestCase):
             states = []
             for i in range(300):
                 clock.advance([0.02, 0.0199999, 0.021, 0.005, 0.04, 1e-9, 0.3][i % 7])
-                hooks.emit("chunk", request, 10)
+                _chunk(hooks, request)
                 states.append(_state(child))
             seen.flush()
             return [*states, _state(child)]

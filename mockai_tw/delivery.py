@@ -212,19 +212,21 @@ class Stream:
                 if batch:
                     self._write(batch)
                 raise
+            if due is None:
+                self._complete(batch)
+                return None
             if len(batch) == 1:
                 # ``_write`` inline for one event, a running stream's write
                 # (open: the loop's test says so).
                 request: Any = self.request
                 data = batch[0]
                 size = len(data)
-                first = not self.events_written
                 self.events_written += 1
                 self.bytes_written += size
                 request.write(data)
                 gaps = self.gaps
                 if gaps is None:
-                    self.wrote(first, size)
+                    self.wrote(self.events_written == 1, size)
                 else:
                     # ``wrote`` inline for a running stream's chunk.
                     at = gaps.seconds()
@@ -239,9 +241,6 @@ class Stream:
                         hooks.emit("chunk", self.origin, size)
             elif batch:
                 self._write(batch)
-            if due is None:
-                self._complete()
-                return None
             at = start + due
             if at > now:
                 return at
@@ -298,12 +297,33 @@ class Stream:
         if transport is not None:
             transport.loseConnection()
 
-    def _complete(self) -> None:
+    def _complete(self, last: list[bytes] | None = None) -> None:
+        """Finish, after the ``last`` events if given: with a request that
+        can (``finish_with``), they and the end of the body are one send."""
         request = self.request
+        if not last:
+            self._close("finished")
+            if request is not None:
+                request.unregisterProducer()
+                request.finish()
+            return
+        assert request is not None
+        data = b"".join(last)
+        size = len(data)
+        first = not self.events_written
+        self.events_written += len(last)
+        self.bytes_written += size
         self._close("finished")
-        if request is not None:
-            request.unregisterProducer()
+        request.unregisterProducer()
+        finish_with = getattr(request, "finish_with", None)
+        if finish_with is None:
+            request.write(data)
+            self.wrote(first, size)
             request.finish()
+        else:
+            # Counted as it goes out: the hooks hear of it before ``last_byte``.
+            self.wrote(first, size)
+            finish_with(data)
 
     def _close(self, why: str) -> None:
         if self.closed:

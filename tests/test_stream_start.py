@@ -511,6 +511,60 @@ class WireTests(SynchronousTestCase):
         text = re.sub(rb"req_[0-9a-f]+", b"req_", text)
         return re.sub(rb"chatcmpl-[A-Za-z0-9]+", b"chatcmpl-", text)
 
+    def _two_streams(self, fast: bool) -> tuple[bytes, list[bytes]]:
+        """Two streams back to back on one connection: the bytes, and each
+        write the transport was given."""
+        from mockai_tw.web.site import ApiRequest
+
+        writes: list[bytes] = []
+
+        class Counted(StringTransport):
+            def write(self, data: bytes) -> None:
+                writes.append(data)
+                super().write(data)
+
+        config = parse_config(
+            {
+                "access_token": "sk-t",
+                "seed": 1,
+                "replies": ["one two three"],
+                "stream": {"interval_ms": 20, "chunking": "word"},
+            },
+            {},
+        )
+        clock = Clock()
+        clock.advance(1732440000)
+        site = MockServer(config, clock).site
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = Counted()
+        protocol.makeConnection(transport)
+        body = REQUEST % b""
+        request = (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer sk-t\r\nContent-Length: %d\r\n\r\n%b"
+            % (len(body), body)
+        )
+        self.patch(ApiRequest, "fast_finish_with", fast)
+        for _ in range(2):
+            protocol.dataReceived(request)
+            for _ in range(20):
+                clock.advance(0.02)
+        self.assertFalse(transport.disconnecting)
+        text = re.sub(rb"req_[0-9a-f]+", b"req_", transport.value())
+        return re.sub(rb"chatcmpl-[A-Za-z0-9]+", b"chatcmpl-", text), writes
+
+    def test_the_last_events_and_the_end_are_one_write(self) -> None:
+        fast, fast_writes = self._two_streams(True)
+        slow, slow_writes = self._two_streams(False)
+        self.assertEqual(fast, slow)
+        self.assertEqual(fast.count(b"data: [DONE]\n\n\r\n0\r\n\r\n"), 2)
+        # One write less per stream, and the connection served the second.
+        self.assertEqual(len(fast_writes), len(slow_writes) - 2)
+        ends = [w for w in fast_writes if w.endswith(b"\r\n0\r\n\r\n")]
+        self.assertEqual(len(ends), 2)
+        for end in ends:
+            self.assertIn(b"data: [DONE]", end)
+
     def test_the_same_bytes_on_the_wire(self) -> None:
         bodies = [REQUEST % options for options in (b"", USAGE)]
         fast = [self._served(body) for body in bodies]

@@ -23,6 +23,7 @@ from mockai_tw.hooks import Hooks
 from mockai_tw.logs import redacted_uri
 from mockai_tw.web.connections import (
     ConnectionCap,
+    GuardedChannel,
     HttpLimits,
     channel_factory,
     default_limits,
@@ -383,11 +384,18 @@ class ApiRequest(server.Request):
                 and not self._disconnected
                 and self._encoder is None
             ):
-                # A stream's chunk: framed and handed to the channel here,
-                # as http.Request.write would (three calls less per chunk).
-                self.sentLength += len(data)
-                if data:
-                    self.channel.write(_chunk(data))
+                # A stream's chunk: framed here, as http.Request.write would,
+                # and once the head is out sent straight by the channel (four
+                # calls less per chunk).
+                size = len(data)
+                self.sentLength += size
+                if size:
+                    data = b"%x\r\n%b\r\n" % (size, data)
+                    sender: Any = self.channel
+                    if type(sender) is GuardedChannel and sender._head is None:
+                        sender.send_now(data)
+                    else:
+                        sender.write(data)
                 return
             super().write(data)
             return
@@ -535,6 +543,41 @@ class ApiRequest(server.Request):
         hooks = self.hooks
         if hooks is not None:
             hooks.emit("last_byte", self)
+
+    # Off: a stream's last write and its finish are two steps (the tests compare).
+    fast_finish_with = True
+
+    def finish_with(self, data: bytes) -> None:
+        """Write ``data`` and finish: for a chunked body, the last chunk and
+        the body's end in one send (a stream's last events: one packet, not
+        two); otherwise ``write`` then ``finish``."""
+        channel: Any = self.channel
+        if (
+            self.fast_finish_with
+            and data
+            and self.startedWriting
+            and self.chunked
+            and not self.finished
+            and not self._disconnected
+            and self._encoder is None
+            and not self.queued
+            and type(channel) is GuardedChannel
+            and channel._head is None
+        ):
+            # http.Request's write and finish, in one step.
+            self.sentLength += len(data)
+            channel.send_now(b"%x\r\n%b\r\n0\r\n\r\n" % (len(data), data))
+            factory = channel.factory
+            if factory is not None:
+                factory.log(self)
+            self.finished = 1
+            self._cleanup()
+            hooks = self.hooks
+            if hooks is not None:
+                hooks.emit("last_byte", self)
+            return
+        self.write(data)
+        self.finish()
 
     def connectionLost(self, reason: Failure) -> None:
         finished = self.finished

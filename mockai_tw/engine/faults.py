@@ -70,6 +70,8 @@ class FaultInjector:
             trickle_bytes=config.trickle_bytes,
             trickle_interval_s=config.trickle_interval_ms / 1000.0,
         )
+        # ``unprompted``'s answer, for the config it was worked out from.
+        self._unprompted: tuple[FaultConfig | None, bool] = (None, True)
 
     def _odds(self, model: str) -> tuple[float, Mapping[str, float]]:
         config = self.config
@@ -81,6 +83,20 @@ class FaultInjector:
             if entry.kinds is not None:
                 kinds = entry.kinds
         return probability, kinds
+
+    def unprompted(self) -> bool:
+        """Whether ``decide`` may deal a fault that no header or rule asked
+        for: False when every odds the config gives is 0, so ``decide(model)``
+        returns None without a draw and the pipeline need not ask."""
+        config = self.config
+        known = self._unprompted
+        if known[0] is not config:
+            odds = config.probability > 0 or any(
+                entry.probability is not None and entry.probability > 0
+                for entry in config.models.values()
+            )
+            known = self._unprompted = (config, odds)
+        return known[1]
 
     def make(self, kind: str) -> Fault:
         self.counts[kind] = self.counts.get(kind, 0) + 1

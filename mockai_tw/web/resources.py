@@ -297,7 +297,38 @@ class V1(Branch):
         error = check_token(request, self.state)
         if error is not None:
             return ErrorResource(error)
-        return super().getChildWithDefault(path, request)
+        if child is None or not self.fast_routes:
+            return super().getChildWithDefault(path, request)
+        return _through(child, request)
+
+    # Off: each segment below is looked up by twisted.web's own walk
+    # (``getChildForRequest``), one call each (the tests compare).
+    fast_routes = True
+
+
+_CHILD_WITH_DEFAULT = Resource.getChildWithDefault
+
+
+def _through(resource: IResource, request: server.Request) -> IResource:
+    """Where ``getChildForRequest``'s walk, which called us, goes next from
+    ``resource`` through plain branches (``putChild`` children, twisted.web's
+    own lookup), taken here: each a segment moved from ``postpath`` to
+    ``prepath`` as the walk moves it, without a call per segment.  The walk
+    goes on from what this returns."""
+    postpath = request.postpath
+    prepath: Any = request.prepath
+    here: Any = resource
+    while (
+        postpath
+        and type(here).getChildWithDefault is _CHILD_WITH_DEFAULT
+        and not here.isLeaf
+    ):
+        child = here.children.get(postpath[0])
+        if child is None:
+            break
+        prepath.append(postpath.pop(0))
+        here = child
+    return here
 
 
 class Health(ApiResource):

@@ -389,6 +389,27 @@ def _prefix_around(plan: ChatPlan, key: tuple[str, str, str]) -> bytes:
     return remember(_PREFIXES, key, around if same else b"", _MAX_PREFIXES)
 
 
+# A text stream's head (its prefix and a content chunk's opening) around its
+# id and created, and its template, per (model, service_tier,
+# system_fingerprint, index, include_usage, content_filter, finish_reason)
+# (b"": ``stream_prefix``'s way, always).  Off: that way for every stream
+# (the tests compare).
+_HEADS: dict[tuple[Any, ...], tuple[bytes, Template]] = {}
+fast_heads = True
+
+
+def _head_around(plan: ChatPlan, key: tuple[Any, ...]) -> tuple[bytes, Template]:
+    """``TextStream``'s head template: ``stream_prefix``'s, which it checked
+    against the general prefix, and the opening after it."""
+    model_key = (key[0], key[1], key[2])
+    around = _PREFIXES.get(model_key)
+    if around is None:
+        around = _prefix_around(plan, model_key)
+    template = _template(key[3], key[4], key[5], key[6])
+    head = around + template[1].replace(b"%", b"%%") if around else b""
+    return remember(_HEADS, key, (head, template), _MAX_PREFIXES)
+
+
 class TextStream:
     """A one-choice text stream: an index over the plan's pieces.
 
@@ -412,14 +433,54 @@ class TextStream:
     )
 
     def __init__(self, plan: ChatPlan, choice: ChoicePlan) -> None:
-        prefix = stream_prefix(plan)
-        self._template = _template(
-            choice.index, plan.include_usage, plan.content_filter, choice.finish_reason
-        )
         # The head kept as a content chunk's bytes before its piece (most
         # chunks are content): the few other events cut the prefix from it.
-        self._head = prefix + self._template[1]
-        self._cut = len(prefix)
+        # Spliced, prefix and opening at once, from bytes kept per model and
+        # choice (``_HEADS``), for the values ``stream_prefix`` splices.
+        created = plan.created
+        model, tier, fingerprint = (
+            plan.model,
+            plan.service_tier,
+            plan.system_fingerprint,
+        )
+        kept = None
+        if (
+            fast_heads
+            and type(plan.id) is str
+            and type(created) is int
+            and created in _INT_RANGE
+            and type(model) is str
+            and type(tier) is str
+            and type(fingerprint) is str
+        ):
+            key = (
+                model,
+                tier,
+                fingerprint,
+                choice.index,
+                plan.include_usage,
+                plan.content_filter,
+                choice.finish_reason,
+            )
+            kept = _HEADS.get(key)
+            if kept is None:
+                kept = _head_around(plan, key)
+        if kept is not None and kept[0]:
+            around, template = kept
+            head = around % (orjson.dumps(plan.id), created)
+            self._template = template
+            self._head = head
+            self._cut = len(head) - len(template[1])
+        else:
+            prefix = stream_prefix(plan)
+            self._template = _template(
+                choice.index,
+                plan.include_usage,
+                plan.content_filter,
+                choice.finish_reason,
+            )
+            self._head = prefix + self._template[1]
+            self._cut = len(prefix)
         self._pieces = choice.pieces
         self._count = len(choice.pieces)
         pacing = self._pacing = plan.pacing

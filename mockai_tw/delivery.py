@@ -313,16 +313,18 @@ class Stream:
         first = not self.events_written
         self.events_written += len(last)
         self.bytes_written += size
-        self._close("finished")
-        request.unregisterProducer()
         finish_with = getattr(request, "finish_with", None)
         if finish_with is None:
             request.write(data)
             self.wrote(first, size)
+            self._close("finished")
+            request.unregisterProducer()
             request.finish()
         else:
             # Counted as it goes out: the hooks hear of it before ``last_byte``.
             self.wrote(first, size)
+            self._close("finished")
+            request.unregisterProducer()
             finish_with(data)
 
     def _close(self, why: str) -> None:
@@ -331,6 +333,11 @@ class Stream:
         self.closed = True
         self.close_reason = why
         self.request = None
+        # The request holds its stream (``request.stream``): dropping the way
+        # back leaves no cycle for the collector, which otherwise met every
+        # finished stream with its request, headers and lists (60,000 objects
+        # a collection under churn, a 40-120 ms pause).
+        self.origin = None
         self.events = None
         self.pending = None
         if self.ticker is not None:

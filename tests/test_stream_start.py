@@ -17,6 +17,7 @@ way sends.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import re
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -26,8 +27,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
@@ -576,14 +579,79 @@ class WireTests(SynchronousTestCase):
             self.assertIn(b"Content-Type: text/event-stream", served)
 
 
+class NoCycleTests(SynchronousTestCase):
+    """What a finished stream and a closed connection leave is freed by
+    reference counting alone: a cycle waits for the collector, whose pass
+    over a churn of streams' leftovers paused the reactor for 40-120 ms."""
+
+    def setUp(self) -> None:
+        gc.collect()
+        gc.disable()
+        self.addCleanup(gc.enable)
+
+    def _cyclic(self) -> set[str]:
+        """The kinds of object only the collector would have freed since
+        ``setUp`` (kept for a look: ``DEBUG_SAVEALL``)."""
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            return {type(o).__qualname__ for o in gc.garbage}
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+
+    def _connected(self) -> tuple[Any, Any, Clock]:
+        config = parse_config(
+            {
+                "access_token": "sk-t",
+                "replies": ["one two three"],
+                "stream": {"interval_ms": 20, "chunking": "word"},
+            },
+            {},
+        )
+        clock = Clock()
+        site = MockServer(config, clock).site
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport, clock
+
+    def test_a_finished_stream_and_its_request_are_freed(self) -> None:
+        protocol, transport, clock = self._connected()
+        body = REQUEST % b""
+        for _ in range(3):
+            protocol.dataReceived(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                b"Authorization: Bearer sk-t\r\nContent-Length: %d\r\n\r\n%b"
+                % (len(body), body)
+            )
+            for _ in range(20):
+                clock.advance(0.02)
+        self.assertEqual(transport.value().count(b"\r\n0\r\n\r\n"), 3)
+        self.assertEqual(protocol.requests, [])
+        cyclic = self._cyclic()
+        for kind in ("ApiRequest", "Stream", "TextStream", "Headers"):
+            self.assertNotIn(kind, cyclic)
+
+    def test_a_closed_connection_lets_go_of_its_wrapper(self) -> None:
+        protocol, transport, _clock = self._connected()
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertNotIn("connectionLost", vars(protocol))
+        # (a real transport lets go of its protocol when the connection is
+        # lost; this one does not)
+        transport.protocol = None
+        del protocol
+        cyclic = self._cyclic()
+        self.assertNotIn("_Untracked", cyclic)
+        self.assertNotIn("GuardedChannel", cyclic)
+
+
 class LostConnectionTests(SynchronousTestCase):
     """A client gone mid-stream closes its stream through the request (no
     Deferred per stream), even where the transport never stops the producer
     (an in-memory one: only a real TCP port calls ``stopProducing``)."""
 
     def test_the_stream_closes_and_nothing_more_is_written(self) -> None:
-        from twisted.internet.error import ConnectionDone
-        from twisted.python.failure import Failure
 
         config = parse_config(
             {

@@ -727,8 +727,12 @@ class _Untracked:
 
     def __call__(self, reason: Failure) -> None:
         site = self.site
-        site.untracked(self.protocol)
+        protocol = self.protocol
+        site.untracked(protocol)
         try:
             self.lost(reason)
         finally:
+            # The channel holds this and this the channel: let go of it, or
+            # every closed connection is a cycle left for the collector.
+            vars(protocol).pop("connectionLost", None)
             site.released()

@@ -248,13 +248,17 @@ class Stream:
 
     def _write(self, batch: list[bytes]) -> None:
         assert self.request is not None
+        data, first = self._counted(batch)
+        self.request.write(data)
+        self.wrote(first, len(data))
+
+    def _counted(self, batch: list[bytes]) -> tuple[bytes, bool]:
+        """``batch`` as one write, counted; and whether it is the first."""
         data = b"".join(batch)
-        size = len(data)
         first = not self.events_written
         self.events_written += len(batch)
-        self.bytes_written += size
-        self.request.write(data)
-        self.wrote(first, size)
+        self.bytes_written += len(data)
+        return data, first
 
     def wrote(self, first: bool, size: int) -> None:
         """After a write of ``size`` bytes (the stream's ``first``, or not):
@@ -308,23 +312,18 @@ class Stream:
                 request.finish()
             return
         assert request is not None
-        data = b"".join(last)
-        size = len(data)
-        first = not self.events_written
-        self.events_written += len(last)
-        self.bytes_written += size
+        data, first = self._counted(last)
         finish_with = getattr(request, "finish_with", None)
         if finish_with is None:
             request.write(data)
-            self.wrote(first, size)
-            self._close("finished")
-            request.unregisterProducer()
+        # (with ``finish_with``, counted as it goes out: the hooks still hear
+        # of the write before ``last_byte``)
+        self.wrote(first, len(data))
+        self._close("finished")
+        request.unregisterProducer()
+        if finish_with is None:
             request.finish()
         else:
-            # Counted as it goes out: the hooks hear of it before ``last_byte``.
-            self.wrote(first, size)
-            self._close("finished")
-            request.unregisterProducer()
             finish_with(data)
 
     def _close(self, why: str) -> None:

@@ -556,10 +556,7 @@ class Metrics:
         if on != self.on:
             # Streams open across the change keep their Gaps: what they timed
             # while on is folded in now, what they timed while off is dropped.
-            for sink in self.sinks.values():
-                if sink.amounts:
-                    sink.fold(sink.amounts)
-                sink.amounts.clear()
+            self._fold_sinks()
             self.on = on
             change = self.hooks.on if on else self.hooks.off
             change("queued", self.queued)
@@ -591,9 +588,7 @@ class Metrics:
         """Fold what the rows hold pending into prometheus_client's metrics
         (the registry does before every read: see ``_Registry``)."""
         self.streams_open.set(self.open_streams)
-        for sink in self.sinks.values():
-            if sink.amounts:
-                sink.fold(sink.amounts)
+        self._fold_sinks()
         for child, amounts in self.pending.values():
             if amounts:
                 observe_all(child, amounts)
@@ -745,6 +740,11 @@ class Metrics:
 
             found = self.sinks[id(itl)] = Gaps(self.clock.seconds, fold, OBSERVE_BATCH)
         return found
+
+    def _fold_sinks(self) -> None:
+        for sink in self.sinks.values():
+            if sink.amounts:
+                sink.fold(sink.amounts)
 
     def _gaps(self, itl: Any, model: str, amounts: list[float]) -> None:
         """Gaps into their inter-token children (none while off: the streams

@@ -531,18 +531,21 @@ class ApiRequest(server.Request):
             and self._encoder is None
             and not self.queued
         ):
-            # What server.Request's and http.Request's finish do once a
-            # plain body is written, in one step.
-            factory = getattr(self.channel, "factory", None)
-            if factory is not None:
-                factory.log(self)
-            self.finished = 1
-            self._cleanup()
+            self._done()
         else:
             super().finish()
         hooks = self.hooks
         if hooks is not None:
             hooks.emit("last_byte", self)
+
+    def _done(self) -> None:
+        """What server.Request's and http.Request's finish do once the body
+        is written, in one step (not queued: ``_cleanup`` now)."""
+        factory = getattr(self.channel, "factory", None)
+        if factory is not None:
+            factory.log(self)
+        self.finished = 1
+        self._cleanup()
 
     # Off: a stream's last write and its finish are two steps (the tests compare).
     fast_finish_with = True
@@ -566,12 +569,8 @@ class ApiRequest(server.Request):
         ):
             # http.Request's write and finish, in one step.
             self.sentLength += len(data)
-            channel.send_now(b"%x\r\n%b\r\n0\r\n\r\n" % (len(data), data))
-            factory = channel.factory
-            if factory is not None:
-                factory.log(self)
-            self.finished = 1
-            self._cleanup()
+            channel.send_now(_chunk(data) + b"0\r\n\r\n")
+            self._done()
             hooks = self.hooks
             if hooks is not None:
                 hooks.emit("last_byte", self)

@@ -332,24 +332,28 @@ def _report_instructions(args: argparse.Namespace) -> None:
         print(f"mockai / baseline: {counts['mockai'] / counts['baseline']:.3f}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=0, help="per rep")
+def common_options(parser: argparse.ArgumentParser, instructions: str) -> None:
+    """The options this script and ticks.py share (``instructions``: the
+    help of ``--instructions``), and the two a child is run with."""
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--stream", action="store_true", help="time stream starts")
     parser.add_argument("--no-journal", action="store_true")
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--baseline", help="a directory holding another mockai_tw")
     parser.add_argument(
         "--profile", help="profile mockai's reps in this process instead (cProfile)"
     )
-    parser.add_argument(
-        "--instructions",
-        action="store_true",
-        help="count instructions per request instead (valgrind; ~2000 requests)",
-    )
+    parser.add_argument("--instructions", action="store_true", help=instructions)
     parser.add_argument("--serve", choices=("mockai", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--once", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=0, help="per rep")
+    parser.add_argument("--stream", action="store_true", help="time stream starts")
+    common_options(
+        parser, "count instructions per request instead (valgrind; ~2000 requests)"
+    )
     args = parser.parse_args(argv)
     if args.serve:
         _child(args)

@@ -244,22 +244,11 @@ def _instructions(kind: str, flags: list[str], path: str | None, streams: int) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=1000, help="per rep")
-    parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--no-journal", action="store_true")
-    parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--gc-off", action="store_true", help="time with gc off")
     parser.add_argument("--no-bare", action="store_true", help="skip bare twisted")
-    parser.add_argument("--baseline", help="a directory holding another mockai_tw")
-    parser.add_argument(
-        "--profile", help="profile mockai's reps in this process instead (cProfile)"
+    inprocess.common_options(
+        parser, "count instructions per chunk instead (valgrind; use ~200 streams)"
     )
-    parser.add_argument(
-        "--instructions",
-        action="store_true",
-        help="count instructions per chunk instead (valgrind; use ~200 streams)",
-    )
-    parser.add_argument("--serve", choices=("mockai", "bare"), help=argparse.SUPPRESS)
-    parser.add_argument("--once", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         _child(args)

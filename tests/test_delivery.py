@@ -93,6 +93,32 @@ class TickerTests(TestCase):
         )
         self.assertTrue(request.finished)
 
+    def test_a_long_tick_is_caught_up_after_io_not_at_the_next_interval(self) -> None:
+        # Ten streams due at once, each write 1.2 ms of CPU: the tick runs
+        # 12 ms.  One more stream falls due during it; it goes out when the
+        # tick ends (after a round of I/O), not at the loop's next interval
+        # (35 ms): under load, waiting for it made ticks ratchet apart.
+        class Costly(FakeRequest):
+            def write(self, data: bytes) -> None:
+                super().write(data)
+                self.clock.rightNow += 0.0012
+
+        def open_costly(events: list[tuple[float, bytes]]) -> Costly:
+            request = Costly(self.clock)
+            self.ticker.add(Stream(request, iter(events), 0.0))
+            return request
+
+        wave = [open_costly([(0.02, b"a;"), (0.1, b"z;")]) for _ in range(10)]
+        late = open_costly([(0.021, b"b;"), (0.1, b"z;")])
+        self.clock.pump([0.005] * 4)
+        self.assertEqual([round(r.writes[0][0], 4) for r in wave[:2]], [0.02, 0.0212])
+        self.assertEqual([(round(t, 4), d) for t, d in late.writes], [(0.032, b"b;")])
+        # And then the loop alone again: one call pending, no second pass.
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.pump([0.005] * 30)
+        self.assertTrue(all(r.finished for r in [*wave, late]))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_pause_stops_writes_and_resume_writes_what_is_owed(self) -> None:
         stream, request = self.open(paced(6, 0.01))
         stream.pauseProducing()

@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from mockai_tw.delivery import Stream, Ticker
+from mockai_tw.delivery import CATCH_UP_TICKS, Stream, Ticker
 from tests.support import TOKEN, Live, events, start
 
 
@@ -93,31 +93,52 @@ class TickerTests(TestCase):
         )
         self.assertTrue(request.finished)
 
-    def test_a_long_tick_is_caught_up_after_io_not_at_the_next_interval(self) -> None:
-        # Ten streams due at once, each write 1.2 ms of CPU: the tick runs
-        # 12 ms.  One more stream falls due during it; it goes out when the
-        # tick ends (after a round of I/O), not at the loop's next interval
-        # (35 ms): under load, waiting for it made ticks ratchet apart.
+    def _wave(self, n: int) -> tuple[list[FakeRequest], FakeRequest]:
+        """``n`` streams due at 20 ms whose writes take 1.2 ms of CPU each
+        (the clock moves as they write), and one stream due during their
+        tick: at 21 and 41 ms."""
+
         class Costly(FakeRequest):
             def write(self, data: bytes) -> None:
                 super().write(data)
                 self.clock.rightNow += 0.0012
 
-        def open_costly(events: list[tuple[float, bytes]]) -> Costly:
+        def costly(events: list[tuple[float, bytes]]) -> FakeRequest:
             request = Costly(self.clock)
             self.ticker.add(Stream(request, iter(events), 0.0))
             return request
 
-        wave = [open_costly([(0.02, b"a;"), (0.1, b"z;")]) for _ in range(10)]
-        late = open_costly([(0.021, b"b;"), (0.1, b"z;")])
+        wave = [costly([(0.02, b"a;"), (0.1, b"z;")]) for _ in range(n)]
+        late = costly([(0.021, b"b;"), (0.041, b"c;"), (0.1, b"z;")])
         self.clock.pump([0.005] * 4)
         self.assertEqual([round(r.writes[0][0], 4) for r in wave[:2]], [0.02, 0.0212])
+        return wave, late
+
+    def _finish(self, requests: list[FakeRequest]) -> None:
+        self.clock.pump([0.005] * 30)
+        self.assertTrue(all(r.finished for r in requests))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_long_tick_is_caught_up_after_io_not_at_the_next_interval(self) -> None:
+        # Ten writes: the tick runs 12 ms.  The stream that fell due during
+        # it goes out when it ends (after a round of I/O), not at the loop's
+        # next interval (35 ms): under load, waiting made ticks ratchet apart.
+        wave, late = self._wave(10)
         self.assertEqual([(round(t, 4), d) for t, d in late.writes], [(0.032, b"b;")])
         # And then the loop alone again: one call pending, no second pass.
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
-        self.clock.pump([0.005] * 30)
-        self.assertTrue(all(r.finished for r in [*wave, late]))
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self._finish([*wave, late])
+
+    def test_a_tick_past_capacity_is_not_caught_up(self) -> None:
+        # Twenty writes: the tick runs 24 ms, past CATCH_UP_TICKS intervals.
+        # The late stream waits for the loop's next interval (45 ms), and
+        # what it owes by then goes out in one write.
+        self.assertLess(CATCH_UP_TICKS * 0.005, 0.024)
+        wave, late = self._wave(20)
+        self.assertEqual(late.writes, [])
+        self.clock.advance(0.045 - self.clock.seconds())
+        self.assertEqual([(round(t, 4), d) for t, d in late.writes], [(0.045, b"b;c;")])
+        self._finish([*wave, late])
 
     def test_pause_stops_writes_and_resume_writes_what_is_owed(self) -> None:
         stream, request = self.open(paced(6, 0.01))

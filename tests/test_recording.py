@@ -377,8 +377,10 @@ class RecordReplayTests(TestCase):
         body = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
         got, at, total = await live.in_thread(lambda: stream_timed(url, body))
         self.assertEqual(got, STREAM)
-        # A tenth of the recorded span, plus the connection and one tick.
-        self.assertLess(total, last / 10 + 15, (total, last))
+        # Well under the recorded span: at speed 1 it takes all of it (the
+        # offsets' exact tenth is tests/test_recording_units.py's, on no
+        # clock; a bound of a tenth plus 15 ms here failed under a busy CI).
+        self.assertLess(total, last / 2, (total, last))
         self.assertGreater(at[0], doc["response"]["events"][0]["offset_ms"] / 10 - 2)
 
     async def test_non_stream_replay_is_byte_exact_and_valid(self) -> None:

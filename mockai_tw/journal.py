@@ -201,6 +201,13 @@ def _output(item: Any) -> tuple[Any, ...]:
 _PACKED: dict[int, tuple[Any, bytes]] = {}
 # Entries at most; then it starts again (parts made per request churn it).
 MAX_PACKED = 512
+# What ``Journal._pack_kept`` adds to a record's head, method, URI, head
+# lines and body, by (``id`` of the choices, rule, model): the choices kept
+# (so the id cannot be reused), the sizes of the rule, the model and the
+# reply up to its counts, and those bytes.
+_TAILS: dict[tuple[int, Any, Any], tuple[Any, int, int, int, bytes]] = {}
+# A reply's packed token counts (their tail), by (prompt, completion).
+_COUNTS: dict[tuple[int, int], bytes] = {}
 # Whether a class is a frozen dataclass (only those parts are kept).
 _FROZEN: dict[type, bool] = {}
 
@@ -398,6 +405,7 @@ class Journal:
         self.enabled = enabled
         self.size = size
         self.max_bytes = max_bytes
+        self._body_cap = min(MAX_BODY_BYTES, max_bytes // 4)
         # Bytes held by the records in the ring.
         self._bytes = 0
         self._ring: deque[bytes] = deque()
@@ -424,6 +432,7 @@ class Journal:
         self.enabled = enabled
         self.size = size
         self.max_bytes = max_bytes
+        self._body_cap = min(MAX_BODY_BYTES, max_bytes // 4)
         self._trim()
 
     def _trim(self) -> None:
@@ -440,11 +449,11 @@ class Journal:
             self._ring.append(packed)
             self._bytes += len(packed)
 
-    def keep(self, entry: Entry) -> None:
+    def keep(self, *entry: Any) -> None:
         """``record(*entry)``, packed later: KEEP_BATCH records at a time (the
-        packing code hot, the requests' objects still in the caches), and
-        every one before anything reads the journal. For a process that
-        shares nothing: a shared store needs each packed record at once."""
+        packing code hot, in one loop), and every one before anything reads
+        the journal. For a process that shares nothing: a shared store needs
+        each packed record at once."""
         kept = self._kept
         kept.append(entry)
         if len(kept) >= KEEP_BATCH:
@@ -456,9 +465,83 @@ class Journal:
         if not kept:
             return
         self._kept = []
-        record = self.record
-        for args in kept:
-            record(*args)
+        packs = self._pack_kept(kept)
+        self._ring.extend(packs)
+        self._bytes += sum(map(len, packs))
+        self._trim()
+
+    def _pack_kept(self, kept: list[Entry]) -> list[bytes]:
+        """Each entry packed, in order. Inlined for the common case (a plan
+        whose choices, rule and model were packed before, no error or fault,
+        the request's head as it came): the loop, not a call per record,
+        is most of what a record costs."""
+        out: list[bytes] = []
+        add = out.append
+        ids, cap, head = self._ids, self._body_cap, _HEAD.pack
+        for entry in kept:
+            time, method, uri, headers, body, status, reply, error, fault = entry
+            if (
+                error is None
+                and fault is None
+                and type(headers) is bytes
+                and body is not None
+                and len(body) <= cap
+            ):
+                choices = getattr(reply, "choices", None)
+                usage = getattr(reply, "usage", None)
+                tail = _TAILS.get(
+                    (
+                        id(choices),
+                        getattr(reply, "rule", _NO_RULE),
+                        getattr(reply, "model", None),
+                    )
+                )
+                if (
+                    tail is not None
+                    and tail[0] is choices
+                    and usage is not None
+                    and type(prompt := usage.prompt_tokens) is int
+                    and type(completion := usage.completion_tokens) is int
+                ):
+                    counts = _COUNTS.get((prompt, completion))
+                    if counts is None:
+                        counts = remember(
+                            _COUNTS,
+                            (prompt, completion),
+                            b"%d,%d]]" % (prompt, completion),
+                            MAX_PACKED,
+                        )
+                    _, rule_size, model_size, reply_size, fields = tail
+                    add(
+                        b"".join(
+                            (
+                                head(
+                                    next(ids),
+                                    time,
+                                    status,
+                                    0,
+                                    len(method),
+                                    len(uri),
+                                    len(headers),
+                                    len(body),
+                                    rule_size,
+                                    model_size,
+                                    reply_size + len(counts),
+                                    0,
+                                    0,
+                                ),
+                                method,
+                                uri,
+                                headers,
+                                body,
+                                fields,
+                                counts,
+                            )
+                        )
+                    )
+                    continue
+            add(self._pack(*entry))
+        return out
 
     def record(
         self,
@@ -474,15 +557,43 @@ class Journal:
     ) -> bytes:
         """Keep a packed copy (returned, for a shared store to keep too); the
         request's own objects are all let go."""
+        packed = self._pack(
+            time, method, uri, headers, body, status, reply, error, fault
+        )
+        ring = self._ring
+        ring.append(packed)
+        held = self._bytes + len(packed)
+        if len(ring) > self.size and len(ring) > 1:
+            # The common case once the ring is full: the oldest goes.
+            held -= len(ring.popleft())
+        self._bytes = held
+        if held > self.max_bytes or len(ring) > self.size:
+            self._trim()
+        return packed
+
+    def _pack(
+        self,
+        time: float,
+        method: bytes,
+        uri: bytes,
+        headers: Any,
+        body: bytes | None,
+        status: int,
+        reply: Any = None,
+        error: Any = None,
+        fault: str | None = None,
+    ) -> bytes:
         body_size = 0
         if body is None:
             body = b""
-        elif len(body) > MAX_BODY_BYTES or len(body) > self.max_bytes // 4:
+        elif len(body) > self._body_cap:
             body_size, body = len(body), b""
         # On the hot path of every request, so the common case is inlined:
         # a plan (no error) whose choices are packed already (``_packed_items``).
         # (bytes: the request's head as it came, a plain one: web/heads.py)
         headers_ = headers if type(headers) is bytes else _packed_headers(headers)
+        model = getattr(reply, "model", None)
+        model_ = model.encode() if isinstance(model, str) else b""
         if error is None and reply is not None:
             rule: Any = getattr(reply, "rule", _NO_RULE)
             rule_ = b"" if rule is _NO_RULE else (rule or "default").encode()
@@ -498,6 +609,20 @@ class Journal:
                 and type(completion := usage.completion_tokens) is int
             ):
                 reply_ = b"[%b,[%d,%d]]" % (known[1], prompt, completion)
+                if fault is None and (model is None or type(model) is str):
+                    # What ``_pack_kept`` needs to pack the next alike.
+                    remember(
+                        _TAILS,
+                        (id(choices), rule, model),
+                        (
+                            choices,
+                            len(rule_),
+                            len(model_),
+                            len(known[1]) + 3,
+                            b"%b%b[%b,[" % (rule_, model_, known[1]),
+                        ),
+                        MAX_PACKED,
+                    )
             else:
                 reply_ = compact_reply(reply)
         else:
@@ -505,10 +630,8 @@ class Journal:
             rule_ = found.encode() if found else b""
             error_ = compact_error(error)
             reply_ = compact_reply(reply)
-        model = getattr(reply, "model", None)
-        model_ = model.encode() if isinstance(model, str) else b""
         fault_ = fault.encode() if fault else b""
-        packed = b"".join(
+        return b"".join(
             (
                 _HEAD.pack(
                     next(self._ids),
@@ -536,16 +659,6 @@ class Journal:
                 fault_,
             )
         )
-        ring = self._ring
-        ring.append(packed)
-        held = self._bytes + len(packed)
-        if len(ring) > self.size and len(ring) > 1:
-            # The common case once the ring is full: the oldest goes.
-            held -= len(ring.popleft())
-        self._bytes = held
-        if held > self.max_bytes or len(ring) > self.size:
-            self._trim()
-        return packed
 
     def clear(self) -> int:
         """Forget everything; returns how many records there were."""

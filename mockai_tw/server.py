@@ -34,7 +34,7 @@ from mockai_tw.engine.responses import ResponseStore
 from mockai_tw.engine.rules import Rule, RuleBook, parse_rule
 from mockai_tw.files_store import FileStore, Uploads
 from mockai_tw.hooks import Hooks
-from mockai_tw.journal import Entry, Journal
+from mockai_tw.journal import Journal
 from mockai_tw.logs import AccessLog
 from mockai_tw.metrics import Metrics
 from mockai_tw.state.types import StoreError
@@ -296,7 +296,10 @@ class MockServer:
             return
         if not request.path.startswith((b"/v1/", b"/openai/")):
             return
-        entry: Entry = (
+        keep = journal.keep if self.shared is None else self._record_shared
+        # Packed later, in a batch, when nothing is shared (every read packs
+        # what is held first).
+        keep(
             request.started,
             request.method,
             request.uri,
@@ -307,13 +310,12 @@ class MockServer:
             request.error,
             request.fault,
         )
-        shared = self.shared
-        if shared is None:
-            # Packed later, in a batch (every read packs what is held first).
-            journal.keep(entry)
-            return
+
+    def _record_shared(self, *entry: Any) -> None:
+        """Journal now, and give the fleet's store the same packed record."""
+        journal, shared = self.journal, self.shared
         packed = journal.record(*entry)
-        if shared.connected:
+        if shared is not None and shared.connected:
             shared.journal(packed, journal.size, journal.max_bytes)
 
 

@@ -201,7 +201,7 @@ class KeptTests(TestCase):
 
         kept, recorded = Journal(size=100), Journal(size=100)
         for n in range(KEEP_BATCH + 5):
-            kept.keep(self.args(n))
+            kept.keep(*self.args(n))
             recorded.record(*self.args(n))
             # Every read packs what is held: the two never differ.
             self.assertEqual(len(kept), len(recorded))
@@ -214,16 +214,16 @@ class KeptTests(TestCase):
 
         journal = Journal()
         for n in range(KEEP_BATCH):
-            journal.keep(self.args(n))
+            journal.keep(*self.args(n))
         self.assertEqual((len(journal._kept), len(journal._ring)), (0, KEEP_BATCH))
 
     def test_clear_and_a_resize_count_what_is_held(self) -> None:
         journal = Journal(size=10)
         for n in range(3):
-            journal.keep(self.args(n))
+            journal.keep(*self.args(n))
         journal.configure(2, True, 1 << 20)
         self.assertEqual([r["time"] for r in journal.query()], [1.0, 2.0])
-        journal.keep(self.args(9))
+        journal.keep(*self.args(9))
         self.assertEqual(journal.clear(), 3)
         self.assertEqual((len(journal), journal.held), (0, 0))
 
@@ -254,9 +254,11 @@ def _compact(choice: Any) -> tuple[Any, ...]:
 class FastPathTests(TestCase):
     """The common case is packed without the general helpers: the same records."""
 
+    shared = (ChoicePlan(0, ("h\u00e9", "llo"), "stop"),)
+
     def replies(self) -> list[Any]:
         call = ToolCallPlan("call_1", "lookup", '{"id": 1}', ('{"id": 1}',))
-        shared = (ChoicePlan(0, ("h\u00e9", "llo"), "stop"),)
+        shared = self.shared
         return [
             None,
             plan("plain"),
@@ -308,6 +310,76 @@ class FastPathTests(TestCase):
         self.assertIn(b'"one"', compact_reply(reply))
         choice.text = "two"
         self.assertIn(b'"two"', compact_reply(reply))
+
+    def test_a_batch_packs_as_one_record_at_a_time(self) -> None:
+        """``keep``'s batch packs a reply whose parts it has seen before
+        without ``record``: the bytes must be the same, whatever differs
+        between requests (counts, rule, model, fault, error, body, head)."""
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nX-N: 1"
+        entries: list[Entry] = []
+        # Built once, as the engine shares a canned reply's parts.
+        replies = self.replies()
+        for round_ in range(6):
+            for n, reply in enumerate(replies + replies[1:3]):
+                for error, fault in ((None, None), (None, "trickle")):
+                    entries.append(
+                        (
+                            float(round_ * 100 + n),
+                            b"POST",
+                            CHAT.encode(),
+                            head if n % 3 else headers(X_N=str(n)),
+                            None if n == 4 else b'{"n": %d}' % n,
+                            200 + round_,
+                            reply,
+                            error,
+                            fault,
+                        )
+                    )
+            entries.append(
+                (
+                    1.0,
+                    b"POST",
+                    CHAT.encode(),
+                    head,
+                    b"{}",
+                    400,
+                    None,
+                    ApiError(400, "bad"),
+                    None,
+                )
+            )
+            # Counts that change between requests answered alike.
+            entries.append(
+                (
+                    2.0,
+                    b"POST",
+                    CHAT.encode(),
+                    head,
+                    b"x" * (MAX_BODY_BYTES + 1) if round_ == 2 else b"{}",
+                    200,
+                    ChatPlan("d", 0, "m", "fp", self.shared, Usage(round_, 7)),
+                    None,
+                    None,
+                )
+            )
+        kept, recorded = Journal(size=1000), Journal(size=1000)
+        slow: list[Any] = []
+
+        def counted(*args: Any) -> bytes:
+            slow.append(args[6])
+            return Journal._pack(kept, *args)
+
+        kept._pack = counted  # type: ignore[method-assign,assignment]
+        for entry in entries:
+            kept.keep(*entry)
+            recorded.record(*entry)
+        self.assertEqual(list(kept.ring), list(recorded.ring))
+        # Five entries a round can be packed by the batch itself, once their
+        # plan's parts have been packed twice (the first time, then with
+        # what was packed the first time).
+        self.assertGreaterEqual(len(entries) - len(slow), 5 * 3)
+        self.assertEqual(kept.held, recorded.held)
+        self.assertEqual(len(kept), len(entries))
 
     def test_twisted_headers_and_any_store_pack_alike(self) -> None:
         stores = [

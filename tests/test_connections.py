@@ -14,7 +14,7 @@ import resource
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import treq
 import twisted.test
@@ -329,11 +329,44 @@ class NoDelayTests(TestCase):
 _NO_PORT: Any = None
 
 
-class SendNowTests(TestCase):
-    """A response's bytes go straight to the socket only while the
-    transport queues nothing: they never overtake queued bytes."""
+class _CountedSocket:
+    """A socket whose sends are counted (a C socket's methods cannot be
+    replaced); everything else is the socket's."""
 
-    def _pair(self, send_buffer: int | None = None) -> tuple[Any, Any, socket.socket]:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.sends: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        sent = self._sock.send(data)
+        self.sends.append(bytes(data[:sent]))
+        return sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+async def _round() -> None:
+    """One turn of the real reactor: what was queued in it is sent."""
+    await deferLater(reactor, 0)
+
+
+def _drain(theirs: socket.socket) -> bytes:
+    got = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := theirs.recv(1 << 20):
+            got += chunk
+    return got
+
+
+class SendNowTests(TestCase):
+    """A response's bytes wait in the transport's queue until the reactor's
+    round ends, then go out in one send per connection; they never
+    overtake bytes Twisted queued."""
+
+    def _pair(
+        self, send_buffer: int | None = None
+    ) -> tuple[Any, Any, socket.socket, _CountedSocket]:
         """A channel on a real TCP transport over one end of a socketpair
         (not read from), and the other end."""
         from twisted.internet import tcp
@@ -344,38 +377,65 @@ class SendNowTests(TestCase):
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         ours.setblocking(False)
         theirs.setblocking(False)
+        counted = _CountedSocket(ours)
         channel = GuardedChannel(default_limits, Clock())
-        transport = tcp.Server(ours, channel, ("127.0.0.1", 1), _NO_PORT, 1, reactor)
+        transport = tcp.Server(
+            cast(socket.socket, counted),
+            channel,
+            ("127.0.0.1", 1),
+            _NO_PORT,
+            1,
+            reactor,
+        )
         self.addCleanup(transport.connectionLost, Failure(ConnectionDone()))
         transport.stopReading()
         channel.transport = transport
-        return channel, transport, theirs
+        return channel, transport, theirs, counted
 
-    def test_bytes_never_overtake_the_queue(self) -> None:
-        channel, transport, theirs = self._pair(send_buffer=4096)
+    async def test_bytes_never_overtake_the_queue(self) -> None:
+        channel, transport, theirs, _ = self._pair(send_buffer=4096)
         big = bytes(range(256)) * 4096  # 1 MiB: more than the socket takes
         channel.send_now(big)
-        self.assertGreater(transport._tempDataLen, 0)  # the rest is queued
+        await _round()
+        # What the socket did not take is Twisted's to write.
+        self.assertGreater(
+            transport._tempDataLen + len(transport.dataBuffer) - transport.offset, 0
+        )
         got = theirs.recv(65536)  # the socket has room again, the queue not
         channel.send_now(b"NEXT")
         channel.writeSequence([b"AND", b"LAST"])
-        transport.stopWriting()
-        while transport._tempDataLen or transport.offset < len(transport.dataBuffer):
-            transport.doWrite()
-            transport.stopWriting()
-            with contextlib.suppress(BlockingIOError):
-                while chunk := theirs.recv(1 << 20):
-                    got += chunk
-        with contextlib.suppress(BlockingIOError):
-            while chunk := theirs.recv(1 << 20):
-                got += chunk
-        self.assertEqual(got, big + b"NEXTANDLAST")
+        want = big + b"NEXTANDLAST"
+        while len(got) < len(want):
+            await _round()
+            got += _drain(theirs)
+        self.assertEqual(got, want)
 
-    def test_an_empty_queue_sends_at_once(self) -> None:
-        channel, transport, theirs = self._pair()
-        channel.send_now(b"hello")
-        self.assertEqual(transport._tempDataLen, 0)
-        self.assertEqual(theirs.recv(100), b"hello")
+    async def test_a_rounds_writes_go_out_at_its_end_in_one_send(self) -> None:
+        pairs = [self._pair() for _ in range(3)]
+        for n, (channel, _transport, _theirs, _counted) in enumerate(pairs):
+            channel.send_now(b"head %d;" % n)
+            channel.writeSequence([b"body", b";"])
+            channel.send_now(b"more")
+        for _channel, transport, theirs, counted in pairs:
+            # Nothing is sent while the round runs, and no write event is
+            # asked for.
+            self.assertEqual((counted.sends, _drain(theirs)), ([], b""))
+            self.assertNotIn(transport, reactor.getWriters())
+        await _round()
+        for n, (_channel, transport, theirs, counted) in enumerate(pairs):
+            self.assertEqual(counted.sends, [b"head %d;body;more" % n])
+            self.assertEqual(_drain(theirs), b"head %d;body;more" % n)
+            self.assertEqual(transport._tempDataLen, 0)
+            self.assertNotIn(transport, reactor.getWriters())
+
+    async def test_a_close_asked_for_in_the_round_sends_first(self) -> None:
+        channel, transport, theirs, _counted = self._pair()
+        channel.send_now(b"last words")
+        transport.loseConnection()
+        while transport.connected:
+            await _round()
+        self.assertEqual(_drain(theirs), b"last words")
+        self.assertEqual(theirs.recv(10), b"")  # then the end of the stream
 
 
 class IdleTimeoutTests(TestCase):

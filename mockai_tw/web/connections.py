@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from twisted.internet import protocol, tcp
 from twisted.internet.defer import Deferred
@@ -200,33 +200,37 @@ class GuardedChannel(http.HTTPChannel):
             self.send_now(b"".join(iovec))
 
     def send_now(self, data: bytes) -> None:
-        """To the socket now if nothing is queued before it, else to the
-        transport's queue.
+        """Into the transport's own queue, sent by this module after the
+        reactor's round of I/O (``_send_queued``), not on a write event.
 
-        Through the queue alone, every response and every stream chunk costs
-        an epoll registration, a write event and a deregistration: three
-        calls where one send does. Only a plain TCP transport with an empty
-        queue is sent to directly (so bytes never overtake queued ones);
-        what the socket does not take, and any error, goes to the queue,
-        where Twisted's own write path handles it as always.
+        Through a write event, every response and every stream chunk costs
+        an epoll registration and a deregistration; sent at once, each
+        response wakes the client separately (on this project's machines
+        a send that wakes a sleeping peer costs twice one that finds it
+        awake: benchmarks/README.md). So the bytes wait in the transport's
+        queue -- where Twisted's own paths (another write,
+        ``loseConnection``, a producer) find them in order -- and every
+        connection written in one round is sent at its end, one send each.
+        Only a plain TCP transport takes this path; what the socket does
+        not take, and any other state, goes to Twisted's write path.
         """
         transport: Any = self.transport
         if (
-            type(transport) is tcp.Server
-            and not transport._tempDataLen
-            and transport.offset == len(transport.dataBuffer)
-            and transport.connected
-            and not transport.disconnecting
-            and not transport._writeDisconnected
+            type(transport) is not tcp.Server
+            or not transport.connected
+            or transport._writeDisconnected
+            or transport.disconnecting
         ):
-            try:
-                sent = transport.socket.send(data)
-            except OSError:
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
+            transport.write(data)
+            return
+        if not data:
+            return
+        transport._tempDataBuffer.append(data)
+        transport._tempDataLen += len(data)
+        transport._maybePauseProducer()
+        if not _QUEUED:
+            cast(IReactorTime, transport.reactor).callLater(0, _send_queued)
+        _QUEUED.append(transport)
 
     def dataReceived(self, data: bytes) -> None:
         state = self._state
@@ -717,3 +721,38 @@ def listen(
         factory
     )
     return listening
+
+
+# Transports written to in this round of the reactor, to send at its end
+# (a transport written twice is listed twice; the second finds it sent).
+_QUEUED: list[Any] = []
+
+
+def _send_queued() -> None:
+    """What ``GuardedChannel.send_now`` queued, one send per connection;
+    what a socket does not take goes to Twisted's write path."""
+    queued = _QUEUED[:]
+    del _QUEUED[:]
+    for transport in queued:
+        if not transport._tempDataLen or not transport.connected:
+            continue  # sent already (listed twice), by Twisted, or lost
+        if (
+            transport.offset != len(transport.dataBuffer)
+            or transport.producerPaused
+            or transport.disconnecting
+            or transport._writeDisconnected
+        ):
+            # Twisted's write path holds it (it resumes a paused producer
+            # once the queue drains, and owns a close).
+            transport.startWriting()
+            continue
+        pending = transport._tempDataBuffer
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        transport._tempDataBuffer = []
+        transport._tempDataLen = 0
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            sent = 0
+        if sent != len(data):
+            transport.write(data[sent:])

@@ -428,6 +428,25 @@ class SendNowTests(TestCase):
             self.assertEqual(transport._tempDataLen, 0)
             self.assertNotIn(transport, reactor.getWriters())
 
+    async def test_a_round_past_the_batch_sends_as_it_goes(self) -> None:
+        from mockai_tw.web import connections
+
+        self.patch(connections, "SEND_BATCH", 2)
+        pairs = [self._pair() for _ in range(3)]
+        for n, (channel, _transport, _theirs, _counted) in enumerate(pairs):
+            channel.send_now(b"answer %d" % n)
+        # The first two were sent when the second was queued; the third
+        # waits for the round's end.
+        self.assertEqual(
+            [counted.sends for *_, counted in pairs],
+            [[b"answer 0"], [b"answer 1"], []],
+        )
+        await _round()
+        self.assertEqual(
+            [_drain(theirs) for _, _, theirs, _ in pairs],
+            [b"answer 0", b"answer 1", b"answer 2"],
+        )
+
     async def test_a_close_asked_for_in_the_round_sends_first(self) -> None:
         channel, transport, theirs, _counted = self._pair()
         channel.send_now(b"last words")

@@ -228,9 +228,16 @@ class GuardedChannel(http.HTTPChannel):
         transport._tempDataBuffer.append(data)
         transport._tempDataLen += len(data)
         transport._maybePauseProducer()
-        if not _QUEUED:
-            cast(IReactorTime, transport.reactor).callLater(0, _send_queued)
-        _QUEUED.append(transport)
+        queued = _QUEUED
+        queued.append(transport)
+        if not _ROUND_END:
+            _ROUND_END.append(
+                cast(IReactorTime, transport.reactor).callLater(0, _at_round_end)
+            )
+        elif len(queued) >= SEND_BATCH:
+            # A round answering hundreds (a burst) sends as it goes: the
+            # first response waits for 64 others at most, not for all.
+            _send_queued()
 
     def dataReceived(self, data: bytes) -> None:
         state = self._state
@@ -726,6 +733,15 @@ def listen(
 # Transports written to in this round of the reactor, to send at its end
 # (a transport written twice is listed twice; the second finds it sent).
 _QUEUED: list[Any] = []
+# Sent at once when this many are queued (see ``send_now``).
+SEND_BATCH = 64
+# The call that sends at the round's end, while one is pending.
+_ROUND_END: list[Any] = []
+
+
+def _at_round_end() -> None:
+    del _ROUND_END[:]
+    _send_queued()
 
 
 def _send_queued() -> None:

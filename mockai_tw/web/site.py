@@ -385,7 +385,7 @@ class ApiRequest(server.Request):
                 and self._encoder is None
             ):
                 # A stream's chunk: framed here, as http.Request.write would,
-                # and once the head is out sent straight by the channel (four
+                # and once the head is out handed straight to the channel (four
                 # calls less per chunk).
                 size = len(data)
                 self.sentLength += size

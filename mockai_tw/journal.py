@@ -540,7 +540,7 @@ class Journal:
                         )
                     )
                     continue
-            add(self._pack(*entry))
+            add(self._pack(entry))
         return out
 
     def record(
@@ -558,7 +558,7 @@ class Journal:
         """Keep a packed copy (returned, for a shared store to keep too); the
         request's own objects are all let go."""
         packed = self._pack(
-            time, method, uri, headers, body, status, reply, error, fault
+            (time, method, uri, headers, body, status, reply, error, fault)
         )
         ring = self._ring
         ring.append(packed)
@@ -571,18 +571,9 @@ class Journal:
             self._trim()
         return packed
 
-    def _pack(
-        self,
-        time: float,
-        method: bytes,
-        uri: bytes,
-        headers: Any,
-        body: bytes | None,
-        status: int,
-        reply: Any = None,
-        error: Any = None,
-        fault: str | None = None,
-    ) -> bytes:
+    def _pack(self, entry: Entry) -> bytes:
+        """One record's bytes (``record``'s arguments, as a tuple)."""
+        time, method, uri, headers, body, status, reply, error, fault = entry
         body_size = 0
         if body is None:
             body = b""

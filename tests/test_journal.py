@@ -365,11 +365,11 @@ class FastPathTests(TestCase):
         kept, recorded = Journal(size=1000), Journal(size=1000)
         slow: list[Any] = []
 
-        def counted(*args: Any) -> bytes:
-            slow.append(args[6])
-            return Journal._pack(kept, *args)
+        def counted(entry: Entry) -> bytes:
+            slow.append(entry[6])
+            return Journal._pack(kept, entry)
 
-        kept._pack = counted  # type: ignore[method-assign,assignment]
+        kept._pack = counted  # type: ignore[method-assign]
         for entry in entries:
             kept.keep(*entry)
             recorded.record(*entry)

@@ -337,7 +337,12 @@ class _CountedSocket:
         self._sock = sock
         self.sends: list[bytes] = []
 
+    fail_once: BaseException | None = None
+
     def send(self, data: bytes) -> int:
+        failure, self.fail_once = self.fail_once, None
+        if failure is not None:
+            raise failure
         sent = self._sock.send(data)
         self.sends.append(bytes(data[:sent]))
         return sent
@@ -446,6 +451,26 @@ class SendNowTests(TestCase):
             [_drain(theirs) for _, _, theirs, _ in pairs],
             [b"answer 0", b"answer 1", b"answer 2"],
         )
+
+    async def test_a_send_that_fails_strands_nothing(self) -> None:
+        (first, _, theirs_1, counted), (second, _, theirs_2, _) = (
+            self._pair(),
+            self._pair(),
+        )
+        counted.fail_once = RuntimeError("a bug below the send")
+        first.send_now(b"one")
+        second.send_now(b"two")
+        await _round()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(_drain(theirs_2), b"two")
+        # The failed one is left to Twisted's write path, which sends it.
+        got: list[bytes] = []
+
+        def all_there() -> bool:
+            got.append(_drain(theirs_1))
+            return b"".join(got) == b"one"
+
+        await until(all_there)
 
     async def test_a_close_asked_for_in_the_round_sends_first(self) -> None:
         channel, transport, theirs, _counted = self._pair()

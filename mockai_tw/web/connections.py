@@ -225,9 +225,14 @@ class GuardedChannel(http.HTTPChannel):
             return
         if not data:
             return
+        # Listed once a round: bytes already waiting are either listed or
+        # Twisted's to write (its write event is asked for).
+        waiting = transport._tempDataLen
         transport._tempDataBuffer.append(data)
         transport._tempDataLen += len(data)
         transport._maybePauseProducer()
+        if waiting:
+            return
         queued = _QUEUED
         queued.append(transport)
         if not _ROUND_END:
@@ -730,13 +735,12 @@ def listen(
     return listening
 
 
-# Transports written to in this round of the reactor, to send at its end
-# (a transport written twice is listed twice; the second finds it sent).
+# Transports written to in this round of the reactor, to send at its end.
 _QUEUED: list[Any] = []
 # Sent at once when this many are queued (see ``send_now``).
 SEND_BATCH = 64
 # The call that sends at the round's end, while one is pending.
-_ROUND_END: list[Any] = []
+_ROUND_END: list[IDelayedCall] = []
 
 
 def _at_round_end() -> None:
@@ -750,25 +754,37 @@ def _send_queued() -> None:
     queued = _QUEUED[:]
     del _QUEUED[:]
     for transport in queued:
-        if not transport._tempDataLen or not transport.connected:
-            continue  # sent already (listed twice), by Twisted, or lost
-        if (
-            transport.offset != len(transport.dataBuffer)
-            or transport.producerPaused
-            or transport.disconnecting
-            or transport._writeDisconnected
-        ):
-            # Twisted's write path holds it (it resumes a paused producer
-            # once the queue drains, and owns a close).
-            transport.startWriting()
-            continue
-        pending = transport._tempDataBuffer
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        transport._tempDataBuffer = []
-        transport._tempDataLen = 0
         try:
-            sent = transport.socket.send(data)
-        except OSError:
-            sent = 0
-        if sent != len(data):
-            transport.write(data[sent:])
+            _send_one(transport)
+        except Exception:
+            # Not a reason to strand the others' bytes, or this one's.
+            log.failure("mockai: a queued send failed")
+            if transport.connected:
+                transport.startWriting()
+
+
+def _send_one(transport: Any) -> None:
+    if not transport._tempDataLen or not transport.connected:
+        return  # sent by Twisted, or lost
+    if (
+        transport.offset != len(transport.dataBuffer)
+        or transport.producerPaused
+        or transport.disconnecting
+        or transport._writeDisconnected
+    ):
+        # Twisted's write path holds it (it resumes a paused producer once
+        # the queue drains, and owns a close).
+        transport.startWriting()
+        return
+    pending = transport._tempDataBuffer
+    data = pending[0] if len(pending) == 1 else b"".join(pending)
+    try:
+        sent = transport.socket.send(data)
+    except OSError:
+        sent = 0
+    # (Only now: should the send raise anything else, the bytes are still
+    # queued for Twisted's write path.)
+    transport._tempDataBuffer = []
+    transport._tempDataLen = 0
+    if sent != len(data):
+        transport.write(data[sent:])

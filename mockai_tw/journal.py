@@ -33,11 +33,13 @@ SECRET_HEADERS = frozenset(
 # Bodies larger than this (or than a quarter of ``max_bytes``) are kept as
 # their size only: one would push out hundreds of ordinary records.
 MAX_BODY_BYTES = 1024 * 1024
-# Records ``Journal.keep`` holds before it packs them.
+# Answers ``Journal.keep`` holds before it packs them.
 KEEP_BATCH = 64
 # ``Journal.record``'s arguments: time, method, uri, headers, body, status,
 # reply, error, fault.
 Entry = tuple[float, bytes, bytes, Any, "bytes | None", int, Any, Any, "str | None"]
+# ``Journal.keep``'s: time, the head as it came, body, status, reply.
+Answer = tuple[float, bytes, "bytes | None", int, Any]
 
 
 class HeaderMap(Mapping[str, str]):
@@ -81,9 +83,18 @@ def redacted(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-# A record's head: id, time, status, the size of a body too large to keep,
-# then the length of each field that follows it, in this order.
-_HEAD = struct.Struct("<QdHQ9I")
+# A record: ``_HEAD`` (id, time, status, the sizes of the head lines and the
+# body, the size of a body too large to keep, the sizes of the method and the
+# URI), those four fields, then ``_TAIL`` (the sizes of the rule, the model,
+# the reply, the error and the fault) and those five.  What follows the body
+# is the same for requests answered alike (``_TAILS`` keeps it whole); the
+# method and the URI are empty when the head lines are the head as it came,
+# whose request line holds them.
+_HEAD = struct.Struct("<QdHIIQII")
+# ``_HEAD``'s first five fields; the last three are then zero (``_NO_SIZES``).
+_FIRST = struct.Struct("<QdHII")
+_NO_SIZES = bytes(_HEAD.size - _FIRST.size)
+_TAIL = struct.Struct("<5I")
 
 
 class Record(NamedTuple):
@@ -106,12 +117,23 @@ class Record(NamedTuple):
 
 def unpack(record: bytes) -> Record:
     """A packed record's head and fields."""
-    record_id, time, status, body_size, *lengths = _HEAD.unpack_from(record)
-    fields: list[bytes] = []
+    record_id, time, status, lines, size, body_size, method_size, uri_size = (
+        _HEAD.unpack_from(record)
+    )
     at = _HEAD.size
-    for length in lengths:
+    fields: list[bytes] = []
+    for length in (method_size, uri_size, lines, size):
         fields.append(record[at : at + length])
         at += length
+    sizes = _TAIL.unpack_from(record, at)
+    at += _TAIL.size
+    for length in sizes:
+        fields.append(record[at : at + length])
+        at += length
+    if not method_size and b" " in (line := fields[2].partition(b"\r\n")[0]):
+        # The head as it came: its request line (three words, as twisted.web
+        # reads it) holds the method and the URI.
+        fields[0], fields[1] = line.split()[:2]
     return Record(record_id, time, status, body_size, *fields)
 
 
@@ -201,13 +223,32 @@ def _output(item: Any) -> tuple[Any, ...]:
 _PACKED: dict[int, tuple[Any, bytes]] = {}
 # Entries at most; then it starts again (parts made per request churn it).
 MAX_PACKED = 512
-# What ``Journal._pack_kept`` adds to a record's head, method, URI, head
-# lines and body, by (``id`` of the choices, rule, model): the choices kept
-# (so the id cannot be reused), the sizes of the rule, the model and the
-# reply up to its counts, and those bytes.
-_TAILS: dict[tuple[int, Any, Any], tuple[Any, int, int, int, bytes]] = {}
-# A reply's packed token counts (their tail), by (prompt, completion).
-_COUNTS: dict[tuple[int, int], bytes] = {}
+# What follows a record's body (``_TAIL`` and its fields) for a reply with
+# no error or fault, by (``id`` of its choices, rule, model, prompt and
+# completion tokens), with the choices (so the id cannot be reused).
+_TAILS: dict[tuple[int, Any, Any, int, int], tuple[Any, bytes]] = {}
+
+
+def _remember_tail(reply: Any, tail: bytes) -> None:
+    """Keep ``tail`` for ``Journal._pack_kept`` when it can find it again: a
+    chat plan whose choices are packed once for all (frozen, ``_PACKED``)
+    and whose counts are ints (in the key by value)."""
+    choices = getattr(reply, "choices", None)
+    usage = getattr(reply, "usage", None)
+    known = _PACKED.get(id(choices))
+    if (
+        known is not None
+        and known[0] is choices
+        and usage is not None
+        and type(prompt := usage.prompt_tokens) is int
+        and type(completion := usage.completion_tokens) is int
+        and type(model := getattr(reply, "model", None)) is str
+    ):
+        key = (id(choices), reply.rule, model, prompt, completion)
+        if key not in _TAILS:
+            remember(_TAILS, key, (choices, tail), MAX_PACKED)
+
+
 # Whether a class is a frozen dataclass (only those parts are kept).
 _FROZEN: dict[type, bool] = {}
 
@@ -285,6 +326,9 @@ def compact_error(error: Any) -> bytes:
 
 
 _NO_RULE = object()
+# What ``Journal._pack_kept`` takes for the choices of a reply it cannot
+# pack by itself.
+_NOT_CHAT = object()
 
 
 def _rule(reply: Any, error: Any) -> str | None:
@@ -412,7 +456,7 @@ class Journal:
         self._ids = itertools.count(1)
         # Records kept but not yet packed (``keep``): packed KEEP_BATCH at a
         # time, and all of them before anything reads the journal.
-        self._kept: list[Entry] = []
+        self._kept: list[Answer] = []
 
     @property
     def ring(self) -> deque[bytes]:
@@ -449,13 +493,15 @@ class Journal:
             self._ring.append(packed)
             self._bytes += len(packed)
 
-    def keep(self, *entry: Any) -> None:
-        """``record(*entry)``, packed later: KEEP_BATCH records at a time (the
-        packing code hot, in one loop), and every one before anything reads
-        the journal. For a process that shares nothing: a shared store needs
-        each packed record at once."""
+    def keep(
+        self, time: float, head: bytes, body: bytes | None, status: int, reply: Any
+    ) -> None:
+        """``record`` an answer (no error, no fault) whose head came as it
+        was, later: KEEP_BATCH at a time (the packing code hot, in one loop),
+        every one before anything reads the journal. For a process that
+        shares nothing: a shared store needs each packed record at once."""
         kept = self._kept
-        kept.append(entry)
+        kept.append((time, head, body, status, reply))
         if len(kept) >= KEEP_BATCH:
             self.flush()
 
@@ -470,77 +516,57 @@ class Journal:
         self._bytes += sum(map(len, packs))
         self._trim()
 
-    def _pack_kept(self, kept: list[Entry]) -> list[bytes]:
-        """Each entry packed, in order. Inlined for the common case (a plan
-        whose choices, rule and model were packed before, no error or fault,
-        the request's head as it came): a call per record was about a third
-        of what a record cost."""
+    def _pack_kept(self, kept: list[Answer]) -> list[bytes]:
+        """Each answer packed, in order. Inlined for the common case (a chat
+        reply alike to the one before, or whose tail was packed before): a
+        call per record was about a third of what a record cost, and a
+        lookup per part of its tail another third."""
         out: list[bytes] = []
         add = out.append
-        ids, cap, head = self._ids, self._body_cap, _HEAD.pack
-        for entry in kept:
-            time, method, uri, headers, body, status, reply, error, fault = entry
-            if (
-                error is None
-                and fault is None
-                and type(headers) is bytes
-                and body is not None
-                and len(body) <= cap
-            ):
-                choices = getattr(reply, "choices", None)
-                usage = getattr(reply, "usage", None)
-                tail = _TAILS.get(
-                    (
-                        id(choices),
-                        getattr(reply, "rule", _NO_RULE),
-                        getattr(reply, "model", None),
-                    )
-                )
-                if (
-                    tail is not None
-                    and tail[0] is choices
-                    and usage is not None
-                    and type(prompt := usage.prompt_tokens) is int
-                    and type(completion := usage.completion_tokens) is int
+        ids, cap, first = self._ids, self._body_cap, _FIRST.pack
+        # The parts of the reply the last tail was found for, and that tail.
+        seen_choices: Any = _NOT_CHAT
+        seen_rule = seen_model = seen_prompt = seen_completion = None
+        tail = b""
+        for time, head, body, status, reply in kept:
+            if body is not None and len(body) <= cap:
+                try:
+                    usage = reply.usage
+                    choices = reply.choices
+                    rule = reply.rule
+                    model = reply.model
+                    prompt = usage.prompt_tokens
+                    completion = usage.completion_tokens
+                except AttributeError:  # not a chat plan (or no plan)
+                    choices = _NOT_CHAT
+                if choices is not _NOT_CHAT and not (
+                    choices is seen_choices
+                    and rule == seen_rule
+                    and model == seen_model
+                    and prompt == seen_prompt
+                    and completion == seen_completion
                 ):
-                    counts = _COUNTS.get((prompt, completion))
-                    if counts is None:
-                        counts = remember(
-                            _COUNTS,
-                            (prompt, completion),
-                            b"%d,%d]]" % (prompt, completion),
-                            MAX_PACKED,
-                        )
-                    _, rule_size, model_size, reply_size, fields = tail
+                    found = _TAILS.get((id(choices), rule, model, prompt, completion))
+                    if found is not None and found[0] is choices:
+                        tail = found[1]
+                        seen_choices, seen_rule, seen_model = choices, rule, model
+                        seen_prompt, seen_completion = prompt, completion
+                    else:
+                        choices = _NOT_CHAT
+                if choices is not _NOT_CHAT:
                     add(
                         b"".join(
                             (
-                                head(
-                                    next(ids),
-                                    time,
-                                    status,
-                                    0,
-                                    len(method),
-                                    len(uri),
-                                    len(headers),
-                                    len(body),
-                                    rule_size,
-                                    model_size,
-                                    reply_size + len(counts),
-                                    0,
-                                    0,
-                                ),
-                                method,
-                                uri,
-                                headers,
+                                first(next(ids), time, status, len(head), len(body)),
+                                _NO_SIZES,
+                                head,
                                 body,
-                                fields,
-                                counts,
+                                tail,
                             )
                         )
                     )
                     continue
-            add(self._pack(entry))
+            add(self._pack((time, b"", b"", head, body, status, reply, None, None)))
         return out
 
     def record(
@@ -557,6 +583,7 @@ class Journal:
     ) -> bytes:
         """Keep a packed copy (returned, for a shared store to keep too); the
         request's own objects are all let go."""
+        self.flush()  # (what ``keep`` holds came first)
         packed = self._pack(
             (time, method, uri, headers, body, status, reply, error, fault)
         )
@@ -579,81 +606,57 @@ class Journal:
             body = b""
         elif len(body) > self._body_cap:
             body_size, body = len(body), b""
-        # On the hot path of every request, so the common case is inlined:
-        # a plan (no error) whose choices are packed already (``_packed_items``).
-        # (bytes: the request's head as it came, a plain one: web/heads.py)
-        headers_ = headers if type(headers) is bytes else _packed_headers(headers)
+        if type(headers) is bytes:
+            # The request's head as it came (web/heads.py): its request line
+            # holds the method and the URI.
+            lines, method, uri = headers, b"", b""
+        else:
+            lines = _packed_headers(headers)
         model = getattr(reply, "model", None)
         model_ = model.encode() if isinstance(model, str) else b""
+        rule: Any = _NO_RULE
         if error is None and reply is not None:
-            rule: Any = getattr(reply, "rule", _NO_RULE)
+            rule = getattr(reply, "rule", _NO_RULE)
             rule_ = b"" if rule is _NO_RULE else (rule or "default").encode()
             error_ = b""
-            choices = getattr(reply, "choices", None)
-            known = _PACKED.get(id(choices))
-            usage = getattr(reply, "usage", None)
-            if (
-                known is not None
-                and known[0] is choices
-                and usage is not None
-                and type(prompt := usage.prompt_tokens) is int
-                and type(completion := usage.completion_tokens) is int
-            ):
-                reply_ = b"[%b,[%d,%d]]" % (known[1], prompt, completion)
-                tail_key = (id(choices), rule, model)
-                if (
-                    fault is None
-                    and (model is None or type(model) is str)
-                    and tail_key not in _TAILS
-                ):
-                    # What ``_pack_kept`` needs to pack the next alike (the
-                    # choices stay in the table, so the id is theirs).
-                    remember(
-                        _TAILS,
-                        tail_key,
-                        (
-                            choices,
-                            len(rule_),
-                            len(model_),
-                            len(known[1]) + 3,
-                            b"%b%b[%b,[" % (rule_, model_, known[1]),
-                        ),
-                        MAX_PACKED,
-                    )
-            else:
-                reply_ = compact_reply(reply)
+            reply_ = compact_reply(reply)
         else:
             found = _rule(reply, error)
             rule_ = found.encode() if found else b""
             error_ = compact_error(error)
             reply_ = compact_reply(reply)
         fault_ = fault.encode() if fault else b""
+        tail = b"".join(
+            (
+                _TAIL.pack(
+                    len(rule_), len(model_), len(reply_), len(error_), len(fault_)
+                ),
+                rule_,
+                model_,
+                reply_,
+                error_,
+                fault_,
+            )
+        )
+        if error is None and fault is None and rule is not _NO_RULE:
+            _remember_tail(reply, tail)
         return b"".join(
             (
                 _HEAD.pack(
                     next(self._ids),
                     time,
                     status,
+                    len(lines),
+                    len(body),
                     body_size,
                     len(method),
                     len(uri),
-                    len(headers_),
-                    len(body),
-                    len(rule_),
-                    len(model_),
-                    len(reply_),
-                    len(error_),
-                    len(fault_),
                 ),
                 method,
                 uri,
-                headers_,
+                lines,
                 body,
-                rule_,
-                model_,
-                reply_,
-                error_,
-                fault_,
+                tail,
             )
         )
 

@@ -296,26 +296,33 @@ class MockServer:
             return
         if not request.path.startswith((b"/v1/", b"/openai/")):
             return
-        keep = journal.keep if self.shared is None else self._record_shared
-        # Packed later, in a batch, when nothing is shared (every read packs
-        # what is held first).
-        keep(
+        head = request.raw_head
+        if (
+            head is not None
+            and request.error is None
+            and request.fault is None
+            and self.shared is None
+        ):
+            # The common case, packed later in a batch (every read packs
+            # what is held first).
+            journal.keep(
+                request.started, head, request.body_bytes, status, request.reply
+            )
+            return
+        packed = journal.record(
             request.started,
             request.method,
             request.uri,
-            request.raw_head or request.requestHeaders,
+            head or request.requestHeaders,
             request.body_bytes,
             status,
             request.reply,
             request.error,
             request.fault,
         )
-
-    def _record_shared(self, *entry: Any) -> None:
-        """Journal now, and give the fleet's store the same packed record."""
-        journal, shared = self.journal, self.shared
-        packed = journal.record(*entry)
+        shared = self.shared
         if shared is not None and shared.connected:
+            # The fleet's store keeps the same packed record.
             shared.journal(packed, journal.size, journal.max_bytes)
 
 

@@ -23,8 +23,10 @@ from mockai_tw.engine.plan import (
 )
 from mockai_tw.errors import ApiError
 from mockai_tw.journal import (
+    _TAILS,
     MAX_BODY_BYTES,
     REDACTED,
+    Answer,
     Entry,
     HeaderMap,
     Journal,
@@ -183,18 +185,9 @@ class PureJournalTests(TestCase):
 class KeptTests(TestCase):
     """``keep`` packs later, in batches; no read ever misses a kept record."""
 
-    def args(self, n: int) -> Entry:
-        return (
-            float(n),
-            b"POST",
-            CHAT.encode(),
-            headers(X_N=str(n)),
-            b"{}",
-            200,
-            None,
-            None,
-            None,
-        )
+    def args(self, n: int) -> Answer:
+        head = b"POST %b HTTP/1.1\r\nX-N: %d" % (CHAT.encode(), n)
+        return (float(n), head, b"{}", 200, None)
 
     def test_kept_records_read_as_recorded_ones(self) -> None:
         from mockai_tw.journal import KEEP_BATCH
@@ -202,7 +195,8 @@ class KeptTests(TestCase):
         kept, recorded = Journal(size=100), Journal(size=100)
         for n in range(KEEP_BATCH + 5):
             kept.keep(*self.args(n))
-            recorded.record(*self.args(n))
+            time, head, body, status, reply = self.args(n)
+            recorded.record(time, b"POST", CHAT.encode(), head, body, status, reply)
             # Every read packs what is held: the two never differ.
             self.assertEqual(len(kept), len(recorded))
         self.assertEqual(kept.query(), recorded.query())
@@ -312,9 +306,11 @@ class FastPathTests(TestCase):
         self.assertIn(b'"two"', compact_reply(reply))
 
     def test_a_batch_packs_as_one_record_at_a_time(self) -> None:
-        """``keep``'s batch packs a reply whose parts it has seen before
+        """``keep``'s batch packs a reply whose tail it has packed before
         without ``record``: the bytes must be the same, whatever differs
-        between requests (counts, rule, model, fault, error, body, head)."""
+        between requests (counts, rule, model, body, head), and answers
+        kept or recorded (an error, a fault, a header store) keep their
+        order."""
         head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nX-N: 1"
         entries: list[Entry] = []
         # Built once, as the engine shares a canned reply's parts.
@@ -371,15 +367,53 @@ class FastPathTests(TestCase):
 
         kept._pack = counted  # type: ignore[method-assign]
         for entry in entries:
-            kept.keep(*entry)
+            # As the server routes a request.
+            time, _, _, lines, body, status, reply, error, fault = entry
+            if type(lines) is bytes and error is None and fault is None:
+                kept.keep(time, lines, body, status, reply)
+            else:
+                kept.record(*entry)
             recorded.record(*entry)
         self.assertEqual(list(kept.ring), list(recorded.ring))
-        # Five entries a round can be packed by the batch itself, once their
-        # plan's parts have been packed twice (the first time, then with
-        # what was packed the first time).
-        self.assertGreaterEqual(len(entries) - len(slow), 5 * 3)
+        # Four answers a round are chat plans with a body kept: the batch
+        # packs them itself once their tail has been packed (from the
+        # second round on, at the latest).
+        self.assertGreaterEqual(len(entries) - len(slow), 4 * 5)
         self.assertEqual(kept.held, recorded.held)
         self.assertEqual(len(kept), len(entries))
+
+    def test_a_batch_tells_apart_answers_that_differ_in_one_part(self) -> None:
+        """Answers one after another that share all but one part of their
+        tail (counts, rule, model, the choices) each get their own."""
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: h"
+        other = (ChoicePlan(0, ("other",), "stop"),)
+        variants = [
+            ChatPlan("a", 0, "m", "fp", self.shared, Usage(1, 2)),
+            ChatPlan("a", 0, "m", "fp", self.shared, Usage(1, 3)),
+            ChatPlan("a", 0, "m", "fp", self.shared, Usage(2, 3)),
+            ChatPlan("a", 0, "n", "fp", self.shared, Usage(2, 3)),
+            ChatPlan("a", 0, "n", "fp", self.shared, Usage(2, 3), rule="r"),
+            ChatPlan("a", 0, "n", "fp", other, Usage(2, 3), rule="r"),
+        ]
+        kept, recorded = Journal(), Journal()
+        slow: list[Any] = []
+
+        def counted(entry: Entry) -> bytes:
+            slow.append(entry)
+            return Journal._pack(kept, entry)
+
+        kept._pack = counted  # type: ignore[method-assign]
+        _TAILS.clear()  # (a cache: what earlier tests packed)
+        answers = [plan for plan in variants for _ in range(2)] * 3
+        for n, reply in enumerate(answers):
+            kept.keep(float(n), head, b"{}", 200, reply)
+        kept.flush()
+        for n, reply in enumerate(answers):
+            recorded.record(float(n), b"POST", CHAT.encode(), head, b"{}", 200, reply)
+        self.assertEqual(list(kept.ring), list(recorded.ring))
+        self.assertEqual(len(set(kept.ring)), len(answers))
+        # Each variant is packed the long way once, when first seen.
+        self.assertEqual(len(slow), len(variants))
 
     def test_twisted_headers_and_any_store_pack_alike(self) -> None:
         stores = [

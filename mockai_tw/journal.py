@@ -18,7 +18,7 @@ import fnmatch
 import itertools
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import orjson
@@ -33,6 +33,8 @@ SECRET_HEADERS = frozenset(
 # Bodies larger than this (or than a quarter of ``max_bytes``) are kept as
 # their size only: one would push out hundreds of ordinary records.
 MAX_BODY_BYTES = 1024 * 1024
+# The requests journaled: those whose path starts so (the APIs', Azure's).
+PATHS = (b"/v1/", b"/openai/")
 # Answers ``Journal.keep`` holds before it packs them.
 KEEP_BATCH = 64
 # ``Journal.record``'s arguments: time, method, uri, headers, body, status,
@@ -457,6 +459,8 @@ class Journal:
         # Records kept but not yet packed (``keep``): packed KEEP_BATCH at a
         # time, and all of them before anything reads the journal.
         self._kept: list[Answer] = []
+        # Given each packed record at once, when a fleet shares a store.
+        self.share: Callable[[bytes], None] | None = None
 
     @property
     def ring(self) -> deque[bytes]:
@@ -492,6 +496,43 @@ class Journal:
         for packed in records:
             self._ring.append(packed)
             self._bytes += len(packed)
+
+    def heard(self, request: Any, status: int) -> None:
+        """Journal an answered API request: the pipeline's ``first_byte``
+        listener (its status is decided). ``request`` is the web layer's,
+        read by attribute: ``path``, ``started``, ``method``, ``uri``,
+        ``raw_head`` (the head as it came, or None), ``requestHeaders``,
+        ``body_bytes``, ``reply``, ``error`` and ``fault``."""
+        if not self.enabled or not request.path.startswith(PATHS):
+            return
+        head = request.raw_head
+        if (
+            head is not None
+            and request.error is None
+            and request.fault is None
+            and self.share is None
+        ):
+            # ``keep``, inlined: on the hot path of every request.
+            kept = self._kept
+            kept.append(
+                (request.started, head, request.body_bytes, status, request.reply)
+            )
+            if len(kept) >= KEEP_BATCH:
+                self.flush()
+            return
+        packed = self.record(
+            request.started,
+            request.method,
+            request.uri,
+            head or request.requestHeaders,
+            request.body_bytes,
+            status,
+            request.reply,
+            request.error,
+            request.fault,
+        )
+        if self.share is not None:
+            self.share(packed)
 
     def keep(
         self, time: float, head: bytes, body: bytes | None, status: int, reply: Any

@@ -62,7 +62,7 @@ from mockai_tw.web.resources import (
     Ready,
 )
 from mockai_tw.web.responses import Responses
-from mockai_tw.web.site import ApiRequest, MockSite
+from mockai_tw.web.site import MockSite
 from mockai_tw.web.stored import ChatCompletions
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ class MockServer:
             from mockai_tw.web.shared import Shared
 
             self.shared = Shared(config.state, self.parse_rule, clock)
+            self.journal.share = self._share_record
         # Kept responses (previous_response_id); resized by apply().
         self.responses = ResponseStore(config.responses.store_size)
         self.conversations = Kept(
@@ -133,7 +134,7 @@ class MockServer:
         self.files = FileStore(config.files, lambda: self.clock.seconds())
         self.uploads = Uploads(self.files)
         self.batches = Batches(self)
-        self.hooks.on("first_byte", self.record)
+        self.hooks.on("first_byte", self.journal.heard)
         self.site = MockSite(
             self.resource(),
             clock,
@@ -286,43 +287,10 @@ class MockServer:
         )
         return config
 
-    def record(self, request: ApiRequest, status: int) -> None:
-        """Journal an answered ``/v1`` or Azure request (a compact copy).
-
-        Subscribed to the pipeline's ``first_byte``: the status is decided.
-        """
-        journal = self.journal
-        if not journal.enabled:
-            return
-        if not request.path.startswith((b"/v1/", b"/openai/")):
-            return
-        head = request.raw_head
-        if (
-            head is not None
-            and request.error is None
-            and request.fault is None
-            and self.shared is None
-        ):
-            # The common case, packed later in a batch (every read packs
-            # what is held first).
-            journal.keep(
-                request.started, head, request.body_bytes, status, request.reply
-            )
-            return
-        packed = journal.record(
-            request.started,
-            request.method,
-            request.uri,
-            head or request.requestHeaders,
-            request.body_bytes,
-            status,
-            request.reply,
-            request.error,
-            request.fault,
-        )
-        shared = self.shared
+    def _share_record(self, packed: bytes) -> None:
+        """Give the fleet's store a packed journal record too."""
+        shared, journal = self.shared, self.journal
         if shared is not None and shared.connected:
-            # The fleet's store keeps the same packed record.
             shared.journal(packed, journal.size, journal.max_bytes)
 
 

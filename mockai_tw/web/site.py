@@ -181,6 +181,7 @@ _OWN_SLOTS = (
     "model",
     "parsed",
     "raw_head",
+    "error",
 )
 
 
@@ -206,8 +207,6 @@ class ApiRequest(server.Request):
     __slots__ = _TWISTED_SLOTS + _OWN_SLOTS
 
     defaultContentType = b"application/json"
-    # The error sent, for the journal.
-    error: ApiError | None = None
     # How long the request waited for a capacity slot (engine/capacity.py;
     # None: capacity off).  (``queued``, a slot, says it is waiting: its
     # answer comes when it starts.)
@@ -237,6 +236,8 @@ class ApiRequest(server.Request):
     # The head as it came, when it was read in one pass (web/heads.py): the
     # journal keeps it as it is. Let go once the response is decided.
     raw_head: bytes | None
+    # The error sent, for the journal (a slot: it reads it for every request).
+    error: ApiError | None
 
     def __init__(self, channel: Any, *args: Any, **kw: Any) -> None:
         # What http.Request, server.Request and Componentized set, set here
@@ -288,6 +289,7 @@ class ApiRequest(server.Request):
         self.model = None
         self.parsed = None
         self.raw_head = None
+        self.error = None
 
     def setHeader(self, name: bytes | str, value: bytes | str) -> None:
         if type(value) is bytes and type(name) is bytes:

@@ -19,7 +19,7 @@ import itertools
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
@@ -42,6 +42,10 @@ KEEP_BATCH = 64
 Entry = tuple[float, bytes, bytes, Any, "bytes | None", int, Any, Any, "str | None"]
 # ``Journal.keep``'s: time, the head as it came, body, status, reply.
 Answer = tuple[float, bytes, "bytes | None", int, Any]
+# An answer the ring holds as it came, packed only when the journal is read
+# (a record is then one ``bytes`` like any other): its size packed, id,
+# time, status, head, body, and the tail it shares with answers alike.
+Held = tuple[int, int, float, int, bytes, bytes, bytes]
 
 
 class HeaderMap(Mapping[str, str]):
@@ -115,6 +119,14 @@ class Record(NamedTuple):
     reply: bytes
     error: bytes
     fault: bytes
+
+
+def _packed(record: bytes | Held) -> bytes:
+    if type(record) is bytes:
+        return record
+    _, record_id, time, status, head, body, tail = cast(Held, record)
+    first = _FIRST.pack(record_id, time, status, len(head), len(body))
+    return b"".join((first, _NO_SIZES, head, body, tail))
 
 
 def unpack(record: bytes) -> Record:
@@ -232,7 +244,7 @@ _TAILS: dict[tuple[int, Any, Any, int, int], tuple[Any, bytes]] = {}
 
 
 def _remember_tail(reply: Any, tail: bytes) -> None:
-    """Keep ``tail`` for ``Journal._pack_kept`` when it can find it again: a
+    """Keep ``tail`` for ``Journal._hold`` when it can find it again: a
     chat plan whose choices are packed once for all (frozen, ``_PACKED``)
     and whose counts are ints (in the key by value)."""
     choices = getattr(reply, "choices", None)
@@ -328,7 +340,7 @@ def compact_error(error: Any) -> bytes:
 
 
 _NO_RULE = object()
-# What ``Journal._pack_kept`` takes for the choices of a reply it cannot
+# What ``Journal._hold`` takes for the choices of a reply it cannot
 # pack by itself.
 _NOT_CHAT = object()
 
@@ -454,7 +466,9 @@ class Journal:
         self._body_cap = min(MAX_BODY_BYTES, max_bytes // 4)
         # Bytes held by the records in the ring.
         self._bytes = 0
-        self._ring: deque[bytes] = deque()
+        self._ring: deque[bytes | Held] = deque()
+        # Whether the ring holds answers as they came (``Held``).
+        self._loose = False
         self._ids = itertools.count(1)
         # Records kept but not yet packed (``keep``): packed KEEP_BATCH at a
         # time, and all of them before anything reads the journal.
@@ -466,11 +480,15 @@ class Journal:
     def ring(self) -> deque[bytes]:
         """The packed records, oldest first (every kept one packed)."""
         self.flush()
-        return self._ring
+        ring = self._ring
+        if self._loose:
+            self._ring = ring = deque(map(_packed, ring))
+            self._loose = False
+        return cast("deque[bytes]", ring)
 
     @property
     def held(self) -> int:
-        """Bytes held by the packed records (every kept one packed)."""
+        """The records' size, packed (every kept one counted)."""
         self.flush()
         return self._bytes
 
@@ -486,10 +504,12 @@ class Journal:
     def _trim(self) -> None:
         ring = self._ring
         while len(ring) > 1 and (len(ring) > self.size or self._bytes > self.max_bytes):
-            self._bytes -= len(ring.popleft())
+            old = ring.popleft()
+            self._bytes -= len(old) if type(old) is bytes else old[0]
 
     def __len__(self) -> int:
-        return len(self.ring)
+        self.flush()
+        return len(self._ring)
 
     def adopt(self, records: Iterable[bytes]) -> None:
         """Take packed records as they are (a fleet's, read from its store)."""
@@ -552,23 +572,28 @@ class Journal:
         if not kept:
             return
         self._kept = []
-        packs = self._pack_kept(kept)
-        self._ring.extend(packs)
-        self._bytes += sum(map(len, packs))
+        held, size = self._hold(kept)
+        self._ring.extend(held)
+        self._bytes += size
+        self._loose = True
         self._trim()
 
-    def _pack_kept(self, kept: list[Answer]) -> list[bytes]:
-        """Each answer packed, in order. Inlined for the common case (a chat
-        reply alike to the one before, or whose tail was packed before): a
-        call per record was about a third of what a record cost, and a
-        lookup per part of its tail another third."""
-        out: list[bytes] = []
+    def _hold(self, kept: list[Answer]) -> tuple[list[bytes | Held], int]:
+        """Each answer as the ring holds it, in order, and their packed size.
+        A chat reply alike to the one before, or whose tail was packed
+        before, is held as it came (``Held``); anything else is packed. A
+        call per record was about a third of what one cost, a lookup per
+        part of its tail another third, packing it a third of the rest."""
+        out: list[bytes | Held] = []
         add = out.append
-        ids, cap, first = self._ids, self._body_cap, _FIRST.pack
-        # The parts of the reply the last tail was found for, and that tail.
+        ids, cap = self._ids, self._body_cap
+        total = 0
+        # The parts of the reply the last tail was found for, that tail, and
+        # the size of a record but for its head and body.
         seen_choices: Any = _NOT_CHAT
         seen_rule = seen_model = seen_prompt = seen_completion = None
         tail = b""
+        fixed = 0
         for time, head, body, status, reply in kept:
             if body is not None and len(body) <= cap:
                 try:
@@ -590,25 +615,20 @@ class Journal:
                     found = _TAILS.get((id(choices), rule, model, prompt, completion))
                     if found is not None and found[0] is choices:
                         tail = found[1]
+                        fixed = _HEAD.size + len(tail)
                         seen_choices, seen_rule, seen_model = choices, rule, model
                         seen_prompt, seen_completion = prompt, completion
                     else:
                         choices = _NOT_CHAT
                 if choices is not _NOT_CHAT:
-                    add(
-                        b"".join(
-                            (
-                                first(next(ids), time, status, len(head), len(body)),
-                                _NO_SIZES,
-                                head,
-                                body,
-                                tail,
-                            )
-                        )
-                    )
+                    size = fixed + len(head) + len(body)
+                    total += size
+                    add((size, next(ids), time, status, head, body, tail))
                     continue
-            add(self._pack((time, b"", b"", head, body, status, reply, None, None)))
-        return out
+            packed = self._pack((time, b"", b"", head, body, status, reply, None, None))
+            total += len(packed)
+            add(packed)
+        return out, total
 
     def record(
         self,
@@ -633,7 +653,8 @@ class Journal:
         held = self._bytes + len(packed)
         if len(ring) > self.size and len(ring) > 1:
             # The common case once the ring is full: the oldest goes.
-            held -= len(ring.popleft())
+            old = ring.popleft()
+            held -= len(old) if type(old) is bytes else old[0]
         self._bytes = held
         if held > self.max_bytes or len(ring) > self.size:
             self._trim()

@@ -415,6 +415,24 @@ class FastPathTests(TestCase):
         # Each variant is packed the long way once, when first seen.
         self.assertEqual(len(slow), len(variants))
 
+    def test_answers_held_as_they_came_are_bounded_as_packed_ones(self) -> None:
+        """The ring holds an answer alike to others unpacked until a read;
+        its size and bounds are those of its packed record."""
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: h"
+        reply = ChatPlan("a", 0, "m", "fp", self.shared, Usage(1, 2))
+        kept, recorded = Journal(size=50, max_bytes=4000), Journal(50, True, 4000)
+        for n in range(200):
+            recorded.record(float(n), b"POST", CHAT.encode(), head, b"{}", 200, reply)
+            kept.keep(float(n), head, b"{}", 200, reply)
+            if n == 100:
+                kept.flush()
+                self.assertIs(type(kept._ring[-1]), tuple)
+                self.assertEqual(kept.held, recorded.held)
+        self.assertEqual(kept.held, recorded.held)
+        self.assertLessEqual(kept.held, 4000)
+        self.assertEqual(list(kept.ring), list(recorded.ring))
+        self.assertEqual({type(r) for r in kept._ring}, {bytes})
+
     def test_twisted_headers_and_any_store_pack_alike(self) -> None:
         stores = [
             Headers(),

@@ -1,15 +1,18 @@
 """The request journal: what clients sent and what they got, in a bounded ring.
 
-Recording sits on the hot path of every ``/v1`` request.  What it costs is
-mostly memory, not code: each object a record keeps alive is one more the
-allocator cannot reuse while it is hot, and one more cold free when the ring
-wraps (keeping the request's own objects cost 9% of throughput, a tuple of
-compact copies 4-7%; see benchmarks/README.md).  So a record is one
-``bytes``: a fixed head, then the raw method, URI, headers and body and
-compact reply, error and fault.
+Recording sits on the hot path of every ``/v1`` request.  Each object a
+record keeps alive is one more the allocator cannot reuse while it is hot
+(keeping the request's own objects, its plan among them, cost 9% of
+throughput; see benchmarks/README.md), and each bytecode per request counts.
+So a record is one ``bytes`` -- a fixed head, then the raw method, URI,
+headers and body, and a tail: compact reply, error and fault -- or, for an
+answer alike to others (the same reply, rule, model and counts), a tuple of
+what it came with (head and body bytes) and the tail it shares with them,
+packed into its ``bytes`` when the journal is read.
 Everything readable -- lower-cased headers with secrets redacted, the parsed
 body, the JSON summary -- is built when someone reads the journal.
-Pure: no Twisted (header stores are duck-typed), no clock of its own.
+Pure: no Twisted (header stores and the request are duck-typed), no clock of
+its own.
 """
 
 from __future__ import annotations

@@ -36,8 +36,6 @@ SECRET_HEADERS = frozenset(
 # Bodies larger than this (or than a quarter of ``max_bytes``) are kept as
 # their size only: one would push out hundreds of ordinary records.
 MAX_BODY_BYTES = 1024 * 1024
-# The requests journaled: those whose path starts so (the APIs', Azure's).
-PATHS = (b"/v1/", b"/openai/")
 # Answers ``Journal.keep`` holds before it packs them.
 KEEP_BATCH = 64
 # ``Journal.record``'s arguments: time, method, uri, headers, body, status,
@@ -523,10 +521,11 @@ class Journal:
     def heard(self, request: Any, status: int) -> None:
         """Journal an answered API request: the pipeline's ``first_byte``
         listener (its status is decided). ``request`` is the web layer's,
-        read by attribute: ``path``, ``started``, ``method``, ``uri``,
+        read by attribute: ``api`` (whether the path is an API's: only
+        those are journaled), ``started``, ``method``, ``uri``,
         ``raw_head`` (the head as it came, or None), ``requestHeaders``,
         ``body_bytes``, ``reply``, ``error`` and ``fault``."""
-        if not self.enabled or not request.path.startswith(PATHS):
+        if not self.enabled or not request.api:
             return
         head = request.raw_head
         if (
@@ -576,10 +575,19 @@ class Journal:
             return
         self._kept = []
         held, size = self._hold(kept)
-        self._ring.extend(held)
-        self._bytes += size
+        ring = self._ring
+        ring.extend(held)
+        size += self._bytes
+        # Once the ring is full, as many of the oldest go as came: counted
+        # here in one plain loop, not ``_trim``'s tests per record.
+        popleft = ring.popleft
+        for _ in range(min(len(ring) - self.size, len(ring) - 1)):
+            old = popleft()
+            size -= len(old) if type(old) is bytes else old[0]
+        self._bytes = size
         self._loose = True
-        self._trim()
+        if size > self.max_bytes:
+            self._trim()
 
     def _hold(self, kept: list[Answer]) -> tuple[list[bytes | Held], int]:
         """Each answer as the ring holds it, in order, and their packed size.

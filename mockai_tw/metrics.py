@@ -93,9 +93,6 @@ MAX_CHILDREN = 10_000
 # A client that went away before the end (nginx's convention).
 DISCONNECTED = 499
 
-# The paths whose requests are counted.
-_API = (b"/v1/", b"/openai/")
-
 # The pipeline's endpoint names by path tail, for requests refused before
 # the pipeline named them (a 401 at /v1, a 404 model).
 _TAILS = (
@@ -681,7 +678,7 @@ class Metrics:
             self._child(self.v_running, state.model).inc()
 
     def first_byte(self, request: Any, status: int) -> None:
-        if request.stream is None or not request.path.startswith(_API):
+        if request.stream is None or not request.api:
             return
         content_type = request.responseHeaders.getRawHeaders(b"content-type") or [b""]
         if not content_type[0].startswith(b"text/event-stream"):
@@ -781,9 +778,9 @@ class Metrics:
             state = self.open.pop(id(request), None)
             if state is not None:
                 self._close(state)
-        path: bytes = request.path
-        if not path.startswith(_API):
+        if not request.api:  # (the web layer's: its path is an API's)
             return
+        path: bytes = request.path
         reply = request.reply
         model = getattr(reply, "model", None)
         if not isinstance(model, str) or not model:

@@ -411,6 +411,7 @@ class MetricsTests(TestCase):
         usage = SimpleNamespace(prompt_tokens=8, completion_tokens=0)
         request = SimpleNamespace(
             path=b"/v1/chat/completions",
+            api=True,
             endpoint="chat",
             model=MODEL,
             reply=SimpleNamespace(model=MODEL, usage=usage, rule=None),

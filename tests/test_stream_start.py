@@ -321,6 +321,7 @@ def _metrics() -> tuple[Hooks, Clock, metrics.Metrics]:
 def _streaming(model: str, endpoint: str = "chat") -> Any:
     request = SimpleNamespace(
         path=b"/v1/chat/completions",
+        api=True,
         endpoint=endpoint,
         model=model,
         reply=SimpleNamespace(model=model, usage=None, rule=None),
@@ -367,7 +368,7 @@ class StreamMetricsTests(SynchronousTestCase):
         plain.responseHeaders = Headers({b"content-type": [b"application/json"]})
         hooks.emit("first_byte", plain, 200)
         other = _streaming("gpt-4o")
-        other.path = b"/health"
+        other.path, other.api = b"/health", False
         hooks.emit("first_byte", other, 200)
         self.assertEqual(open_now(), 0.0)
         # Metrics turned off with streams open: none counted after.

@@ -182,22 +182,28 @@ _OWN_SLOTS = (
     "parsed",
     "raw_head",
     "error",
+    "api",
 )
 
 
-# A path's segments, unquoted, by path: the same few paths come again and
-# again, and every open stream would hold its own copies of their bytes.
-# Bounded (paths that name an object are each seen once).
-_SEGMENTS: dict[bytes, tuple[bytes, ...]] = {}
-_MAX_SEGMENTS = 256
+# The paths of the APIs (Azure's among them): a request under one is
+# journaled and counted.
+API_PATHS = (b"/v1/", b"/openai/")
+# A path's segments, unquoted, and whether it is an API's, by path: the same
+# few paths come again and again, and every open stream would hold its own
+# copies of their bytes.  Bounded (paths that name an object are each seen
+# once).
+_ROUTES: dict[bytes, tuple[tuple[bytes, ...], bool]] = {}
+_MAX_ROUTES = 256
 
 
-def _segments(path: bytes) -> tuple[bytes, ...]:
-    found = _SEGMENTS.get(path)
+def _route(path: bytes) -> tuple[tuple[bytes, ...], bool]:
+    found = _ROUTES.get(path)
     if found is None:
-        found = tuple(unquote_to_bytes(segment) for segment in path[1:].split(b"/"))
-        if len(_SEGMENTS) < _MAX_SEGMENTS:
-            _SEGMENTS[path] = found
+        segments = tuple(unquote_to_bytes(s) for s in path[1:].split(b"/"))
+        found = (segments, path.startswith(API_PATHS))
+        if len(_ROUTES) < _MAX_ROUTES:
+            _ROUTES[path] = found
     return found
 
 
@@ -238,6 +244,9 @@ class ApiRequest(server.Request):
     raw_head: bytes | None
     # The error sent, for the journal (a slot: it reads it for every request).
     error: ApiError | None
+    # Whether the path is under API_PATHS (found with its segments, so the
+    # journal and the metrics need not look for every request).
+    api: bool
 
     def __init__(self, channel: Any, *args: Any, **kw: Any) -> None:
         # What http.Request, server.Request and Componentized set, set here
@@ -290,6 +299,7 @@ class ApiRequest(server.Request):
         self.parsed = None
         self.raw_head = None
         self.error = None
+        self.api = False
 
     def setHeader(self, name: bytes | str, value: bytes | str) -> None:
         if type(value) is bytes and type(name) is bytes:
@@ -345,7 +355,8 @@ class ApiRequest(server.Request):
         }
         self.prepath = []
         path = self.path
-        self.postpath = list(_segments(path))
+        segments, self.api = _route(path)
+        self.postpath = list(segments)
         if path == b"*":
             self._handleStar()
             return

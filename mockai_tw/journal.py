@@ -504,7 +504,14 @@ class Journal:
 
     def _trim(self) -> None:
         ring = self._ring
-        while len(ring) > 1 and (len(ring) > self.size or self._bytes > self.max_bytes):
+        # Past ``size``, the oldest go in one plain loop (a flush's batch
+        # once the ring is full), then more while past ``max_bytes``.
+        popleft, held = ring.popleft, self._bytes
+        for _ in range(min(len(ring) - self.size, len(ring) - 1)):
+            old = popleft()
+            held -= len(old) if type(old) is bytes else old[0]
+        self._bytes = held
+        while len(ring) > 1 and self._bytes > self.max_bytes:
             old = ring.popleft()
             self._bytes -= len(old) if type(old) is bytes else old[0]
 
@@ -575,19 +582,10 @@ class Journal:
             return
         self._kept = []
         held, size = self._hold(kept)
-        ring = self._ring
-        ring.extend(held)
-        size += self._bytes
-        # Once the ring is full, as many of the oldest go as came: counted
-        # here in one plain loop, not ``_trim``'s tests per record.
-        popleft = ring.popleft
-        for _ in range(min(len(ring) - self.size, len(ring) - 1)):
-            old = popleft()
-            size -= len(old) if type(old) is bytes else old[0]
-        self._bytes = size
+        self._ring.extend(held)
+        self._bytes += size
         self._loose = True
-        if size > self.max_bytes:
-            self._trim()
+        self._trim()
 
     def _hold(self, kept: list[Answer]) -> tuple[list[bytes | Held], int]:
         """Each answer as the ring holds it, in order, and their packed size.

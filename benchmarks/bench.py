@@ -285,13 +285,26 @@ def rps_scenario(
 
 def machine_cpu_seconds() -> float:
     """CPU seconds all cores have spent busy since boot (/proc/stat, Linux)."""
+    _steal, busy = cpu_ticks()
+    return busy / os.sysconf("SC_CLK_TCK") if busy else float("nan")
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """Ticks the host stole from this VM and ticks busy, steal included, all
+    cores since boot (/proc/stat; zeros where there is none)."""
     try:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     except OSError:
-        return float("nan")
+        return 0, 0
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-    busy = user + nice + system + irq + softirq + steal
-    return busy / os.sysconf("SC_CLK_TCK")
+    return steal, user + nice + system + irq + softirq + steal
+
+
+def stolen(before: tuple[int, int]) -> float:
+    """The share of busy time since ``before`` (``cpu_ticks``) that the host
+    took: what a VM's pacing and throughput lose to its neighbours."""
+    steal, busy = (now - then for now, then in zip(cpu_ticks(), before, strict=True))
+    return steal / busy if busy > 0 else 0.0
 
 
 def children_cpu_seconds() -> float:
@@ -446,6 +459,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"mockai_tw measured: {results['mockai_tw']}",
         f"load average before/after: {results['load_before']}"
         f" / {results['load_after']}",
+        f"busy CPU time the host stole (steal) during the run: {results['stolen']:.1%}",
         "",
     ]
     rps = results.get("rps")
@@ -660,6 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else "unpinned"
         ),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "ticks_before": cpu_ticks(),
         # What the daemon will import (PYTHONPATH can point at another checkout).
         "mockai_tw": mockai_location(),
     }
@@ -875,6 +890,7 @@ def start_workers(workdir: Path, servers: list[Server]) -> list[Server]:
 def finish(results: dict[str, Any], args: argparse.Namespace) -> int:
     """Print the report (and save the runs); the exit status."""
     results["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results["stolen"] = stolen(results.pop("ticks_before"))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     print(report(results, args))

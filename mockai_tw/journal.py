@@ -510,10 +510,10 @@ class Journal:
         for _ in range(min(len(ring) - self.size, len(ring) - 1)):
             old = popleft()
             held -= len(old) if type(old) is bytes else old[0]
+        while len(ring) > 1 and held > self.max_bytes:
+            old = popleft()
+            held -= len(old) if type(old) is bytes else old[0]
         self._bytes = held
-        while len(ring) > 1 and self._bytes > self.max_bytes:
-            old = ring.popleft()
-            self._bytes -= len(old) if type(old) is bytes else old[0]
 
     def __len__(self) -> int:
         self.flush()

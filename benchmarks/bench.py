@@ -55,6 +55,7 @@ else:  # run as a script: its own directory is on sys.path
     import streams
 
 STREAM_BODY, log, median = streams.STREAM_BODY, streams.log, streams.median
+cpu_ticks, stolen = streams.cpu_ticks, streams.stolen
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "sk-bench"
@@ -287,24 +288,6 @@ def machine_cpu_seconds() -> float:
     """CPU seconds all cores have spent busy since boot (/proc/stat, Linux)."""
     _steal, busy = cpu_ticks()
     return busy / os.sysconf("SC_CLK_TCK") if busy else float("nan")
-
-
-def cpu_ticks() -> tuple[int, int]:
-    """Ticks the host stole from this VM and ticks busy, steal included, all
-    cores since boot (/proc/stat; zeros where there is none)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return 0, 0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-    return steal, user + nice + system + irq + softirq + steal
-
-
-def stolen(before: tuple[int, int]) -> float:
-    """The share of busy time since ``before`` (``cpu_ticks``) that the host
-    took: what a VM's pacing and throughput lose to its neighbours."""
-    steal, busy = (now - then for now, then in zip(cpu_ticks(), before, strict=True))
-    return steal / busy if busy > 0 else 0.0
 
 
 def children_cpu_seconds() -> float:

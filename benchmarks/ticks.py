@@ -4,16 +4,21 @@ Issue #17's third target (1,000 streams of 50 chunks every 20 ms, back to
 back) is bound by what each chunk costs after its stream started: the
 ticker's turn, the chunk rendered, framed and sent, the metrics' gap.  Here
 ``--streams`` streaming requests (1,000) are opened on a Site driven by a
-fake clock (``HeapClock``) over in-memory transports, their starts spread
-over one chunk interval as back-to-back load spreads them, and the clock is then
-advanced tick by tick.  Only the ticks between the last start and the first
+fake clock (``HeapClock``), their starts spread over one chunk interval as
+back-to-back load spreads them, and the clock is then advanced tick by tick.
+Each connection is a real ``tcp.Server`` on a socket that takes every send
+(``daemon_transport``): the bytes take the daemon's write path -- mockai's
+queue sent at the round's end, Twisted's write event for bare twisted.web --
+less the system calls (``--memory``: ``StringTransport``s instead, which
+both paths bypass).  Only the ticks between the last start and the first
 stream's end are timed (CPU time, ``time.process_time``): what is left is
-the steady per-chunk work, divided by the chunks (transport writes) those
-ticks made.  Starts and ends are ``inprocess.py --stream``'s and the rest
-of the pipeline's business.
+the steady per-chunk work, divided by the chunks (sends) those ticks made.
+Starts and ends are ``inprocess.py --stream``'s and the rest of the
+pipeline's business.
 
     python benchmarks/ticks.py [--streams 1000] [--reps 7] [--no-journal]
-        [--no-metrics] [--gc-off] [--no-bare] [--baseline DIR] [--profile FILE]
+        [--no-metrics] [--gc-off] [--no-bare] [--memory] [--baseline DIR]
+        [--profile FILE] [--instructions]
 
 Each server runs in a child process of its own, reps interleaved, and the
 report is each one's median and their ratios.  The bare server is
@@ -80,6 +85,90 @@ class Sink(StringTransport):
 
     def writeSequence(self, data: Iterable[bytes]) -> None:
         self.write(b"".join(data))
+
+
+class FakeSocket:
+    """What a ``tcp.Server`` asks of its socket here: every send taken whole,
+    counted, the last kept; no system call."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.last = b""
+
+    def send(self, data: bytes | memoryview) -> int:
+        # (Twisted's write event sends a memoryview of its buffer.)
+        self.writes += 1
+        self.last = data if type(data) is bytes else bytes(data)
+        return len(data)
+
+    def fileno(self) -> int:
+        return -1
+
+    def setblocking(self, flag: bool) -> None:
+        pass
+
+    def setsockopt(self, *args: Any) -> None:
+        pass
+
+    def getsockname(self) -> tuple[str, int]:
+        return ("127.0.0.1", 8082)
+
+    def getpeername(self) -> tuple[str, int]:
+        return ("127.0.0.1", 40000)
+
+
+class FakeReactor:
+    """The reactor a ``tcp.Server`` is given: its timers on the rep's clock,
+    its reader and writer registrations ignored (the sockets never block)."""
+
+    def __init__(self, clock: HeapClock) -> None:
+        self.callLater = clock.callLater
+        self.seconds = clock.seconds
+        self._writers: set[Any] = set()
+
+    def addReader(self, reader: Any) -> None:
+        pass
+
+    def removeReader(self, reader: Any) -> None:
+        pass
+
+    def addWriter(self, writer: Any) -> None:
+        # The write event, at the end of the round (the socket is always
+        # writable): Twisted's own write path, as bare twisted.web takes it.
+        if writer not in self._writers:
+            self._writers.add(writer)
+            self.callLater(0, self._writable, writer)
+
+    def removeWriter(self, writer: Any) -> None:
+        self._writers.discard(writer)
+
+    def _writable(self, writer: Any) -> None:
+        if writer in self._writers and writer.connected:
+            writer.doWrite()
+
+
+class _Port:
+    """The listening port a ``tcp.Server`` names (its ``_realPortNumber``)."""
+
+    _realPortNumber = 8082
+
+
+def daemon_transport(protocol: Any, clock: HeapClock, session: int) -> Any:
+    """A real ``tcp.Server`` around a ``FakeSocket``: the daemon's own write
+    paths (mockai's ``GuardedChannel.send_now`` and the round's sends,
+    Twisted's write event for bare twisted.web), which a ``StringTransport``
+    would bypass, less the system calls."""
+    from twisted.internet import tcp
+
+    transport = tcp.Server(
+        FakeSocket(),  # type: ignore[arg-type]
+        protocol,
+        ("127.0.0.1", 40000),
+        _Port(),  # type: ignore[arg-type]
+        session,
+        FakeReactor(clock),  # type: ignore[arg-type]
+    )
+    return transport
 
 
 class _Call:
@@ -177,25 +266,34 @@ def _bare(journal: bool, metrics: bool) -> tuple[Any, Any]:
     return site, clock
 
 
-def _rep(site: Any, clock: Any, streams: int, gc_off: bool) -> tuple[float, int]:
-    """CPU seconds and chunks of the steady ticks of ``streams`` streams."""
+def _rep(
+    site: Any, clock: Any, streams: int, gc_off: bool, memory: bool = False
+) -> tuple[float, int]:
+    """CPU seconds and chunks of the steady ticks of ``streams`` streams
+    (``memory``: over ``Sink``, not ``daemon_transport``)."""
     from twisted.internet.error import ConnectionDone
     from twisted.python.failure import Failure
 
-    opened: list[tuple[Any, Sink]] = []
+    # Each stream's protocol, where its bytes are counted, and its transport.
+    opened: list[tuple[Any, Sink | FakeSocket, Any]] = []
     starts = round(INTERVAL_S / TICK_S)
     for group in range(starts):
         for _ in range(streams * (group + 1) // starts - len(opened)):
             protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
-            transport = Sink()
+            if memory:
+                transport: Any = Sink()
+                sink: Sink | FakeSocket = transport
+            else:
+                transport = daemon_transport(protocol, clock, len(opened))
+                sink = transport.socket
             protocol.makeConnection(transport)
             protocol.dataReceived(inprocess.STREAM_REQUEST)
-            opened.append((protocol, transport))
+            opened.append((protocol, sink, transport))
         clock.advance(TICK_S)
     # Every stream started within one interval: the last ends (CHUNKS - 1)
     # intervals after its start; the first a little earlier.
     steady = round((CHUNKS - 2) * INTERVAL_S / TICK_S) - starts
-    before = sum(t.writes for _, t in opened)
+    before = sum(sink.writes for _, sink, _ in opened)
     gc.collect()
     if gc_off:
         gc.disable()
@@ -204,12 +302,13 @@ def _rep(site: Any, clock: Any, streams: int, gc_off: bool) -> tuple[float, int]
     deque(starmap(clock.advance, repeat((TICK_S,), steady)), maxlen=0)
     cpu = time.process_time() - cpu
     gc.enable()
-    chunks = sum(t.writes for _, t in opened) - before
+    chunks = sum(sink.writes for _, sink, _ in opened) - before
     for _ in range(4 * starts):
         clock.advance(TICK_S)
-    for protocol, transport in opened:
-        if not transport.last.endswith(b"0\r\n\r\n"):
-            raise SystemExit(f"a stream did not end: {transport.last[-200:]!r}")
+    for protocol, sink, transport in opened:
+        if not sink.last.endswith(b"0\r\n\r\n"):
+            raise SystemExit(f"a stream did not end: {sink.last[-200:]!r}")
+        transport.connected = False
         protocol.connectionLost(Failure(ConnectionDone()))
     if chunks < streams * (CHUNKS - 4):
         raise SystemExit(f"only {chunks} chunks in the steady ticks")
@@ -222,13 +321,14 @@ def _child(args: argparse.Namespace) -> None:
     site, clock = make(not args.no_journal, not args.no_metrics)
     if args.once:
         # Under callgrind: a warm-up, one rep, and its chunks.
-        _rep(site, clock, args.once // 10 or 1, args.gc_off)
-        print(json.dumps(_rep(site, clock, args.once, args.gc_off)[1]), flush=True)
+        _rep(site, clock, args.once // 10 or 1, args.gc_off, args.memory)
+        chunks = _rep(site, clock, args.once, args.gc_off, args.memory)[1]
+        print(json.dumps(chunks), flush=True)
         return
     for line in sys.stdin:
         if not line.strip():
             break
-        cpu, chunks = _rep(site, clock, int(line), args.gc_off)
+        cpu, chunks = _rep(site, clock, int(line), args.gc_off, args.memory)
         print(json.dumps(cpu / chunks * 1e6), flush=True)
 
 
@@ -246,6 +346,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--streams", type=int, default=1000, help="per rep")
     parser.add_argument("--gc-off", action="store_true", help="time with gc off")
     parser.add_argument("--no-bare", action="store_true", help="skip bare twisted")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="over in-memory transports (the figures before the daemon's write path)",
+    )
     inprocess.common_options(
         parser, "count instructions per chunk instead (valgrind; use ~200 streams)"
     )
@@ -257,13 +362,13 @@ def main(argv: list[str] | None = None) -> None:
         import cProfile
 
         site, clock = _mockai(not args.no_journal, not args.no_metrics)
-        _rep(site, clock, args.streams // 10 or 1, args.gc_off)
+        _rep(site, clock, args.streams // 10 or 1, args.gc_off, args.memory)
         profiler = cProfile.Profile()
         # Only the steady ticks: enabled around clock.advance's timed loop
         # would need hooks in _rep; the starts and ends are a small share.
         profiler.enable()
         for _ in range(args.reps):
-            _rep(site, clock, args.streams, args.gc_off)
+            _rep(site, clock, args.streams, args.gc_off, args.memory)
         profiler.disable()
         profiler.dump_stats(args.profile)
         return
@@ -273,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
             ("--no-journal", args.no_journal),
             ("--no-metrics", args.no_metrics),
             ("--gc-off", args.gc_off),
+            ("--memory", args.memory),
         )
         if on
     ]

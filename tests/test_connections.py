@@ -22,6 +22,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
@@ -451,6 +452,32 @@ class SendNowTests(TestCase):
             [_drain(theirs) for _, _, theirs, _ in pairs],
             [b"answer 0", b"answer 1", b"answer 2"],
         )
+
+    async def test_queued_past_the_buffer_size_pauses_the_producer(self) -> None:
+        channel, transport, _theirs, _counted = self._pair()
+        paused: list[str] = []
+
+        @implementer(IPushProducer)
+        class Producer:
+            def pauseProducing(self) -> None:
+                paused.append("pause")
+
+            def resumeProducing(self) -> None:
+                paused.append("resume")
+
+            def stopProducing(self) -> None:
+                paused.append("stop")
+
+        transport.registerProducer(Producer(), True)
+        self.addCleanup(transport.unregisterProducer)
+        size = transport.bufferSize
+        channel.send_now(b"x" * (size // 2))
+        channel.send_now(b"y" * (size // 2))
+        # At the buffer's size, not past it: Twisted's own test.
+        self.assertEqual((paused, transport.producerPaused), ([], False))
+        channel.send_now(b"z")
+        self.assertEqual((paused, transport.producerPaused), (["pause"], True))
+        await _round()
 
     async def test_a_send_that_fails_strands_nothing(self) -> None:
         (first, _, theirs_1, counted), (second, _, theirs_2, _) = (

@@ -216,7 +216,7 @@ class GuardedChannel(http.HTTPChannel):
         """
         transport: Any = self.transport
         if (
-            type(transport) is not tcp.Server
+            type(transport) is not _TCP_SERVER
             or not transport.connected
             or transport._writeDisconnected
             or transport.disconnecting
@@ -229,8 +229,14 @@ class GuardedChannel(http.HTTPChannel):
         # Twisted's to write (its write event is asked for).
         waiting = transport._tempDataLen
         transport._tempDataBuffer.append(data)
-        transport._tempDataLen += len(data)
-        transport._maybePauseProducer()
+        size = transport._tempDataLen = waiting + len(data)
+        if (
+            transport.producer is not None
+            and size + len(transport.dataBuffer) > transport.bufferSize
+        ):
+            # Twisted's own test (``_isSendBufferFull``), made here first:
+            # it is false for nearly every chunk, and two calls a chunk.
+            transport._maybePauseProducer()
         if waiting:
             return
         queued = _QUEUED
@@ -735,6 +741,7 @@ def listen(
     return listening
 
 
+_TCP_SERVER = tcp.Server
 # Transports written to in this round of the reactor, to send at its end.
 _QUEUED: list[Any] = []
 # Sent at once when this many are queued (see ``send_now``).

@@ -88,11 +88,8 @@ class SteadyStepTests(SynchronousTestCase):
             self.assertEqual(got, want)
             self.assertEqual(fast._at, general._at)
 
-    def test_a_running_stream_takes_the_steady_step(self) -> None:
-        """Between its first and its last chunk, ticked once per interval, a
-        stream never needs the general loop (the short cut is used)."""
-        plan = _plan([f" w{i}" for i in range(10)], pacing=Pacing(0.0, 0.02))
-        stream = chat.TextStream(plan, plan.choices[0])
+    def _general_calls(self) -> list[int]:
+        """Where each call of the general loop found the stream's cursor."""
         general: list[int] = []
         take_due = chat.TextStream._take_due
 
@@ -107,12 +104,46 @@ class SteadyStepTests(SynchronousTestCase):
             return take_due(self, start, now, out, limit)
 
         self.patch(chat.TextStream, "_take_due", counted)
+        return general
+
+    def test_a_running_stream_takes_the_steady_step(self) -> None:
+        """Between its first and its last chunk, ticked once per interval, a
+        stream never needs the general loop (the short cut is used)."""
+        plan = _plan([f" w{i}" for i in range(10)], pacing=Pacing(0.0, 0.02))
+        stream = chat.TextStream(plan, plan.choices[0])
+        general = self._general_calls()
         start = 1795524932.2511227
         now = start
         while stream.take_due(start, now, [], 1 << 16) is not None:
             now = start + stream._due(stream._at)  # type: ignore[operator]
-        # The role chunk with the first piece, and the last piece with the end.
-        self.assertEqual(general, [0, 10])
+        # The role chunk with the first piece, and the end after the last piece.
+        self.assertEqual(general, [0, 11])
+
+    def test_a_late_stream_takes_its_pieces_without_the_general_loop(self) -> None:
+        """Ticked two intervals apart (a tick a whole interval late), a stream
+        owes two pieces at a time: rendered together, as the general loop
+        would, and not by it."""
+        pieces = [f" w{i}" for i in range(10)]
+        plan = _plan(pieces, pacing=Pacing(0.0, 0.02))
+        stream = chat.TextStream(plan, plan.choices[0])
+        general = self._general_calls()
+        start = 1795524932.2511227
+        writes: list[list[bytes]] = []
+        now = start
+        while True:
+            out: list[bytes] = []
+            due = stream.take_due(start, now, out, 1 << 16)
+            writes.append(out)
+            if due is None:
+                break
+            now = start + due + 0.02
+        self.assertEqual(general, [0, 11])
+        # Two pieces a write between the first (role, first piece) and the
+        # last (the finish chunk and [DONE] after the last piece).
+        self.assertEqual([len(w) for w in writes], [2, 2, 2, 2, 2, 3])
+        for n, w in enumerate(writes[1:5]):
+            self.assertIn(b'" w%d"' % (2 * n + 1), w[0])
+            self.assertIn(b'" w%d"' % (2 * n + 2), w[1])
 
     def test_drawn_gaps_take_the_general_loop(self) -> None:
         plan = _plan(["a", "b", "c"], pacing=Pacing.from_gaps(0.0, [0.01, 0.01]))

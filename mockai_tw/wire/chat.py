@@ -540,23 +540,55 @@ class TextStream:
         (``due_next``, ``next``).
 
         The steady step first: a content piece due, the next piece not yet
-        (fixed gaps), which is nearly every call of a running stream;
-        anything else takes the general loop (``_take_due``)."""
+        (fixed gaps), which is nearly every call of a running stream; then
+        content pieces due together (``_take_pieces``); anything else takes
+        the general loop (``_take_due``)."""
         at = self._at
         interval = self._interval_s
-        if interval is not None and 0 < at < self._count and limit > 0:
+        count = self._count
+        if interval is not None and 0 < at <= count and limit > 0:
             # Event ``at`` is piece ``at - 1``, event ``at + 1`` piece ``at``:
             # ``Pacing.due(at - 1)`` and ``Pacing.due(at)``, inline.
             first = self._first_s
             if start + (first + (at - 1) * interval) <= now:
                 due = first + at * interval
-                if start + due > now:
+                if at < count and start + due > now:
                     # Past it before it renders, as the general loop.
                     self._at = at + 1
                     piece = orjson.dumps(self._pieces[at - 1])
                     out.append(self._head + piece + self._template[2])
                     return due
+                return self._take_pieces(start, now, out, limit, interval)
         return self._take_due(start, now, out, limit)
+
+    def _take_pieces(
+        self, start: float, now: float, out: list[bytes], limit: int, interval: float
+    ) -> float | None:
+        """``take_due`` for a stream owed more than one content piece, or its
+        last (event ``self._at`` is a piece, due): the pieces rendered in a
+        loop of their own, what follows the last the general way.
+
+        A tick that comes a whole interval late (a server near capacity)
+        finds a share of its streams owing two pieces; through the general
+        loop, three calls an event, such a tick cost half as much again per
+        stream, came later still, and found more streams owing two."""
+        at = self._at
+        count = self._count
+        first = self._first_s
+        head, tail, pieces = self._head, self._template[2], self._pieces
+        size = 0
+        while True:
+            self._at = at + 1
+            data = head + orjson.dumps(pieces[at - 1]) + tail
+            out.append(data)
+            size += len(data)
+            at += 1
+            if at > count:
+                # The finish chunk and after, within what is left of ``limit``.
+                return self._take_due(start, now, out, limit - size)
+            due = first + (at - 1) * interval
+            if start + due > now or size >= limit:
+                return due
 
     def _take_due(
         self, start: float, now: float, out: list[bytes], limit: int

@@ -160,7 +160,7 @@ def daemon_transport(protocol: Any, clock: HeapClock, session: int) -> Any:
     would bypass, less the system calls."""
     from twisted.internet import tcp
 
-    transport = tcp.Server(
+    return tcp.Server(
         FakeSocket(),  # type: ignore[arg-type]
         protocol,
         ("127.0.0.1", 40000),
@@ -168,7 +168,6 @@ def daemon_transport(protocol: Any, clock: HeapClock, session: int) -> Any:
         session,
         FakeReactor(clock),  # type: ignore[arg-type]
     )
-    return transport
 
 
 class _Call:

@@ -741,6 +741,7 @@ def listen(
     return listening
 
 
+# The class ``send_now`` takes its own path for (one global load a chunk).
 _TCP_SERVER = tcp.Server
 # Transports written to in this round of the reactor, to send at its end.
 _QUEUED: list[Any] = []

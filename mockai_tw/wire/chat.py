@@ -569,9 +569,9 @@ class TextStream:
         loop of their own, what follows the last the general way.
 
         A tick that comes a whole interval late (a server near capacity)
-        finds a share of its streams owing two pieces; through the general
-        loop, three calls an event, such a tick cost half as much again per
-        stream, came later still, and found more streams owing two."""
+        finds a share of its streams owing two pieces; the general loop makes
+        three calls an event, and a write of two pieces cost 15% more so
+        (benchmarks/README.md, ninth round)."""
         at = self._at
         count = self._count
         first = self._first_s
